@@ -1,0 +1,373 @@
+//go:build linux
+
+package transport
+
+import (
+	"context"
+	"errors"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// NetlinkConn is a NETLINK_CONNECTOR socket. mdlayher/netlink dials it,
+// binds it and manages groups and options; sends to user ports or groups and
+// the recvmmsg receive path go through its raw descriptor, which the library
+// cannot do.
+type NetlinkConn struct {
+	nl          *netlink.Conn
+	raw         syscall.RawConn
+	port        uint32
+	sendTimeout time.Duration
+	closed      atomic.Bool
+	sendBufs    sync.Pool
+
+	// Receive state, owned by the one ReceiveBatch running at a time.
+	rmu       sync.Mutex
+	bound     *Batch // the batch hdrs point into
+	hdrs      []unix.Mmsghdr
+	iovs      []unix.Iovec
+	names     []unix.RawSockaddrNetlink
+	ctrl      []byte
+	recvFn    func(fd uintptr) bool
+	recvN     int
+	recvErr   syscall.Errno
+	lastDrops uint32 // drop counter at the last loss report
+	congested bool   // ENOBUFS seen, queue not yet drained
+}
+
+var _ Conn = (*NetlinkConn)(nil)
+
+const ctrlSlot = (unix.SizeofCmsghdr + unix.SizeofUcred + 7) &^ 7
+
+// Dial opens a NETLINK_CONNECTOR socket bound to a port id the kernel
+// assigns, with SO_PASSCRED on so that every message carries its sender's
+// credentials.
+func Dial(opts ...DialOption) (*NetlinkConn, error) {
+	cfg := newDialConfig(opts)
+	for _, g := range cfg.groups {
+		if err := CheckGroup(g); err != nil {
+			return nil, &OpError{Op: "dial", Err: err}
+		}
+	}
+	nl, err := netlink.Dial(unix.NETLINK_CONNECTOR, &netlink.Config{})
+	if err != nil {
+		if errors.Is(err, unix.EPROTONOSUPPORT) {
+			err = errors.Join(ErrNotSupported, err)
+		}
+		return nil, &OpError{Op: "dial", Err: err}
+	}
+	c := &NetlinkConn{nl: nl, port: nl.PID(), sendTimeout: cfg.sendTimeout}
+	c.recvFn = c.recvmmsg
+	fail := func(op string, err error) (*NetlinkConn, error) {
+		nl.Close()
+		return nil, &OpError{Op: op, Err: err}
+	}
+	if c.raw, err = nl.SyscallConn(); err != nil {
+		return fail("dial", err)
+	}
+	var serr error
+	if err := c.raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+	}); err != nil || serr != nil {
+		return fail("set-passcred", errors.Join(err, serr))
+	}
+	if cfg.readBuffer > 0 {
+		if err := nl.SetReadBuffer(cfg.readBuffer); err != nil {
+			return fail("set-read-buffer", err)
+		}
+	}
+	for _, g := range cfg.groups {
+		if err := nl.JoinGroup(g); err != nil {
+			return fail("join", err)
+		}
+	}
+	d, err := c.readDrops()
+	if err != nil {
+		return fail("meminfo", err)
+	}
+	c.lastDrops = d
+	return c, nil
+}
+
+// Port is the port id the kernel assigned.
+func (c *NetlinkConn) Port() uint32 { return c.port }
+
+// JoinGroup joins multicast group 1..32.
+func (c *NetlinkConn) JoinGroup(group uint32) error {
+	if err := CheckGroup(group); err != nil {
+		return &OpError{Op: "join", Err: err}
+	}
+	if err := c.nl.JoinGroup(group); err != nil {
+		return &OpError{Op: "join", Err: c.mapErr(err)}
+	}
+	return nil
+}
+
+// LeaveGroup leaves multicast group 1..32.
+func (c *NetlinkConn) LeaveGroup(group uint32) error {
+	if err := CheckGroup(group); err != nil {
+		return &OpError{Op: "leave", Err: err}
+	}
+	if err := c.nl.LeaveGroup(group); err != nil {
+		return &OpError{Op: "leave", Err: c.mapErr(err)}
+	}
+	return nil
+}
+
+// ReadBuffer returns the socket's receive buffer size as the kernel reports it.
+func (c *NetlinkConn) ReadBuffer() (int, error) { return c.nl.ReadBuffer() }
+
+// SetReadBuffer sets the receive buffer (SO_RCVBUFFORCE when permitted).
+func (c *NetlinkConn) SetReadBuffer(bytes int) error { return c.nl.SetReadBuffer(bytes) }
+
+// SetReadDeadline bounds a blocking ReceiveBatch; zero means no deadline.
+func (c *NetlinkConn) SetReadDeadline(t time.Time) error { return c.nl.SetReadDeadline(t) }
+
+// SetOption sets a boolean netlink socket option.
+func (c *NetlinkConn) SetOption(option netlink.ConnOption, enable bool) error {
+	return c.nl.SetOption(option, enable)
+}
+
+// SyscallConn exposes the raw socket for options this package does not wrap.
+func (c *NetlinkConn) SyscallConn() (syscall.RawConn, error) { return c.raw, nil }
+
+// Close closes the socket; a pending ReceiveBatch returns ErrClosed.
+func (c *NetlinkConn) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	return c.nl.Close()
+}
+
+func (c *NetlinkConn) mapErr(err error) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	return err
+}
+
+func groupMask(group uint32) uint32 {
+	if group == 0 {
+		return 0
+	}
+	return 1 << (group - 1)
+}
+
+// Send encodes m into one datagram and sends it. Sends never wait on the Go
+// poller: a full unicast receiver does not wake the sender's descriptor, so
+// EAGAIN is retried with a short backoff until ctx or the send timeout ends.
+func (c *NetlinkConn) Send(ctx context.Context, to Addr, m *Message) error {
+	if to.Group != 0 {
+		if err := CheckGroup(to.Group); err != nil {
+			return &OpError{Op: "send", Addr: &to, Err: err}
+		}
+	}
+	bp, _ := c.sendBufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer c.sendBufs.Put(bp)
+	buf, err := AppendDatagram((*bp)[:0], m, m.Seq, c.port)
+	*bp = buf
+	if err != nil {
+		return &OpError{Op: "send", Addr: &to, Err: err}
+	}
+	sa := unix.RawSockaddrNetlink{Family: unix.AF_NETLINK, Pid: to.Port, Groups: groupMask(to.Group)}
+	var deadline time.Time
+	for wait := 20 * time.Microsecond; ; {
+		var errno syscall.Errno
+		if err := c.raw.Write(func(fd uintptr) bool {
+			_, _, errno = unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+				unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrNetlink)
+			return true
+		}); err != nil {
+			return &OpError{Op: "send", Addr: &to, Err: c.mapErr(err)}
+		}
+		switch errno {
+		case 0:
+			return nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+		default:
+			return &OpError{Op: "send", Addr: &to, Err: errno}
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(c.sendTimeout)
+			if d, ok := ctx.Deadline(); ok {
+				deadline = d
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return &OpError{Op: "send", Addr: &to, Err: err}
+		}
+		if time.Now().After(deadline) {
+			return &OpError{Op: "send", Addr: &to, Err: ErrSendTimeout}
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, time.Millisecond)
+	}
+}
+
+// bind points the mmsghdrs at b's slots; it runs again only when the caller
+// switches batches.
+func (c *NetlinkConn) bind(b *Batch) {
+	n := b.Cap()
+	c.bound = b
+	c.hdrs = make([]unix.Mmsghdr, n)
+	c.iovs = make([]unix.Iovec, n)
+	c.names = make([]unix.RawSockaddrNetlink, n)
+	c.ctrl = make([]byte, n*ctrlSlot)
+	for i := range c.hdrs {
+		slot := b.Slot(i)
+		c.iovs[i].Base = &slot[0]
+		c.iovs[i].SetLen(len(slot))
+		h := &c.hdrs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&c.names[i]))
+		h.Iov = &c.iovs[i]
+		h.Iovlen = 1
+		h.Control = &c.ctrl[i*ctrlSlot]
+	}
+}
+
+func (c *NetlinkConn) recvmmsg(fd uintptr) bool {
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.hdrs[0])),
+			uintptr(len(c.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		c.recvN, c.recvErr = int(n), errno
+		return true
+	}
+}
+
+// ReceiveBatch fills b with every datagram queued, up to b.Cap(), waiting
+// for the first one. ENOBUFS does not end anything: it becomes b.Lost, the
+// exact number of datagrams dropped (SO_MEMINFO drop counter).
+func (c *NetlinkConn) ReceiveBatch(ctx context.Context, b *Batch) error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	b.Reset()
+	if c.bound != b {
+		c.bind(b)
+	}
+	for i := range c.hdrs {
+		c.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrNetlink
+		c.hdrs[i].Hdr.SetControllen(ctrlSlot)
+		c.hdrs[i].Hdr.Flags = 0
+	}
+	if done := ctx.Done(); done != nil {
+		if err := ctx.Err(); err != nil {
+			return &OpError{Op: "receive", Err: err}
+		}
+		stop := context.AfterFunc(ctx, func() { c.nl.SetReadDeadline(time.Unix(1, 0)) })
+		defer func() {
+			if !stop() {
+				c.nl.SetReadDeadline(time.Time{})
+			}
+		}()
+	}
+	if err := c.raw.Read(c.recvFn); err != nil {
+		if ctx.Err() != nil {
+			return &OpError{Op: "receive", Err: ctx.Err()}
+		}
+		return &OpError{Op: "receive", Err: c.mapErr(err)}
+	}
+	switch c.recvErr {
+	case 0:
+	case unix.ENOBUFS:
+		c.congested = true
+		return c.reportDrops(b)
+	default:
+		return &OpError{Op: "receive", Err: c.recvErr}
+	}
+	for i := 0; i < c.recvN; i++ {
+		h := &c.hdrs[i]
+		slot := b.Slot(i)
+		data := slot[:min(int(h.Len), len(slot))]
+		from, group := c.names[i].Pid, uint32(0)
+		if mask := c.names[i].Groups; mask != 0 {
+			group = uint32(bits.TrailingZeros32(mask)) + 1
+		}
+		creds := parseCreds(c.ctrl[i*ctrlSlot : i*ctrlSlot+int(h.Hdr.Controllen)])
+		if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
+			b.Datagrams++
+			b.Bytes += len(data)
+			b.AddMalformed(data, from, group, creds, &DecodeError{Err: ErrTruncated})
+			continue
+		}
+		b.AddDatagram(data, from, group, creds)
+	}
+	// A batch that did not fill up drained the queue: any drops that
+	// happened after the ENOBUFS report are final now.
+	if c.congested && c.recvN < len(c.hdrs) {
+		c.congested = false
+		return c.reportDrops(b)
+	}
+	return nil
+}
+
+func (c *NetlinkConn) reportDrops(b *Batch) error {
+	d, err := c.readDrops()
+	if err != nil {
+		return &OpError{Op: "meminfo", Err: c.mapErr(err)}
+	}
+	b.Lost += uint64(d - c.lastDrops) // the counter is a wrapping u32
+	c.lastDrops = d
+	return nil
+}
+
+// parseCreds reads SCM_CREDENTIALS from a control buffer without allocating.
+func parseCreds(ctrl []byte) Credentials {
+	for len(ctrl) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(ctrl) {
+			break
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_CREDENTIALS && l >= unix.SizeofCmsghdr+unix.SizeofUcred {
+			u := (*unix.Ucred)(unsafe.Pointer(&ctrl[unix.SizeofCmsghdr]))
+			return Credentials{PID: uint32(u.Pid), UID: u.Uid, GID: u.Gid}
+		}
+		ctrl = ctrl[min((l+7)&^7, len(ctrl)):]
+	}
+	return Credentials{}
+}
+
+// Drops returns the socket's cumulative drop counter (SK_MEMINFO_DROPS), the
+// Drops column of /proc/net/netlink.
+func (c *NetlinkConn) Drops() (uint64, error) {
+	d, err := c.readDrops()
+	if err != nil {
+		return 0, &OpError{Op: "meminfo", Err: c.mapErr(err)}
+	}
+	return uint64(d), nil
+}
+
+func (c *NetlinkConn) readDrops() (uint32, error) {
+	var mem [unix.SK_MEMINFO_VARS]uint32
+	var errno syscall.Errno
+	err := c.raw.Control(func(fd uintptr) {
+		l := uint32(unsafe.Sizeof(mem))
+		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&l)), 0)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		return 0, errno
+	}
+	return mem[unix.SK_MEMINFO_DROPS], nil
+}

@@ -1,0 +1,54 @@
+package transport
+
+import "time"
+
+// A DialOption configures Dial.
+type DialOption interface{ apply(*dialConfig) }
+
+type dialConfig struct {
+	readBuffer  int
+	groups      []uint32
+	sendTimeout time.Duration
+}
+
+type optionFunc func(*dialConfig)
+
+func (f optionFunc) apply(c *dialConfig) { f(c) }
+
+// DefaultSendTimeout bounds how long Send waits for a full unicast receiver
+// when the context has no deadline.
+const DefaultSendTimeout = 5 * time.Second
+
+// WithReadBuffer sets the socket's receive buffer in bytes. As root it uses
+// SO_RCVBUFFORCE and so is not capped by net.core.rmem_max; the kernel
+// doubles the value for bookkeeping.
+func WithReadBuffer(bytes int) DialOption {
+	return optionFunc(func(c *dialConfig) { c.readBuffer = bytes })
+}
+
+// WithGroups joins multicast groups at dial time.
+func WithGroups(groups ...uint32) DialOption {
+	return optionFunc(func(c *dialConfig) { c.groups = append(c.groups, groups...) })
+}
+
+// WithSendTimeout bounds how long Send waits for a full unicast receiver
+// when the context carries no deadline (default DefaultSendTimeout).
+func WithSendTimeout(d time.Duration) DialOption {
+	return optionFunc(func(c *dialConfig) { c.sendTimeout = d })
+}
+
+func newDialConfig(opts []DialOption) dialConfig {
+	cfg := dialConfig{sendTimeout: DefaultSendTimeout}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	return cfg
+}
+
+// CheckGroup returns ErrInvalidGroup unless 1 <= group <= MaxGroup.
+func CheckGroup(group uint32) error {
+	if group < 1 || group > MaxGroup {
+		return ErrInvalidGroup
+	}
+	return nil
+}
