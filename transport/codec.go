@@ -82,13 +82,13 @@ func nlmsgAlign(n int) int { return (n + 3) &^ 3 }
 // decoded before the fault and a *DecodeError; it never panics. NLM_F_MULTI
 // and the other header flags do not change how a message is read.
 func DecodeDatagram(dst []Message, b []byte) ([]Message, error) {
-	err := walkDatagram(b, func(m *Message) { dst = append(dst, *m) })
+	err := walkDatagram(b, func(m Message) { dst = append(dst, m) })
 	return dst, err
 }
 
 // walkDatagram calls fn for each cn_msg in datagram b, stopping at the first
 // fault. A datagram may hold several nlmsgs, each aligned to 4 bytes.
-func walkDatagram(b []byte, fn func(*Message)) error {
+func walkDatagram(b []byte, fn func(Message)) error {
 	if len(b) < NlmsgHeaderLen {
 		return &DecodeError{Err: ErrShortDatagram}
 	}
@@ -121,7 +121,7 @@ func walkDatagram(b []byte, fn func(*Message)) error {
 
 // walkCnMsgs decodes the cn_msgs packed back to back in one nlmsg payload,
 // as the kernel's cn_netlink_send_mult writes them.
-func walkCnMsgs(p []byte, base int, fn func(*Message)) error {
+func walkCnMsgs(p []byte, base int, fn func(Message)) error {
 	if len(p) < CnMsgHeaderLen {
 		return &DecodeError{Err: ErrShortCnMsg, Offset: base}
 	}
@@ -133,7 +133,7 @@ func walkCnMsgs(p []byte, base int, fn func(*Message)) error {
 			err.(*DecodeError).Offset = base + off
 			return err
 		}
-		fn(&m)
+		fn(m)
 		off += CnMsgHeaderLen + len(m.Data)
 	}
 	return nil

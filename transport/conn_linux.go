@@ -47,8 +47,8 @@ var _ Conn = (*NetlinkConn)(nil)
 const ctrlSlot = (unix.SizeofCmsghdr + unix.SizeofUcred + 7) &^ 7
 
 // Dial opens a NETLINK_CONNECTOR socket bound to a port id the kernel
-// assigns, with SO_PASSCRED on so that every message carries its sender's
-// credentials.
+// assigns, with SO_PASSCRED on (see WithCredentials) so that every message
+// carries its sender's credentials.
 func Dial(opts ...DialOption) (*NetlinkConn, error) {
 	cfg := newDialConfig(opts)
 	for _, g := range cfg.groups {
@@ -72,11 +72,13 @@ func Dial(opts ...DialOption) (*NetlinkConn, error) {
 	if c.raw, err = nl.SyscallConn(); err != nil {
 		return fail("dial", err)
 	}
-	var serr error
-	if err := c.raw.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
-	}); err != nil || serr != nil {
-		return fail("set-passcred", errors.Join(err, serr))
+	if !cfg.noCreds {
+		var serr error
+		if err := c.raw.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+		}); err != nil || serr != nil {
+			return fail("set-passcred", errors.Join(err, serr))
+		}
 	}
 	if cfg.readBuffer > 0 {
 		if err := nl.SetReadBuffer(cfg.readBuffer); err != nil {

@@ -9,6 +9,7 @@ type dialConfig struct {
 	readBuffer  int
 	groups      []uint32
 	sendTimeout time.Duration
+	noCreds     bool
 }
 
 type optionFunc func(*dialConfig)
@@ -35,6 +36,13 @@ func WithGroups(groups ...uint32) DialOption {
 // when the context carries no deadline (default DefaultSendTimeout).
 func WithSendTimeout(d time.Duration) DialOption {
 	return optionFunc(func(c *dialConfig) { c.sendTimeout = d })
+}
+
+// WithCredentials controls SO_PASSCRED (on by default). Turned off, every
+// Received.Creds is zero and each receive costs the kernel less; sender
+// policies by uid need it on.
+func WithCredentials(enable bool) DialOption {
+	return optionFunc(func(c *dialConfig) { c.noCreds = !enable })
 }
 
 func newDialConfig(opts []DialOption) dialConfig {

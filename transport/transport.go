@@ -100,8 +100,8 @@ func (b *Batch) Reset() {
 func (b *Batch) AddDatagram(data []byte, from, group uint32, creds Credentials) {
 	b.Datagrams++
 	b.Bytes += len(data)
-	if err := walkDatagram(data, func(m *Message) {
-		b.Messages = append(b.Messages, Received{Message: *m, From: from, Group: group, Creds: creds})
+	if err := walkDatagram(data, func(m Message) {
+		b.Messages = append(b.Messages, Received{Message: m, From: from, Group: group, Creds: creds})
 	}); err != nil {
 		b.AddMalformed(data, from, group, creds, err)
 	}
