@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cnactor/cnactor/transport"
+)
+
+func runListen(ctx context.Context, args []string, e *env) error {
+	fs := newFlagSet("listen", e.stderr)
+	var groups groupsFlag
+	fs.Var(&groups, "group", "join multicast group 1..32 (repeatable)")
+	jsonOut := fs.Bool("json", false, "print one JSON object per message")
+	count := fs.Int("count", 0, "exit 0 after N messages (0 = never)")
+	timeout := fs.Duration("timeout", 0, "exit non-zero if this elapses first (0 = never)")
+	rcvbuf := fs.Int("rcvbuf", 4<<20, "socket receive buffer in bytes")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	conn, err := transport.Dial(transport.WithGroups(groups...), transport.WithReadBuffer(*rcvbuf))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	fmt.Fprintf(e.stderr, "listening port=%d groups=%s\n", conn.Port(), groups.String())
+	return listenLoop(ctx, conn, e, *jsonOut, *count)
+}
+
+func listenLoop(ctx context.Context, conn transport.Conn, e *env, jsonOut bool, count int) error {
+	out := bufio.NewWriter(e.stdout)
+	defer out.Flush()
+	batch := transport.NewBatch(0)
+	var line []byte
+	seen := 0
+	for {
+		if err := conn.ReceiveBatch(ctx, batch); err != nil {
+			out.Flush()
+			if errors.Is(err, context.DeadlineExceeded) {
+				return &exitError{code: 1, err: fmt.Errorf("timed out after %d message(s)", seen)}
+			}
+			if errors.Is(err, context.Canceled) {
+				return nil // interrupted by the user
+			}
+			return err
+		}
+		if batch.Lost > 0 {
+			fmt.Fprintf(e.stderr, "lost %d datagram(s): receive queue overflowed\n", batch.Lost)
+		}
+		for _, m := range batch.Malformed {
+			fmt.Fprintf(e.stderr, "malformed datagram from port %d (%d bytes): %v\n", m.From, len(m.Data), m.Err)
+		}
+		for i := range batch.Messages {
+			if jsonOut {
+				line = appendJSON(line[:0], &batch.Messages[i])
+			} else {
+				line = appendText(line[:0], &batch.Messages[i])
+			}
+			out.Write(append(line, '\n'))
+			seen++
+			if count > 0 && seen >= count {
+				return nil
+			}
+		}
+		if err := out.Flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// sendTimeout bounds a send when the user gave no -timeout.
+const sendTimeout = 5 * time.Second
