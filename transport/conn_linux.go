@@ -198,6 +198,11 @@ func (c *NetlinkConn) Send(ctx context.Context, to Addr, m *Message) error {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			if to.Group != 0 {
+				// The kernel multicast before it found to.Port full;
+				// a retry would deliver the multicast again.
+				return &OpError{Op: "send", Addr: &to, Err: errno}
+			}
 		default:
 			return &OpError{Op: "send", Addr: &to, Err: errno}
 		}

@@ -69,8 +69,9 @@ func TestIntegrationProcConnector(t *testing.T) {
 			case fork:
 				if u32(24) == pid {
 					sawFork = true
-					if u32(16) != uint32(os.Getpid()) {
-						t.Errorf("fork parent = %d, want %d", u32(16), os.Getpid())
+					// parent_pid (16) is the forking thread; parent_tgid (20) the process.
+					if u32(20) != uint32(os.Getpid()) {
+						t.Errorf("fork parent tgid = %d, want %d", u32(20), os.Getpid())
 					}
 				}
 			case exit:

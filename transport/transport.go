@@ -16,6 +16,9 @@ type Conn interface {
 	// Send encodes m and sends it to a port (0 is the kernel) or, when
 	// to.Group is set, to a multicast group. A unicast receiver whose queue
 	// is full makes Send wait, bounded by ctx and the socket's send timeout.
+	// With both Group and a non-zero Port set, the kernel multicasts and then
+	// unicasts to Port; if that queue is full, Send fails at once with EAGAIN
+	// (the multicast went out, and waiting would mean sending it again).
 	Send(ctx context.Context, to Addr, m *Message) error
 	// ReceiveBatch resets b and fills it with what is queued, waiting until
 	// at least one datagram or a loss report arrives, ctx is done, or the

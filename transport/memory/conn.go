@@ -155,10 +155,11 @@ func (c *Conn) Close() error {
 // Send encodes m with transport.AppendDatagram and delivers it as the
 // kernel would (see the package documentation): to the endpoint at to.Port,
 // waiting while its queue is full, or, when to.Group is set, to every other
-// member of the group without waiting and then to to.Port. Errors are
-// *transport.OpError wrapping transport.ErrInvalidGroup, ErrOversize,
-// ErrClosed, ErrSendTimeout, syscall.ECONNREFUSED (no such port) or the
-// context's error.
+// member of the group without waiting and then to to.Port (EAGAIN if its
+// queue is full). Errors are *transport.OpError wrapping
+// transport.ErrInvalidGroup, ErrOversize, ErrClosed, ErrSendTimeout,
+// syscall.ECONNREFUSED (no such port), syscall.EAGAIN or the context's
+// error.
 func (c *Conn) Send(ctx context.Context, to transport.Addr, m *transport.Message) error {
 	if to.Group != 0 {
 		if err := transport.CheckGroup(to.Group); err != nil {
@@ -209,26 +210,35 @@ func (c *Conn) unicast(ctx context.Context, port uint32, d *datagram) error {
 			(*h)(dst, d.received())
 			return nil
 		}
-		if err := dst.offer(d); err == syscall.ECONNREFUSED {
+		if err := dst.offer(d, true); err == syscall.ECONNREFUSED {
 			return err
 		}
 		return nil // the kernel drops what it cannot take; the sender never knows
 	case c.isKernel:
-		return dst.offer(d)
+		return dst.offer(d, true)
+	case d.group != 0:
+		// The multicast half is out: like the netlink conn, which would
+		// have to send it again to wait, fail at once (uncounted).
+		return dst.offer(d, false)
 	default:
 		return dst.push(ctx, c, d)
 	}
 }
 
-// offer queues d without waiting. A full or congested queue drops it,
-// counts the drop and reports EAGAIN; a closed one reports ECONNREFUSED.
-func (c *Conn) offer(d *datagram) error {
+// offer queues d without waiting. A full or congested queue reports EAGAIN
+// and, when count is set (the kernel's netlink_overrun: multicasts and the
+// kernel's own sends), counts a drop to report in the next Batch. A closed
+// queue reports ECONNREFUSED.
+func (c *Conn) offer(d *datagram, count bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return syscall.ECONNREFUSED
 	}
 	if c.n == len(c.ring) || c.congested {
+		if !count {
+			return syscall.EAGAIN
+		}
 		c.drops++
 		c.lost++
 		c.congested = true

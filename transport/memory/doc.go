@@ -28,7 +28,9 @@
 //   - A multicast is not delivered back to its sender, even when the sender
 //     is a member. Like a sendto with both nl_pid and nl_groups set, a send
 //     with both Port and Group set multicasts and then unicasts to Port;
-//     with Port 0 that unicast goes to the kernel.
+//     with Port 0 that unicast goes to the kernel. If Port's queue is full,
+//     Send fails at once with EAGAIN, as the netlink Conn does (waiting
+//     would mean multicasting again).
 //   - The kernel never makes anyone wait: a message to a kernel endpoint
 //     whose queue is full is dropped and counted, and a unicast from the
 //     kernel to a full queue is dropped, counted at the receiver and reported

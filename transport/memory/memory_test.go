@@ -486,11 +486,12 @@ func BenchmarkUnicast(b *testing.B) {
 	m := &transport.Message{ID: testID, Data: make([]byte, 64)}
 	ctx := context.Background()
 	to := transport.Addr{Port: r.Port()}
+	total := b.N
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		bt := transport.NewBatch(0)
-		for got := 0; got < b.N; got += len(bt.Messages) {
+		for got := 0; got < total; got += len(bt.Messages) {
 			if err := r.ReceiveBatch(ctx, bt); err != nil {
 				b.Error(err)
 				return
@@ -498,7 +499,7 @@ func BenchmarkUnicast(b *testing.B) {
 		}
 	}()
 	b.ReportAllocs()
-	for b.Loop() {
+	for range total {
 		if err := s.Send(ctx, to, m); err != nil {
 			b.Fatal(err)
 		}

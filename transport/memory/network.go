@@ -120,7 +120,7 @@ func (n *Network) multicast(from *Conn, d *datagram) {
 	defer n.mu.RUnlock()
 	for _, m := range n.members[d.group] {
 		if m != from {
-			m.offer(d)
+			m.offer(d, true)
 		}
 	}
 }
