@@ -36,6 +36,8 @@ type NetlinkConn struct {
 	names     []unix.RawSockaddrNetlink
 	ctrl      []byte
 	recvFn    func(fd uintptr) bool
+	tryFn     func(fd uintptr)
+	ready     bool
 	recvN     int
 	recvErr   syscall.Errno
 	lastDrops uint32 // drop counter at the last loss report
@@ -65,6 +67,7 @@ func Dial(opts ...DialOption) (*NetlinkConn, error) {
 	}
 	c := &NetlinkConn{nl: nl, port: nl.PID(), sendTimeout: cfg.sendTimeout}
 	c.recvFn = c.recvmmsg
+	c.tryFn = func(fd uintptr) { c.ready = c.recvmmsg(fd) }
 	fail := func(op string, err error) (*NetlinkConn, error) {
 		nl.Close()
 		return nil, &OpError{Op: op, Err: err}
@@ -274,22 +277,29 @@ func (c *NetlinkConn) ReceiveBatch(ctx context.Context, b *Batch) error {
 		c.hdrs[i].Hdr.SetControllen(ctrlSlot)
 		c.hdrs[i].Hdr.Flags = 0
 	}
-	if done := ctx.Done(); done != nil {
-		if err := ctx.Err(); err != nil {
-			return &OpError{Op: "receive", Err: err}
-		}
-		stop := context.AfterFunc(ctx, func() { c.nl.SetReadDeadline(time.Unix(1, 0)) })
-		defer func() {
-			if !stop() {
-				c.nl.SetReadDeadline(time.Time{})
-			}
-		}()
+	if err := ctx.Err(); err != nil {
+		return &OpError{Op: "receive", Err: err}
 	}
-	if err := c.raw.Read(c.recvFn); err != nil {
-		if ctx.Err() != nil {
-			return &OpError{Op: "receive", Err: ctx.Err()}
-		}
+	// Try once without waiting: under load the queue is never empty, and
+	// arming the context's wake-up (which allocates) is only needed to wait.
+	if err := c.raw.Control(c.tryFn); err != nil {
 		return &OpError{Op: "receive", Err: c.mapErr(err)}
+	}
+	if !c.ready {
+		if ctx.Done() != nil {
+			stop := context.AfterFunc(ctx, func() { c.nl.SetReadDeadline(time.Unix(1, 0)) })
+			defer func() {
+				if !stop() {
+					c.nl.SetReadDeadline(time.Time{})
+				}
+			}()
+		}
+		if err := c.raw.Read(c.recvFn); err != nil {
+			if ctx.Err() != nil {
+				return &OpError{Op: "receive", Err: ctx.Err()}
+			}
+			return &OpError{Op: "receive", Err: c.mapErr(err)}
+		}
 	}
 	switch c.recvErr {
 	case 0:

@@ -1,0 +1,58 @@
+package actors
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/cnactor/cnactor/transport"
+)
+
+// envelope carries one received message from the reader actor to a handler
+// actor. Its payload is a copy (the batch it came from is reused at once);
+// envelopes and their buffers are pooled, so delivery allocates nothing in
+// steady state.
+type envelope struct {
+	transport.Received
+	buf []byte
+}
+
+// maxPooledBuf keeps one oversized payload from pinning memory in the pool.
+const maxPooledBuf = 4096
+
+var envelopes = sync.Pool{New: func() any { return new(envelope) }}
+
+func newEnvelope(r *transport.Received) *envelope {
+	e := envelopes.Get().(*envelope)
+	e.Received = *r
+	e.buf = append(e.buf[:0], r.Data...)
+	e.Data = e.buf
+	return e
+}
+
+func (e *envelope) release() {
+	if cap(e.buf) > maxPooledBuf {
+		e.buf = nil
+	}
+	e.Received = transport.Received{}
+	envelopes.Put(e)
+}
+
+// counters are one callback's, updated by the reader and the handler actor.
+type counters struct {
+	received atomic.Uint64 // routed to the callback and admitted by its policy
+	handled  atomic.Uint64
+	failed   atomic.Uint64
+	dropped  atomic.Uint64 // mailbox overflow, or left queued at stop
+	rejected atomic.Uint64 // refused by the sender policy
+}
+
+// CallbackStats is a snapshot of one callback's counters. At any time
+// Received = Handled + Failed + Dropped + Queued.
+type CallbackStats struct {
+	Received uint64 // messages routed to the callback
+	Handled  uint64 // processed without error
+	Failed   uint64 // the handler returned an error or panicked
+	Dropped  uint64 // discarded by the mailbox's overflow policy or at stop
+	Queued   uint64 // waiting in the mailbox
+	Rejected uint64 // refused by the sender policy (not in Received)
+}

@@ -1,0 +1,233 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/transport"
+	"go.uber.org/zap"
+)
+
+// Sender sends from the connector's socket. Send sends m as it is (replies
+// keep the seq they answer); NextSeq numbers new messages.
+type Sender interface {
+	Send(ctx context.Context, to transport.Addr, m *transport.Message) error
+	NextSeq() uint32
+}
+
+// HandlerSpec describes a handler actor to spawn.
+type HandlerSpec struct {
+	ID          transport.CbID
+	Name        string
+	Handler     handlers.Handler
+	MailboxSize int      // DefaultMailboxSize if 0
+	Overflow    Overflow // DropNewest by default
+	Logger      *zap.Logger
+	Sender      Sender
+	// Context is done when the connector closes; handlers see it.
+	Context context.Context
+	// Props are extra protoactor props (supervision).
+	Props []actor.PropsOption
+}
+
+// ErrStopTimeout: a handler did not finish its current message in time.
+var ErrStopTimeout = errors.New("actors: handler did not stop in time")
+
+// HandlerRef is the runtime's handle on a running handler actor.
+type HandlerRef struct {
+	spec     HandlerSpec
+	log      *zap.Logger
+	pid      *actor.PID
+	mb       *mailbox
+	counters counters
+	stopped  chan struct{}
+	root     *actor.RootContext
+}
+
+// SpawnHandler starts a handler actor as a child of spawner.
+func SpawnHandler(spawner actor.SpawnerContext, root *actor.RootContext, spec HandlerSpec) (*HandlerRef, error) {
+	if spec.Handler == nil {
+		return nil, errors.New("actors: nil handler")
+	}
+	if spec.Context == nil {
+		spec.Context = context.Background()
+	}
+	log := spec.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	h := &HandlerRef{
+		spec:    spec,
+		log:     log.With(zap.Stringer("id", spec.ID), zap.String("name", spec.Name)),
+		stopped: make(chan struct{}),
+		root:    root,
+	}
+	h.mb = newMailbox(spec.MailboxSize, spec.Overflow, &h.counters)
+	h.mb.onPanic = h.onPanic
+	props := actor.PropsFromProducer(func() actor.Actor { return &handlerActor{ref: h} },
+		append([]actor.PropsOption{actor.WithMailbox(func() actor.Mailbox { return h.mb })}, spec.Props...)...)
+	pid, err := spawner.SpawnNamed(props, fmt.Sprintf("handler-%d-%d", spec.ID.Idx, spec.ID.Val))
+	if err != nil {
+		return nil, fmt.Errorf("actors: spawn handler %s: %w", spec.ID, err)
+	}
+	h.pid = pid
+	return h, nil
+}
+
+// PID is the handler actor's protoactor address.
+func (h *HandlerRef) PID() *actor.PID { return h.pid }
+
+// Spec returns what the handler was spawned with.
+func (h *HandlerRef) Spec() HandlerSpec { return h.spec }
+
+// Deliver copies r into an envelope and queues it; a full mailbox applies
+// the overflow policy. It never blocks.
+func (h *HandlerRef) Deliver(r *transport.Received) {
+	h.counters.received.Add(1)
+	h.mb.PostUserMessage(newEnvelope(r))
+}
+
+// Reject counts a message refused by the sender policy.
+func (h *HandlerRef) Reject() { h.counters.rejected.Add(1) }
+
+// Stats returns the callback's counters.
+func (h *HandlerRef) Stats() CallbackStats {
+	// Read the outcomes before received so that the snapshot never shows
+	// more outcomes than arrivals.
+	handled, failed, dropped := h.counters.handled.Load(), h.counters.failed.Load(), h.counters.dropped.Load()
+	received := h.counters.received.Load()
+	queued := uint64(0)
+	if done := handled + failed + dropped; received > done {
+		queued = received - done
+	}
+	return CallbackStats{
+		Received: received, Handled: handled, Failed: failed, Dropped: dropped,
+		Queued: queued, Rejected: h.counters.rejected.Load(),
+	}
+}
+
+type drainMarker struct{ done chan struct{} }
+
+// Drain waits until the handler has processed every message queued before
+// the call, or ctx ends.
+func (h *HandlerRef) Drain(ctx context.Context) error {
+	m := &drainMarker{done: make(chan struct{})}
+	h.mb.PostUserMessage(m)
+	select {
+	case <-m.done:
+		return nil
+	case <-h.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stop stops the actor and waits for it until ctx ends; envelopes still
+// queued are counted as dropped. A handler stuck inside Receive cannot be
+// interrupted: Stop then returns ErrStopTimeout and the actor stops when
+// Receive returns.
+func (h *HandlerRef) Stop(ctx context.Context) error {
+	h.root.Stop(h.pid)
+	select {
+	case <-h.stopped:
+	case <-ctx.Done():
+		h.mb.discard()
+		return fmt.Errorf("%w: %s: %w", ErrStopTimeout, h.spec.ID, ctx.Err())
+	}
+	h.mb.discard()
+	return nil
+}
+
+// Stopped is closed once the actor has stopped.
+func (h *HandlerRef) Stopped() <-chan struct{} { return h.stopped }
+
+func (h *HandlerRef) onPanic(reason, msg any) {
+	env, ok := msg.(*envelope)
+	if !ok {
+		h.log.Error("handler actor panicked outside a message", zap.Any("panic", reason), zap.ByteString("stack", debug.Stack()))
+		return
+	}
+	h.counters.failed.Add(1)
+	h.log.Error("handler panicked; message dropped",
+		zap.Uint32("seq", env.Seq), zap.Uint32("from", env.From),
+		zap.Any("panic", reason), zap.ByteString("stack", debug.Stack()))
+	env.release()
+}
+
+// handlerActor runs a Handler inside protoactor.
+type handlerActor struct {
+	ref *HandlerRef
+	hc  handlerContext
+}
+
+func (a *handlerActor) Receive(c actor.Context) {
+	switch m := c.Message().(type) {
+	case *envelope:
+		a.handle(m)
+	case *drainMarker:
+		close(m.done)
+	case *actor.Stopped:
+		close(a.ref.stopped)
+	}
+}
+
+func (a *handlerActor) handle(env *envelope) {
+	h := a.ref
+	a.hc = handlerContext{Context: h.spec.Context, ref: h, env: env}
+	err := h.spec.Handler.Receive(&a.hc, &env.Message)
+	a.hc.env = nil
+	if err != nil {
+		h.counters.failed.Add(1)
+		h.log.Warn("handler failed; message dropped", zap.Uint32("seq", env.Seq), zap.Uint32("from", env.From), zap.Error(err))
+	} else {
+		h.counters.handled.Add(1)
+	}
+	env.release()
+}
+
+// handlerContext is the handlers.Context of the message being handled.
+type handlerContext struct {
+	context.Context
+	ref *HandlerRef
+	env *envelope
+}
+
+var _ handlers.Context = (*handlerContext)(nil)
+
+// replyTimeout bounds a reply to a unicast peer whose queue stays full.
+const replyTimeout = time.Second
+
+func (c *handlerContext) Logger() *zap.Logger { return c.ref.log }
+func (c *handlerContext) Callback() (transport.CbID, string) {
+	return c.ref.spec.ID, c.ref.spec.Name
+}
+func (c *handlerContext) From() uint32                 { return c.env.From }
+func (c *handlerContext) Group() uint32                { return c.env.Group }
+func (c *handlerContext) Creds() transport.Credentials { return c.env.Creds }
+
+func (c *handlerContext) Reply(data []byte) error {
+	m := handlers.ReplyTo(&c.env.Message, data)
+	return c.send(&m, transport.Addr{Port: c.env.From})
+}
+
+func (c *handlerContext) send(m *transport.Message, to transport.Addr) error {
+	if c.ref.spec.Sender == nil {
+		return errors.New("actors: handler has no sender")
+	}
+	ctx, cancel := context.WithTimeout(c.Context, replyTimeout)
+	defer cancel()
+	return c.ref.spec.Sender.Send(ctx, to, m)
+}
+
+func (c *handlerContext) Send(m *transport.Message, to transport.Addr) error {
+	if m.Seq == 0 {
+		m.Seq = c.ref.spec.Sender.NextSeq()
+	}
+	return c.send(m, to)
+}

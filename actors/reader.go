@@ -1,0 +1,269 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cnactor/cnactor/dispatch"
+	"github.com/cnactor/cnactor/transport"
+	"go.uber.org/zap"
+)
+
+// Interceptor sees every admitted message before routing; returning true
+// consumes it. The requester uses it to take replies to pending exchanges.
+type Interceptor interface {
+	Intercept(r *transport.Received) bool
+}
+
+// ReaderConfig configures the socket-reader.
+type ReaderConfig struct {
+	Conn      transport.Conn
+	Table     *dispatch.Table
+	Logger    *zap.Logger
+	BatchSize int // datagrams per receive; transport.DefaultBatchSize if 0
+	// Intercept, if set, is offered each message before routing.
+	Intercept Interceptor
+}
+
+// ReaderStats are the socket-reader's counters.
+type ReaderStats struct {
+	Datagrams     uint64 // datagrams read from the socket
+	Bytes         uint64
+	Messages      uint64 // cn_msgs decoded
+	Malformed     uint64 // datagrams rejected by the decoder
+	KernelDrops   uint64 // datagrams the kernel dropped: the receive queue was full
+	Overflows     uint64 // receive-queue overflow episodes reported
+	Unknown       uint64 // messages for ids with no callback
+	Rejected      uint64 // messages refused by a sender policy
+	Intercepted   uint64 // messages consumed by the interceptor (replies)
+	ReceiveErrors uint64 // failed receive calls
+}
+
+type readerCounters struct {
+	datagrams, bytes, messages, malformed, kernelDrops, overflows,
+	unknown, rejected, intercepted, receiveErrors atomic.Uint64
+}
+
+// Reader is the socket-reader: a receive loop feeding a protoactor actor
+// that routes every message to its handler actor.
+type Reader struct {
+	cfg      ReaderConfig
+	log      *zap.Logger
+	root     *actor.RootContext
+	pid      *actor.PID
+	free     chan *transport.Batch
+	stopping atomic.Bool
+	wake     context.CancelFunc // interrupts a receive blocked when stopping begins
+	loopCtx  context.Context
+	stopAt   atomic.Int64 // unix nanos when StopIntake began
+	loopDone chan struct{}
+	c        readerCounters
+	limit    logLimiter
+}
+
+// barrier is processed by the reader actor after every batch sent before it.
+type barrier struct{ done chan struct{} }
+
+// StartReader spawns the reader actor and starts the receive loop.
+func StartReader(root *actor.RootContext, cfg ReaderConfig) (*Reader, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	r := &Reader{
+		cfg:      cfg,
+		log:      cfg.Logger.Named("reader"),
+		root:     root,
+		free:     make(chan *transport.Batch, 2),
+		loopDone: make(chan struct{}),
+	}
+	// Two batches: the loop fills one while the actor routes the other.
+	r.free <- transport.NewBatch(cfg.BatchSize)
+	r.free <- transport.NewBatch(cfg.BatchSize)
+	pid, err := root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return (*readerActor)(r) }), "reader")
+	if err != nil {
+		return nil, err
+	}
+	r.pid = pid
+	r.loopCtx, r.wake = context.WithCancel(context.Background())
+	go r.loop()
+	return r, nil
+}
+
+// The final drain at Close ends when a receive has waited drainIdle for
+// nothing (the queue is empty) or after drainMax under continuous traffic.
+const (
+	drainIdle = 5 * time.Millisecond
+	drainMax  = time.Second
+)
+
+func (r *Reader) loop() {
+	defer close(r.loopDone)
+	for b := range r.free {
+		rctx, cancel := r.loopCtx, context.CancelFunc(nil)
+		if r.stopping.Load() {
+			if time.Since(time.Unix(0, r.stopAt.Load())) > drainMax {
+				r.free <- b
+				return
+			}
+			rctx, cancel = context.WithTimeout(context.Background(), drainIdle)
+		}
+		err := r.cfg.Conn.ReceiveBatch(rctx, b)
+		if cancel != nil {
+			cancel()
+		}
+		if err != nil {
+			r.free <- b
+			switch {
+			case r.stopping.Load() && errors.Is(err, context.DeadlineExceeded):
+				return // drained
+			case r.stopping.Load() && errors.Is(err, context.Canceled):
+				continue // woken by StopIntake: drain from now on
+			case errors.Is(err, transport.ErrClosed):
+				return
+			}
+			r.c.receiveErrors.Add(1)
+			if ok, n := r.limit.allow(); ok {
+				r.log.Warn("receive failed", zap.Error(err), zap.Int("suppressed", n))
+			}
+			time.Sleep(10 * time.Millisecond) // a persistent error must not spin
+			continue
+		}
+		r.root.Send(r.pid, b)
+	}
+}
+
+// Barrier returns once every batch received before the call is routed.
+func (r *Reader) Barrier(ctx context.Context) error {
+	b := &barrier{done: make(chan struct{})}
+	r.root.Send(r.pid, b)
+	select {
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// StopIntake stops reading: the loop first drains what is queued on the
+// socket, until a receive finds nothing for drainIdle, drainMax has passed
+// or ctx ends, and then returns. If it did not finish by itself, the caller
+// closes the Conn to end it and calls WaitIntake.
+func (r *Reader) StopIntake(ctx context.Context) (drained bool) {
+	r.stopAt.Store(time.Now().UnixNano())
+	r.stopping.Store(true)
+	r.wake()
+	select {
+	case <-r.loopDone:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// WaitIntake waits for the receive loop to end (after StopIntake and, if
+// needed, closing the Conn).
+func (r *Reader) WaitIntake() { <-r.loopDone }
+
+// Stop stops the reader actor once every received batch is routed.
+func (r *Reader) Stop() {
+	r.Barrier(context.Background())
+	r.root.StopFuture(r.pid).Wait()
+}
+
+// Stats returns the reader's counters.
+func (r *Reader) Stats() ReaderStats {
+	return ReaderStats{
+		Datagrams: r.c.datagrams.Load(), Bytes: r.c.bytes.Load(), Messages: r.c.messages.Load(),
+		Malformed: r.c.malformed.Load(), KernelDrops: r.c.kernelDrops.Load(), Overflows: r.c.overflows.Load(),
+		Unknown: r.c.unknown.Load(), Rejected: r.c.rejected.Load(), Intercepted: r.c.intercepted.Load(),
+		ReceiveErrors: r.c.receiveErrors.Load(),
+	}
+}
+
+type readerActor Reader
+
+func (a *readerActor) Receive(c actor.Context) {
+	r := (*Reader)(a)
+	switch m := c.Message().(type) {
+	case *transport.Batch:
+		r.route(m)
+		r.free <- m
+	case *barrier:
+		close(m.done)
+	}
+}
+
+// route delivers every message of b; it never blocks on a handler.
+func (r *Reader) route(b *transport.Batch) {
+	r.c.datagrams.Add(uint64(b.Datagrams))
+	r.c.bytes.Add(uint64(b.Bytes))
+	r.c.messages.Add(uint64(len(b.Messages)))
+	if b.Lost > 0 {
+		r.c.kernelDrops.Add(b.Lost)
+		r.c.overflows.Add(1)
+		r.log.Warn("receive queue overflowed; datagrams lost", zap.Uint64("lost", b.Lost))
+	}
+	for i := range b.Malformed {
+		m := &b.Malformed[i]
+		r.c.malformed.Add(1)
+		if ok, n := r.limit.allow(); ok {
+			r.log.Warn("malformed datagram rejected", zap.Uint32("from", m.From), zap.Int("len", len(m.Data)),
+				zap.Error(m.Err), zap.Int("suppressed", n))
+		}
+	}
+	snap := r.cfg.Table.Snapshot()
+	for i := range b.Messages {
+		msg := &b.Messages[i]
+		if r.cfg.Intercept != nil && r.cfg.Intercept.Intercept(msg) {
+			r.c.intercepted.Add(1)
+			continue
+		}
+		route := snap.Lookup(msg.ID)
+		if route == nil {
+			r.c.unknown.Add(1)
+			if route = snap.Fallback(); route == nil {
+				continue
+			}
+		}
+		h := route.Target.(*HandlerRef)
+		if !route.Policy.Allows(msg.From, msg.Creds) {
+			r.c.rejected.Add(1)
+			h.Reject()
+			if ok, n := r.limit.allow(); ok {
+				r.log.Warn("sender refused by policy", zap.Stringer("id", msg.ID), zap.Uint32("from", msg.From),
+					zap.Uint32("uid", msg.Creds.UID), zap.Stringer("policy", route.Policy), zap.Int("suppressed", n))
+			}
+			continue
+		}
+		h.Deliver(msg)
+	}
+}
+
+// logLimiter lets through one log line per interval and counts the rest, so
+// that a flood of bad input cannot flood the log.
+type logLimiter struct {
+	mu         sync.Mutex
+	next       time.Time
+	suppressed int
+}
+
+const logInterval = time.Second
+
+// allow reports whether to log now and how many lines were suppressed
+// since the last one.
+func (l *logLimiter) allow() (ok bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if now.Before(l.next) {
+		l.suppressed++
+		return false, 0
+	}
+	l.next = now.Add(logInterval)
+	suppressed, l.suppressed = l.suppressed, 0
+	return true, suppressed
+}

@@ -1,0 +1,323 @@
+package cnactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cnactor/cnactor/actors"
+	"github.com/cnactor/cnactor/dispatch"
+	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/transport"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+)
+
+var (
+	// ErrClosed is returned by a closed Connector.
+	ErrClosed = errors.New("cnactor: connector closed")
+	// ErrNoGroup: Send with group 0 for an id whose callback has no group
+	// (none registered, or idx outside 1..32).
+	ErrNoGroup = errors.New("cnactor: no group for message id")
+	// ErrCoreCallback: the connector core's own id cannot be removed.
+	ErrCoreCallback = errors.New("cnactor: the connector core callback cannot be removed")
+
+	// ErrDuplicate and ErrNotFound come from the routing table.
+	ErrDuplicate = dispatch.ErrDuplicate
+	ErrNotFound  = dispatch.ErrNotFound
+)
+
+// Connector is the userspace connector core. Its methods are safe for
+// concurrent use.
+type Connector struct {
+	log    *zap.Logger
+	cfg    config
+	conn   transport.Conn
+	system *actor.ActorSystem
+	table  *dispatch.Table
+	reader *actors.Reader
+	subs   dispatch.Subscriptions
+
+	ctx    context.Context // done at Close; handlers see it
+	cancel context.CancelFunc
+	seq    atomic.Uint32
+
+	mu        sync.Mutex // serialises AddCallback, DelCallback and Close
+	closed    bool
+	callbacks map[transport.CbID]*callback
+	fallback  *actors.HandlerRef
+
+	watchMu  sync.Mutex
+	watchers map[int]func(Event)
+	nextW    int
+
+	controlApplied   atomic.Uint64
+	controlMalformed atomic.Uint64
+}
+
+type callback struct {
+	route   *dispatch.Route
+	ref     *actors.HandlerRef
+	cfg     callbackConfig
+	handler handlers.Handler
+}
+
+// New starts a connector core: it dials the kernel connector (unless
+// WithTransport gives another transport), starts the actor system, the
+// socket-reader actor and the core's own callback at dispatch.CoreID.
+func New(opts ...Option) (*Connector, error) {
+	cfg := config{readBuffer: DefaultReadBuffer, logger: zap.NewNop()}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	conn := cfg.conn
+	if conn == nil {
+		nc, err := transport.Dial(transport.WithReadBuffer(cfg.readBuffer))
+		if err != nil {
+			return nil, err
+		}
+		conn = nc
+	}
+	log := cfg.logger
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("protoactor")))
+	}))
+	c := &Connector{
+		log:       log,
+		cfg:       cfg,
+		conn:      conn,
+		system:    system,
+		table:     dispatch.NewTable(conn),
+		callbacks: map[transport.CbID]*callback{},
+		watchers:  map[int]func(Event){},
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.seq.Store(1)
+	if cfg.fallback != nil {
+		ref, err := c.spawn(transport.CbID{}, "fallback", cfg.fallback, c.defaultCallbackConfig())
+		if err != nil {
+			c.abort()
+			return nil, err
+		}
+		c.fallback = ref
+		c.table.SetFallback(&dispatch.Route{Name: "fallback", Target: ref})
+	}
+	reader, err := actors.StartReader(system.Root, actors.ReaderConfig{
+		Conn: conn, Table: c.table, Logger: log, BatchSize: cfg.batchSize,
+	})
+	if err != nil {
+		c.abort()
+		return nil, err
+	}
+	c.reader = reader
+	if err := c.AddCallback(dispatch.CoreID, dispatch.CoreName, handlers.HandlerFunc(c.control)); err != nil {
+		c.Close(context.Background())
+		return nil, err
+	}
+	log.Info("connector started", zap.Uint32("port", conn.Port()))
+	return c, nil
+}
+
+// abort undoes a New that failed before the reader started.
+func (c *Connector) abort() {
+	c.conn.Close()
+	c.cancel()
+	c.system.Shutdown()
+}
+
+// Port is the connector socket's port id.
+func (c *Connector) Port() uint32 { return c.conn.Port() }
+
+// Logger is the connector's logger.
+func (c *Connector) Logger() *zap.Logger { return c.log }
+
+func (c *Connector) defaultCallbackConfig() callbackConfig {
+	return callbackConfig{mailbox: c.cfg.mailbox, overflow: c.cfg.overflow, shutdownTimeout: DefaultShutdownTimeout}
+}
+
+func (c *Connector) spawn(id transport.CbID, name string, h handlers.Handler, cc callbackConfig) (*actors.HandlerRef, error) {
+	return actors.SpawnHandler(c.system.Root, c.system.Root, actors.HandlerSpec{
+		ID: id, Name: name, Handler: h,
+		MailboxSize: cc.mailbox, Overflow: cc.overflow,
+		Logger: c.log, Sender: connSender{c}, Context: c.ctx,
+	})
+}
+
+// AddCallback registers h for id under a symbolic name, as the kernel's
+// cn_add_callback: a handler actor is started, the id is routed to it, its
+// group (idx, when 1..32) is joined, and subscribers are notified (event 0).
+// A registered id is refused with ErrDuplicate.
+func (c *Connector) AddCallback(id transport.CbID, name string, h handlers.Handler, opts ...CallbackOption) error {
+	if h == nil {
+		return errors.New("cnactor: nil handler")
+	}
+	cc := c.defaultCallbackConfig()
+	for _, o := range opts {
+		o.applyCallback(&cc)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	if _, dup := c.callbacks[id]; dup {
+		return fmt.Errorf("cnactor: add callback %q: %w: %s", name, ErrDuplicate, id)
+	}
+	ref, err := c.spawn(id, name, h, cc)
+	if err != nil {
+		return err
+	}
+	route := &dispatch.Route{ID: id, Name: name, Policy: cc.policy, Target: ref}
+	if err := c.table.Add(route); err != nil {
+		c.stopHandler(ref, cc.shutdownTimeout)
+		return fmt.Errorf("cnactor: add callback %q: %w", name, err)
+	}
+	c.callbacks[id] = &callback{route: route, ref: ref, cfg: cc, handler: h}
+	c.notify(id, name, dispatch.EventAdded)
+	return nil
+}
+
+// DelCallback removes the callback for id, as cn_del_callback: the id stops
+// being routed (and its group is left when no other callback uses it), the
+// handler finishes every message already queued to it (bounded by the
+// callback's shutdown timeout; what is left is counted as dropped), its
+// actor stops, and subscribers are notified (event 1).
+func (c *Connector) DelCallback(id transport.CbID) error {
+	if id == dispatch.CoreID {
+		return ErrCoreCallback
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	return c.delLocked(id)
+}
+
+func (c *Connector) delLocked(id transport.CbID) error {
+	cb, ok := c.callbacks[id]
+	if !ok {
+		return fmt.Errorf("cnactor: del callback: %w: %s", ErrNotFound, id)
+	}
+	_, leaveErr := c.table.Remove(id)
+	delete(c.callbacks, id)
+	// Once the reader has routed every batch it holds, nothing more can
+	// reach the handler; then let it finish its queue.
+	c.reader.Barrier(context.Background())
+	stopErr := c.stopHandler(cb.ref, cb.cfg.shutdownTimeout)
+	c.notify(id, cb.route.Name, dispatch.EventRemoved)
+	return errors.Join(leaveErr, stopErr)
+}
+
+func (c *Connector) stopHandler(ref *actors.HandlerRef, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := ref.Drain(ctx); err != nil {
+		c.log.Warn("handler did not drain in time; queued messages dropped",
+			zap.Stringer("id", ref.Spec().ID), zap.Uint64("queued", ref.Stats().Queued))
+	}
+	return ref.Stop(ctx)
+}
+
+// NextSeq returns the next sequence number of this connector. Every message
+// the connector sends without a seq of its own gets one.
+func (c *Connector) NextSeq() uint32 {
+	for {
+		if s := c.seq.Add(1) - 1; s != 0 {
+			return s
+		}
+	}
+}
+
+// Send sends m to a multicast group, as the kernel's cn_netlink_send: group
+// 0 means the group of the callback registered for m.ID, and ErrNoGroup if
+// there is none. A zero m.Seq is replaced by the connector's next seq.
+func (c *Connector) Send(ctx context.Context, m *transport.Message, group uint32) error {
+	if group == 0 {
+		if c.table.Lookup(m.ID) != nil {
+			group = dispatch.GroupOf(m.ID)
+		}
+		if group == 0 {
+			return fmt.Errorf("%w: %s", ErrNoGroup, m.ID)
+		}
+	}
+	return c.send(ctx, transport.Addr{Group: group}, m)
+}
+
+// SendTo sends m to a port id (0 is the kernel). A zero m.Seq is replaced by
+// the connector's next seq.
+func (c *Connector) SendTo(ctx context.Context, m *transport.Message, port uint32) error {
+	return c.send(ctx, transport.Addr{Port: port}, m)
+}
+
+func (c *Connector) send(ctx context.Context, to transport.Addr, m *transport.Message) error {
+	if m.Seq == 0 {
+		m.Seq = c.NextSeq()
+	}
+	return c.sendRaw(ctx, to, m)
+}
+
+func (c *Connector) sendRaw(ctx context.Context, to transport.Addr, m *transport.Message) error {
+	if err := c.conn.Send(ctx, to, m); err != nil {
+		if errors.Is(err, transport.ErrClosed) {
+			return fmt.Errorf("%w: %w", ErrClosed, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// connSender is the Sender handler actors reply through: replies keep the
+// seq they answer; new messages get the connector's numbering.
+type connSender struct{ c *Connector }
+
+func (s connSender) Send(ctx context.Context, to transport.Addr, m *transport.Message) error {
+	return s.c.sendRaw(ctx, to, m)
+}
+
+func (s connSender) NextSeq() uint32 { return s.c.NextSeq() }
+
+// Close stops the connector: it drains what is queued on the socket, lets
+// every handler finish what is queued to it (bounded by its shutdown
+// timeout and ctx), stops every actor and goroutine, and closes the socket.
+func (c *Connector) Close(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	var errs []error
+	if !c.reader.StopIntake(ctx) {
+		errs = append(errs, c.conn.Close())
+		c.reader.WaitIntake()
+	}
+	c.reader.Stop()
+	for id, cb := range c.callbacks {
+		c.table.Remove(id)
+		errs = append(errs, c.stopHandler(cb.ref, min(cb.cfg.shutdownTimeout, untilDeadline(ctx))))
+	}
+	clear(c.callbacks)
+	if c.fallback != nil {
+		errs = append(errs, c.stopHandler(c.fallback, min(DefaultShutdownTimeout, untilDeadline(ctx))))
+	}
+	c.cancel()
+	if err := c.conn.Close(); err != nil && !errors.Is(err, transport.ErrClosed) {
+		errs = append(errs, err)
+	}
+	c.system.Shutdown()
+	c.log.Info("connector closed")
+	return errors.Join(errs...)
+}
+
+func untilDeadline(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(time.Until(d), 0)
+	}
+	return time.Duration(1<<63 - 1)
+}

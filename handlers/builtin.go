@@ -1,0 +1,99 @@
+package handlers
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cnactor/cnactor/transport"
+)
+
+// Echo replies to every message with its own payload.
+func Echo() Handler {
+	return HandlerFunc(func(ctx Context, m *transport.Message) error { return ctx.Reply(m.Data) })
+}
+
+// Sink accepts every message and does nothing with it.
+func Sink() Handler {
+	return HandlerFunc(func(Context, *transport.Message) error { return nil })
+}
+
+// Counter counts the messages and bytes it receives.
+type Counter struct {
+	messages atomic.Uint64
+	bytes    atomic.Uint64
+}
+
+// Receive counts m.
+func (c *Counter) Receive(_ Context, m *transport.Message) error {
+	c.messages.Add(1)
+	c.bytes.Add(uint64(len(m.Data)))
+	return nil
+}
+
+// Messages is the number of messages received.
+func (c *Counter) Messages() uint64 { return c.messages.Load() }
+
+// Bytes is the number of payload bytes received.
+func (c *Counter) Bytes() uint64 { return c.bytes.Load() }
+
+// Stats reports the counters for listings.
+func (c *Counter) Stats() map[string]uint64 {
+	return map[string]uint64{"count": c.Messages(), "bytes": c.Bytes()}
+}
+
+// Log prints each message on w in the line format of `cnctl listen`.
+// Writes from several handlers are serialised.
+func Log(w io.Writer) Handler {
+	var mu sync.Mutex
+	return HandlerFunc(func(ctx Context, m *transport.Message) error {
+		line := fmt.Sprintf("from=%d group=%d id=%s seq=%d ack=%d flags=%d len=%d data=%s",
+			ctx.From(), ctx.Group(), m.ID, m.Seq, m.Ack, m.Flags, len(m.Data), hex.EncodeToString(m.Data))
+		if s := string(m.Data); isText(s) {
+			line += " text=" + strconv.Quote(s)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		_, err := io.WriteString(w, line+"\n")
+		return err
+	})
+}
+
+func isText(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 && r != '\t' || r == 0x7f || r == 0xfffd {
+			return false
+		}
+	}
+	return true
+}
+
+// StatsReporter is implemented by handlers with counters of their own, which
+// listings show beside the runtime's.
+type StatsReporter interface {
+	Stats() map[string]uint64
+}
+
+// FormatStats renders counters as sorted "key=value" pairs.
+func FormatStats(s map[string]uint64) string {
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := ""
+	for i, k := range keys {
+		if i > 0 {
+			out += " "
+		}
+		out += k + "=" + strconv.FormatUint(s[k], 10)
+	}
+	return out
+}

@@ -1,0 +1,66 @@
+// Package handlers defines what a connector callback is: a Handler that
+// receives one message at a time with a Context telling where it came from
+// and how to answer. It also holds the built-in handlers cnctl serves by name
+// (echo, log, count, sink).
+//
+// Data flows in from the runtime (package actors): the socket-reader actor
+// routes each message to the handler actor of its callback id, which calls
+// Receive with a Context bound to that message. Out of a handler, data flows
+// through Context.Reply (the seed's answer: same id and seq, ack + 1, back to
+// the sender's port) or Context.Send.
+//
+// Ownership: the *transport.Message and its Data are lent to Receive and are
+// recycled as soon as it returns. A handler that keeps bytes beyond the call
+// must copy them (bytes.Clone). The Context is also only valid during the call.
+package handlers
+
+import (
+	"context"
+
+	"github.com/cnactor/cnactor/transport"
+	"go.uber.org/zap"
+)
+
+// Handler processes the messages of one callback id, one at a time, in
+// arrival order. A returned error or a panic is a failure: the message is
+// counted as failed and the supervisor of the callback decides what happens
+// next.
+type Handler interface {
+	Receive(ctx Context, m *transport.Message) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx Context, m *transport.Message) error
+
+// Receive calls f.
+func (f HandlerFunc) Receive(ctx Context, m *transport.Message) error { return f(ctx, m) }
+
+// Context is what a handler knows about the message it is handling and how
+// it can answer. It is valid only during Receive.
+type Context interface {
+	// Context carries cancellation: it is done when the connector closes.
+	context.Context
+	// Logger is the connector's logger with the callback's id and name.
+	Logger() *zap.Logger
+	// Callback is the id and name the handler was registered with.
+	Callback() (transport.CbID, string)
+	// From is the sender's port id (0 = the kernel), taken from the socket
+	// address, never from the message header.
+	From() uint32
+	// Group is the multicast group the message arrived on, 0 for unicast.
+	Group() uint32
+	// Creds are the sender's credentials (zero for the kernel).
+	Creds() transport.Credentials
+	// Reply answers the message as the connector protocol wants: same id,
+	// same seq, ack + 1, sent to the sender's port (the kernel if From is 0).
+	Reply(data []byte) error
+	// Send sends a message from the connector's socket; a zero m.Seq is
+	// replaced by the connector's next sequence number.
+	Send(m *transport.Message, to transport.Addr) error
+}
+
+// ReplyTo builds the reply the connector protocol expects to m: same id,
+// same seq, ack + 1.
+func ReplyTo(m *transport.Message, data []byte) transport.Message {
+	return transport.Message{ID: m.ID, Seq: m.Seq, Ack: m.Ack + 1, Data: data}
+}

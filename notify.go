@@ -1,0 +1,70 @@
+package cnactor
+
+import (
+	"context"
+	"time"
+
+	"github.com/cnactor/cnactor/dispatch"
+	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/transport"
+	"go.uber.org/zap"
+)
+
+// Event reports that a callback was registered or removed.
+type Event struct {
+	ID   transport.CbID
+	Name string
+	Kind dispatch.Event // dispatch.EventAdded or dispatch.EventRemoved
+}
+
+// Watch calls fn for every callback registration and removal from now on,
+// in order, synchronously from AddCallback and DelCallback (keep it short).
+// The returned function stops the watch.
+func (c *Connector) Watch(fn func(Event)) (stop func()) {
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	id := c.nextW
+	c.nextW++
+	c.watchers[id] = fn
+	return func() {
+		c.watchMu.Lock()
+		defer c.watchMu.Unlock()
+		delete(c.watchers, id)
+	}
+}
+
+// notifyTimeout bounds the multicast of one notification.
+const notifyTimeout = time.Second
+
+// notify tells in-process watchers and every matching subscription's group
+// that id was added or removed. Called with c.mu held.
+func (c *Connector) notify(id transport.CbID, name string, ev dispatch.Event) {
+	c.watchMu.Lock()
+	for _, fn := range c.watchers {
+		fn(Event{ID: id, Name: name, Kind: ev})
+	}
+	c.watchMu.Unlock()
+	for _, g := range c.subs.Groups(id) {
+		m := dispatch.Notification(id, ev)
+		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+		if err := c.sendRaw(ctx, transport.Addr{Group: g}, &m); err != nil {
+			c.log.Warn("notification not sent", zap.Stringer("id", id), zap.Stringer("event", ev), zap.Uint32("group", g), zap.Error(err))
+		}
+		cancel()
+	}
+}
+
+// control is the core's own callback at dispatch.CoreID: it serves the
+// seed's notification requests. Malformed ones are counted and ignored.
+func (c *Connector) control(ctx handlers.Context, m *transport.Message) error {
+	sub, err := dispatch.ParseControl(m.Data)
+	if err != nil {
+		c.controlMalformed.Add(1)
+		ctx.Logger().Warn("malformed control message ignored", zap.Uint32("from", ctx.From()), zap.Int("len", len(m.Data)))
+		return nil
+	}
+	c.controlApplied.Add(1)
+	removed := c.subs.Apply(sub)
+	ctx.Logger().Debug("notification subscription", zap.Uint32("group", sub.Group), zap.Int("removed", removed), zap.Uint32("from", ctx.From()))
+	return nil
+}

@@ -1,0 +1,121 @@
+package cnactor
+
+import (
+	"time"
+
+	"github.com/cnactor/cnactor/actors"
+	"github.com/cnactor/cnactor/dispatch"
+	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/transport"
+	"go.uber.org/zap"
+)
+
+// An Option configures New.
+type Option interface{ apply(*config) }
+
+type config struct {
+	conn       transport.Conn
+	logger     *zap.Logger
+	readBuffer int
+	batchSize  int
+	fallback   handlers.Handler
+	mailbox    int
+	overflow   actors.Overflow
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// DefaultReadBuffer is the receive buffer New asks for when it dials the
+// kernel: about 5,000 proc events' worth.
+const DefaultReadBuffer = 4 << 20
+
+// WithTransport uses conn (for example a transport/memory endpoint) instead
+// of dialing the kernel. The Connector owns it and closes it in Close.
+func WithTransport(conn transport.Conn) Option {
+	return optionFunc(func(c *config) { c.conn = conn })
+}
+
+// WithLogger sets the logger; protoactor's own logs go to it too. The
+// default discards everything.
+func WithLogger(l *zap.Logger) Option {
+	return optionFunc(func(c *config) { c.logger = l })
+}
+
+// WithReadBuffer sets the socket receive buffer in bytes when New dials the
+// kernel (default DefaultReadBuffer).
+func WithReadBuffer(bytes int) Option {
+	return optionFunc(func(c *config) { c.readBuffer = bytes })
+}
+
+// WithBatchSize sets how many datagrams one receive call can return.
+func WithBatchSize(n int) Option {
+	return optionFunc(func(c *config) { c.batchSize = n })
+}
+
+// WithFallback sets a handler for messages whose id has no callback. They
+// are counted as unknown either way.
+func WithFallback(h handlers.Handler) Option {
+	return optionFunc(func(c *config) { c.fallback = h })
+}
+
+// WithDefaultMailbox sets the mailbox size and overflow policy of callbacks
+// that do not choose their own.
+func WithDefaultMailbox(size int, overflow Overflow) Option {
+	return optionFunc(func(c *config) { c.mailbox, c.overflow = size, overflow })
+}
+
+// Overflow is what a full callback mailbox does with one more message.
+type Overflow = actors.Overflow
+
+// Overflow policies; both count what they drop.
+const (
+	DropNewest = actors.DropNewest
+	DropOldest = actors.DropOldest
+)
+
+// SenderPolicy says who may reach a callback; see dispatch.SenderPolicy.
+type SenderPolicy = dispatch.SenderPolicy
+
+// Sender policies.
+var (
+	AllowAnyone = dispatch.AllowAnyone
+	AllowKernel = dispatch.AllowKernel
+	AllowPorts  = dispatch.AllowPorts
+	AllowUIDs   = dispatch.AllowUIDs
+)
+
+// A CallbackOption configures one callback.
+type CallbackOption interface{ applyCallback(*callbackConfig) }
+
+type callbackConfig struct {
+	mailbox         int
+	overflow        actors.Overflow
+	policy          dispatch.SenderPolicy
+	shutdownTimeout time.Duration
+}
+
+type callbackOptionFunc func(*callbackConfig)
+
+func (f callbackOptionFunc) applyCallback(c *callbackConfig) { f(c) }
+
+// DefaultShutdownTimeout bounds how long DelCallback and Close wait for a
+// handler to finish what is queued to it.
+const DefaultShutdownTimeout = 5 * time.Second
+
+// WithMailbox sets the callback's mailbox capacity and overflow policy.
+func WithMailbox(size int, overflow Overflow) CallbackOption {
+	return callbackOptionFunc(func(c *callbackConfig) { c.mailbox, c.overflow = size, overflow })
+}
+
+// WithSenderPolicy restricts who may reach the callback.
+func WithSenderPolicy(p SenderPolicy) CallbackOption {
+	return callbackOptionFunc(func(c *callbackConfig) { c.policy = p })
+}
+
+// WithShutdownTimeout bounds how long DelCallback waits for the handler to
+// process what is queued; what is left then is counted as dropped.
+func WithShutdownTimeout(d time.Duration) CallbackOption {
+	return callbackOptionFunc(func(c *callbackConfig) { c.shutdownTimeout = d })
+}

@@ -1,0 +1,86 @@
+package cnactor
+
+import (
+	"github.com/cnactor/cnactor/actors"
+	"github.com/cnactor/cnactor/dispatch"
+	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/transport"
+)
+
+// Stats is a snapshot of everything the connector counts. Every message
+// that reached the socket is in exactly one place: a callback's Handled,
+// Failed, Dropped, Queued or Rejected; Reader.Unknown (without fallback);
+// Reader.Intercepted; or, before that, Reader.KernelDrops and
+// Reader.Malformed.
+type Stats struct {
+	Port      uint32
+	Reader    actors.ReaderStats
+	Callbacks []CallbackInfo // ordered by id
+	Fallback  *actors.CallbackStats
+	Control   ControlStats
+}
+
+// CallbackInfo describes one registered callback and its counters.
+type CallbackInfo struct {
+	ID       transport.CbID
+	Name     string
+	Group    uint32 // 0 if the id has no group
+	Policy   string
+	Mailbox  int
+	Overflow Overflow
+	actors.CallbackStats
+	// Handler holds the handler's own counters, if it reports any.
+	Handler map[string]uint64
+}
+
+// ControlStats count the notification protocol's control messages.
+type ControlStats struct {
+	Applied       uint64
+	Malformed     uint64
+	Subscriptions int
+}
+
+// Stats returns the connector's counters.
+func (c *Connector) Stats() Stats {
+	s := Stats{
+		Port:   c.conn.Port(),
+		Reader: c.reader.Stats(),
+		Control: ControlStats{
+			Applied: c.controlApplied.Load(), Malformed: c.controlMalformed.Load(), Subscriptions: c.subs.Len(),
+		},
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.table.Routes() {
+		cb := c.callbacks[r.ID]
+		if cb == nil {
+			continue
+		}
+		info := CallbackInfo{
+			ID: r.ID, Name: r.Name, Group: dispatch.GroupOf(r.ID), Policy: r.Policy.String(),
+			Mailbox: cb.ref.Spec().MailboxSize, Overflow: cb.cfg.overflow, CallbackStats: cb.ref.Stats(),
+		}
+		if info.Mailbox == 0 {
+			info.Mailbox = actors.DefaultMailboxSize
+		}
+		if sr, ok := cb.handler.(handlers.StatsReporter); ok {
+			info.Handler = sr.Stats()
+		}
+		s.Callbacks = append(s.Callbacks, info)
+	}
+	if c.fallback != nil {
+		fs := c.fallback.Stats()
+		s.Fallback = &fs
+	}
+	return s
+}
+
+// Callback returns the counters of the callback for id.
+func (c *Connector) Callback(id transport.CbID) (CallbackInfo, bool) {
+	for _, cb := range c.Stats().Callbacks {
+		if cb.ID == id {
+			return cb, true
+		}
+	}
+	return CallbackInfo{}, false
+}
