@@ -1,8 +1,6 @@
 package handlers
 
 import (
-	"encoding/hex"
-	"fmt"
 	"io"
 	"sort"
 	"strconv"
@@ -46,33 +44,24 @@ func (c *Counter) Stats() map[string]uint64 {
 	return map[string]uint64{"count": c.Messages(), "bytes": c.Bytes()}
 }
 
-// Log prints each message on w in the line format of `cnctl listen`.
-// Writes from several handlers are serialised.
-func Log(w io.Writer) Handler {
+// Log prints each message on w, one line each, in the format of
+// `cnctl listen` (AppendText, or AppendJSON when asJSON). Writes from
+// several handlers sharing w are serialised.
+func Log(w io.Writer, asJSON bool) Handler {
 	var mu sync.Mutex
+	var line []byte
 	return HandlerFunc(func(ctx Context, m *transport.Message) error {
-		line := fmt.Sprintf("from=%d group=%d id=%s seq=%d ack=%d flags=%d len=%d data=%s",
-			ctx.From(), ctx.Group(), m.ID, m.Seq, m.Ack, m.Flags, len(m.Data), hex.EncodeToString(m.Data))
-		if s := string(m.Data); isText(s) {
-			line += " text=" + strconv.Quote(s)
-		}
+		r := transport.Received{Message: *m, From: ctx.From(), Group: ctx.Group(), Creds: ctx.Creds()}
 		mu.Lock()
 		defer mu.Unlock()
-		_, err := io.WriteString(w, line+"\n")
+		if asJSON {
+			line = AppendJSON(line[:0], &r)
+		} else {
+			line = AppendText(line[:0], &r)
+		}
+		_, err := w.Write(append(line, '\n'))
 		return err
 	})
-}
-
-func isText(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if r < 0x20 && r != '\t' || r == 0x7f || r == 0xfffd {
-			return false
-		}
-	}
-	return true
 }
 
 // StatsReporter is implemented by handlers with counters of their own, which

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
 )
 
@@ -60,9 +61,9 @@ func listenLoop(ctx context.Context, conn transport.Conn, e *env, jsonOut bool, 
 		}
 		for i := range batch.Messages {
 			if jsonOut {
-				line = appendJSON(line[:0], &batch.Messages[i])
+				line = handlers.AppendJSON(line[:0], &batch.Messages[i])
 			} else {
-				line = appendText(line[:0], &batch.Messages[i])
+				line = handlers.AppendText(line[:0], &batch.Messages[i])
 			}
 			out.Write(append(line, '\n'))
 			seen++

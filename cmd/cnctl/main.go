@@ -3,6 +3,7 @@
 //
 //	cnctl listen [-group N]... [-json] [-count N] [-timeout D]
 //	cnctl send -id IDX:VAL [-seq N] [-ack N] [-flags N] (-port P | -group G) (-data HEX | -text STR)
+//	cnctl serve [-json]   (then, on stdin: add IDX:VAL HANDLER [NAME] | del IDX:VAL | list)
 //
 // Sending to a user port or a group needs root or CAP_NET_ADMIN; -port 0 is
 // the kernel and needs no privilege.
@@ -33,6 +34,7 @@ type env struct {
 var commands = []command{
 	{"listen", "print messages received on this socket and the groups it joins", runListen},
 	{"send", "send one message to a port or a group", runSend},
+	{"serve", "run a connector core with callbacks added and removed from stdin", runServe},
 }
 
 func main() {

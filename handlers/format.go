@@ -1,4 +1,4 @@
-package main
+package handlers
 
 import (
 	"encoding/hex"
@@ -8,10 +8,10 @@ import (
 	"github.com/cnactor/cnactor/transport"
 )
 
-// appendJSON formats one received message as the JSON object cnctl prints
+// AppendJSON formats one received message as the JSON object cnctl prints
 // per line: keys from, group, idx, val, seq, ack, flags, len, data (hex).
 // Written by hand: the layout is fixed and this runs per message.
-func appendJSON(b []byte, m *transport.Received) []byte {
+func AppendJSON(b []byte, m *transport.Received) []byte {
 	b = append(b, `{"from":`...)
 	b = strconv.AppendUint(b, uint64(m.From), 10)
 	b = append(b, `,"group":`...)
@@ -33,9 +33,9 @@ func appendJSON(b []byte, m *transport.Received) []byte {
 	return append(b, `"}`...)
 }
 
-// appendText formats one received message for people: the header fields,
+// AppendText formats one received message for people: the header fields,
 // the payload in hex, and the payload as text when it is printable.
-func appendText(b []byte, m *transport.Received) []byte {
+func AppendText(b []byte, m *transport.Received) []byte {
 	b = append(b, "from="...)
 	b = strconv.AppendUint(b, uint64(m.From), 10)
 	b = append(b, " group="...)

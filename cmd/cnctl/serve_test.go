@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cnactor/cnactor/internal/testutil"
+	"github.com/cnactor/cnactor/transport"
+)
+
+// serving starts `cnctl serve` in-process with a pipe for its stdin.
+type serving struct {
+	stdin          *io.PipeWriter
+	stdout, stderr *syncBuffer
+	done           chan int
+	cancel         context.CancelFunc
+}
+
+func startServe(t *testing.T, args ...string) *serving {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	s := &serving{stdin: pw, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan int, 1), cancel: cancel}
+	go func() {
+		s.done <- run(ctx, append([]string{"serve"}, args...), &env{stdin: pr, stdout: s.stdout, stderr: s.stderr})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		pw.Close()
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
+			t.Error("serve did not exit")
+		}
+	})
+	waitOutput(t, s.stderr, regexp.MustCompile(`serving port=\d+`))
+	return s
+}
+
+func (s *serving) send(line string) { fmt.Fprintln(s.stdin, line) }
+
+func waitOutput(t *testing.T, b *syncBuffer, re *regexp.Regexp) []string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(b.String()); m != nil {
+			return m
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no %q in output %q", re, b.String())
+	return nil
+}
+
+func TestIntegrationServeLogAndEcho(t *testing.T) {
+	testutil.Privileged(t)
+	g := testutil.Group(t)
+	s := startServe(t)
+	s.send(fmt.Sprintf("add %d:1 log", g))
+	s.send(fmt.Sprintf("add %d:2 echo myecho", g))
+	waitOutput(t, s.stdout, regexp.MustCompile(`ok added \d+:2 myecho`))
+
+	// What `cnctl send` sends to the group is printed by the log handler.
+	if st, _, e := runCmd(t, "send", "-id", fmt.Sprintf("%d:1", g), "-group", fmt.Sprint(g), "-text", "hi"); st != 0 {
+		t.Fatalf("send: %s", e)
+	}
+	waitOutput(t, s.stdout, regexp.MustCompile(fmt.Sprintf(`group=%d id=%d:1 .*text="hi"`, g, g)))
+
+	// A raw socket that sends to the group gets the echo on its own port.
+	raw, err := transport.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	id := transport.CbID{Idx: g, Val: 2}
+	if err := raw.Send(ctx, transport.Addr{Group: g}, &transport.Message{ID: id, Seq: 42, Ack: 7, Data: []byte("ping")}); err != nil {
+		t.Fatal(err)
+	}
+	b := transport.NewBatch(4)
+	for {
+		if err := raw.ReceiveBatch(ctx, b); err != nil {
+			t.Fatalf("no echo: %v", err)
+		}
+		if len(b.Messages) > 0 {
+			break
+		}
+	}
+	r := b.Messages[0]
+	if r.ID != id || r.Seq != 42 || r.Ack != 8 || string(r.Data) != "ping" || r.Group != 0 {
+		t.Fatalf("echo = %+v", r)
+	}
+
+	s.send("list")
+	m := waitOutput(t, s.stdout, regexp.MustCompile(fmt.Sprintf(`%d:2 name=myecho handler=echo group=%d .*handled=(\d+)`, g, g)))
+	if m[1] != "1" {
+		t.Errorf("echo handled %s messages, want 1", m[1])
+	}
+	s.send(fmt.Sprintf("del %d:1", g))
+	waitOutput(t, s.stdout, regexp.MustCompile(`ok deleted`))
+}
+
+func TestIntegrationServeBadCommands(t *testing.T) {
+	testutil.Privileged(t)
+	s := startServe(t)
+	for _, c := range []string{"bogus", "add", "add 7 echo", "add 7:1 nosuch", "del 9:9", "list extra", "del 4294967295:4294967295"} {
+		s.send(c)
+	}
+	s.send("help")
+	waitOutput(t, s.stdout, regexp.MustCompile(`commands: add`))
+	if n := strings.Count(s.stdout.String(), "error: "); n != 7 {
+		t.Fatalf("%d error lines, want 7:\n%s", n, s.stdout.String())
+	}
+	select {
+	case st := <-s.done:
+		t.Fatalf("serve exited (%d) on bad commands", st)
+	default:
+	}
+}
