@@ -13,6 +13,7 @@ import (
 	"github.com/cnactor/cnactor/actors"
 	"github.com/cnactor/cnactor/dispatch"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/supervisor"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
@@ -41,16 +42,30 @@ type Connector struct {
 	system *actor.ActorSystem
 	table  *dispatch.Table
 	reader *actors.Reader
+	reqs   *actors.Requester // request/reply exchanges (request.go)
 	subs   dispatch.Subscriptions
 
 	ctx    context.Context // done at Close; handlers see it
 	cancel context.CancelFunc
 	seq    atomic.Uint32
 
-	mu        sync.Mutex // serialises AddCallback, DelCallback and Close
-	closed    bool
+	mu     sync.Mutex // serialises AddCallback, DelCallback, AddSupervisor and Close
+	closed bool
+
+	// cbMu guards callbacks, which supervisors also change (from their
+	// actors) when they stop or restart children; it is never held while
+	// waiting for an actor.
+	cbMu      sync.Mutex
 	callbacks map[transport.CbID]*callback
 	fallback  *actors.HandlerRef
+
+	rootSup  *supervisor.Supervisor
+	sups     map[string]*supervisor.Supervisor // by name, the root included
+	supMu    sync.Mutex                        // guards supWatch
+	supWatch map[int]func(supervisor.Event)
+	supNext  int
+	failErr  atomic.Pointer[error] // set when the top supervisor fails the connector
+	failed   chan struct{}
 
 	watchMu  sync.Mutex
 	watchers map[int]func(Event)
@@ -65,6 +80,7 @@ type callback struct {
 	ref     *actors.HandlerRef
 	cfg     callbackConfig
 	handler handlers.Handler
+	sup     *supervisor.Supervisor
 }
 
 // New starts a connector core: it dials the kernel connector (unless
@@ -95,11 +111,14 @@ func New(opts ...Option) (*Connector, error) {
 		table:     dispatch.NewTable(conn),
 		callbacks: map[transport.CbID]*callback{},
 		watchers:  map[int]func(Event){},
+		sups:      map[string]*supervisor.Supervisor{},
+		supWatch:  map[int]func(supervisor.Event){},
+		failed:    make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.seq.Store(1)
 	if cfg.fallback != nil {
-		ref, err := c.spawn(transport.CbID{}, "fallback", cfg.fallback, c.defaultCallbackConfig())
+		ref, err := c.spawn(system.Root, transport.CbID{}, "fallback", cfg.fallback, c.defaultCallbackConfig(), nil)
 		if err != nil {
 			c.abort()
 			return nil, err
@@ -107,14 +126,24 @@ func New(opts ...Option) (*Connector, error) {
 		c.fallback = ref
 		c.table.SetFallback(&dispatch.Route{Name: "fallback", Target: ref})
 	}
+	c.reqs = actors.StartRequester(system.Root, actors.RequesterConfig{Sender: connSender{c}, Logger: log, Closed: ErrClosed})
 	reader, err := actors.StartReader(system.Root, actors.ReaderConfig{
-		Conn: conn, Table: c.table, Logger: log, BatchSize: cfg.batchSize,
+		Conn: conn, Table: c.table, Logger: log, BatchSize: cfg.batchSize, Intercept: c.reqs,
 	})
 	if err != nil {
 		c.abort()
 		return nil, err
 	}
 	c.reader = reader
+	root, err := supervisor.New(system.Root, RootSupervisor, cfg.rootSpec, supervisor.Hooks{
+		OnEvent: c.supervisionEvent, OnTopFailure: c.topFailure,
+	})
+	if err != nil {
+		c.Close(context.Background())
+		return nil, err
+	}
+	c.rootSup = root
+	c.sups[RootSupervisor] = root
 	if err := c.AddCallback(dispatch.CoreID, dispatch.CoreName, handlers.HandlerFunc(c.control)); err != nil {
 		c.Close(context.Background())
 		return nil, err
@@ -137,15 +166,23 @@ func (c *Connector) Port() uint32 { return c.conn.Port() }
 func (c *Connector) Logger() *zap.Logger { return c.log }
 
 func (c *Connector) defaultCallbackConfig() callbackConfig {
-	return callbackConfig{mailbox: c.cfg.mailbox, overflow: c.cfg.overflow, shutdownTimeout: DefaultShutdownTimeout}
+	return callbackConfig{
+		mailbox: c.cfg.mailbox, overflow: c.cfg.overflow, supervisor: RootSupervisor,
+		child: supervisor.ChildSpec{Restart: supervisor.Permanent, ShutdownTimeout: DefaultShutdownTimeout},
+	}
 }
 
-func (c *Connector) spawn(id transport.CbID, name string, h handlers.Handler, cc callbackConfig) (*actors.HandlerRef, error) {
-	return actors.SpawnHandler(c.system.Root, c.system.Root, actors.HandlerSpec{
+func (c *Connector) spawn(parent actor.SpawnerContext, id transport.CbID, name string, h handlers.Handler, cc callbackConfig, decide supervisor.Decider) (*actors.HandlerRef, error) {
+	spec := actors.HandlerSpec{
 		ID: id, Name: name, Handler: h,
 		MailboxSize: cc.mailbox, Overflow: cc.overflow,
 		Logger: c.log, Sender: connSender{c}, Context: c.ctx,
-	})
+		DeadLetter: cc.deadLetter,
+	}
+	if decide != nil {
+		spec.Escalate = func(err error) bool { return decide(err) != supervisor.Resume }
+	}
+	return actors.SpawnHandler(parent, c.system.Root, spec)
 }
 
 // AddCallback registers h for id under a symbolic name, as the kernel's
@@ -165,21 +202,63 @@ func (c *Connector) AddCallback(id transport.CbID, name string, h handlers.Handl
 	if c.closed {
 		return ErrClosed
 	}
-	if _, dup := c.callbacks[id]; dup {
+	sup, ok := c.sups[cc.supervisor]
+	if !ok {
+		return fmt.Errorf("cnactor: add callback %q: %w: %q", name, ErrNoSupervisor, cc.supervisor)
+	}
+	if c.lookup(id) != nil {
 		return fmt.Errorf("cnactor: add callback %q: %w: %s", name, ErrDuplicate, id)
 	}
-	ref, err := c.spawn(id, name, h, cc)
+	start := func(parent actor.SpawnerContext) (*actor.PID, error) {
+		return c.register(parent, sup, id, name, h, cc)
+	}
+	stop := func(pid *actor.PID, reason error) { c.unregister(id, pid, reason) }
+	return sup.StartChild(id.String(), cc.child, start, stop)
+}
+
+func (c *Connector) lookup(id transport.CbID) *callback {
+	c.cbMu.Lock()
+	defer c.cbMu.Unlock()
+	return c.callbacks[id]
+}
+
+// register starts a handler actor under parent and routes id to it; its
+// supervisor calls it again to start the callback afresh.
+func (c *Connector) register(parent actor.SpawnerContext, sup *supervisor.Supervisor, id transport.CbID, name string, h handlers.Handler, cc callbackConfig) (*actor.PID, error) {
+	ref, err := c.spawn(parent, id, name, h, cc, sup.Spec().Decider)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	route := &dispatch.Route{ID: id, Name: name, Policy: cc.policy, Target: ref}
 	if err := c.table.Add(route); err != nil {
-		c.stopHandler(ref, cc.shutdownTimeout)
-		return fmt.Errorf("cnactor: add callback %q: %w", name, err)
+		c.stopHandler(ref, cc.child.ShutdownTimeout, false)
+		return nil, fmt.Errorf("cnactor: add callback %q: %w", name, err)
 	}
-	c.callbacks[id] = &callback{route: route, ref: ref, cfg: cc, handler: h}
+	c.cbMu.Lock()
+	c.callbacks[id] = &callback{route: route, ref: ref, cfg: cc, handler: h, sup: sup}
+	c.cbMu.Unlock()
 	c.notify(id, name, dispatch.EventAdded)
-	return nil
+	return ref.PID(), nil
+}
+
+// unregister is a supervisor removing a callback for good (or before a
+// fresh start): the route goes, queued messages are counted as dropped, and
+// subscribers are notified. A callback already removed by DelCallback, or
+// re-registered since, is left alone.
+func (c *Connector) unregister(id transport.CbID, pid *actor.PID, reason error) {
+	c.cbMu.Lock()
+	cb := c.callbacks[id]
+	if cb == nil || !cb.ref.PID().Equal(pid) {
+		c.cbMu.Unlock()
+		return
+	}
+	delete(c.callbacks, id)
+	c.cbMu.Unlock()
+	c.table.Remove(id)
+	c.reader.Barrier(context.Background())
+	c.stopHandler(cb.ref, cb.cfg.child.ShutdownTimeout, false)
+	c.log.Warn("callback removed by its supervisor", zap.Stringer("id", id), zap.String("name", cb.route.Name), zap.Error(reason))
+	c.notify(id, cb.route.Name, dispatch.EventRemoved)
 }
 
 // DelCallback removes the callback for id, as cn_del_callback: the id stops
@@ -200,26 +279,42 @@ func (c *Connector) DelCallback(id transport.CbID) error {
 }
 
 func (c *Connector) delLocked(id transport.CbID) error {
-	cb, ok := c.callbacks[id]
-	if !ok {
+	cb := c.lookup(id)
+	if cb == nil {
 		return fmt.Errorf("cnactor: del callback: %w: %s", ErrNotFound, id)
 	}
-	_, leaveErr := c.table.Remove(id)
+	// The supervisor lets go first, so that it neither restarts nor stops
+	// the handler while it drains.
+	cb.sup.Forget(id.String())
+	c.cbMu.Lock()
+	if c.callbacks[id] != cb { // its supervisor removed it meanwhile
+		c.cbMu.Unlock()
+		return fmt.Errorf("cnactor: del callback: %w: %s", ErrNotFound, id)
+	}
 	delete(c.callbacks, id)
+	c.cbMu.Unlock()
+	_, leaveErr := c.table.Remove(id)
 	// Once the reader has routed every batch it holds, nothing more can
 	// reach the handler; then let it finish its queue.
 	c.reader.Barrier(context.Background())
-	stopErr := c.stopHandler(cb.ref, cb.cfg.shutdownTimeout)
+	stopErr := c.stopHandler(cb.ref, cb.cfg.child.ShutdownTimeout, true)
 	c.notify(id, cb.route.Name, dispatch.EventRemoved)
 	return errors.Join(leaveErr, stopErr)
 }
 
-func (c *Connector) stopHandler(ref *actors.HandlerRef, timeout time.Duration) error {
+// stopHandler stops a handler actor within timeout, after letting it finish
+// its queue when drain is set; whatever is left is counted as dropped.
+func (c *Connector) stopHandler(ref *actors.HandlerRef, timeout time.Duration, drain bool) error {
+	if timeout <= 0 {
+		timeout = DefaultShutdownTimeout
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := ref.Drain(ctx); err != nil {
-		c.log.Warn("handler did not drain in time; queued messages dropped",
-			zap.Stringer("id", ref.Spec().ID), zap.Uint64("queued", ref.Stats().Queued))
+	if drain {
+		if err := ref.Drain(ctx); err != nil {
+			c.log.Warn("handler did not drain in time; queued messages dropped",
+				zap.Stringer("id", ref.Spec().ID), zap.Uint64("queued", ref.Stats().Queued))
+		}
 	}
 	return ref.Stop(ctx)
 }
@@ -298,13 +393,26 @@ func (c *Connector) Close(ctx context.Context) error {
 		c.reader.WaitIntake()
 	}
 	c.reader.Stop()
-	for id, cb := range c.callbacks {
-		c.table.Remove(id)
-		errs = append(errs, c.stopHandler(cb.ref, min(cb.cfg.shutdownTimeout, untilDeadline(ctx))))
+	c.reqs.Close() // fails what is still pending with ErrClosed
+	c.cbMu.Lock()
+	cbs := make([]*callback, 0, len(c.callbacks))
+	for _, cb := range c.callbacks {
+		cbs = append(cbs, cb)
 	}
-	clear(c.callbacks)
+	c.cbMu.Unlock()
+	for _, cb := range cbs {
+		cb.sup.Forget(cb.route.ID.String())
+		c.cbMu.Lock()
+		delete(c.callbacks, cb.route.ID)
+		c.cbMu.Unlock()
+		c.table.Remove(cb.route.ID)
+		errs = append(errs, c.stopHandler(cb.ref, min(cb.cfg.child.ShutdownTimeout, untilDeadline(ctx)), true))
+	}
 	if c.fallback != nil {
-		errs = append(errs, c.stopHandler(c.fallback, min(DefaultShutdownTimeout, untilDeadline(ctx))))
+		errs = append(errs, c.stopHandler(c.fallback, min(DefaultShutdownTimeout, untilDeadline(ctx)), true))
+	}
+	if c.rootSup != nil {
+		c.rootSup.Shutdown() // nested supervisors stop with it
 	}
 	c.cancel()
 	if err := c.conn.Close(); err != nil && !errors.Is(err, transport.ErrClosed) {

@@ -6,6 +6,7 @@ import (
 	"github.com/cnactor/cnactor/actors"
 	"github.com/cnactor/cnactor/dispatch"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/supervisor"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
 )
@@ -21,6 +22,8 @@ type config struct {
 	fallback   handlers.Handler
 	mailbox    int
 	overflow   actors.Overflow
+	rootSpec   supervisor.Spec
+	topPolicy  TopPolicy
 }
 
 type optionFunc func(*config)
@@ -90,10 +93,12 @@ var (
 type CallbackOption interface{ applyCallback(*callbackConfig) }
 
 type callbackConfig struct {
-	mailbox         int
-	overflow        actors.Overflow
-	policy          dispatch.SenderPolicy
-	shutdownTimeout time.Duration
+	mailbox    int
+	overflow   actors.Overflow
+	policy     dispatch.SenderPolicy
+	supervisor string
+	child      supervisor.ChildSpec
+	deadLetter func(m *transport.Received, reason error)
 }
 
 type callbackOptionFunc func(*callbackConfig)
@@ -117,5 +122,48 @@ func WithSenderPolicy(p SenderPolicy) CallbackOption {
 // WithShutdownTimeout bounds how long DelCallback waits for the handler to
 // process what is queued; what is left then is counted as dropped.
 func WithShutdownTimeout(d time.Duration) CallbackOption {
-	return callbackOptionFunc(func(c *callbackConfig) { c.shutdownTimeout = d })
+	return callbackOptionFunc(func(c *callbackConfig) { c.child.ShutdownTimeout = d })
+}
+
+// WithSupervisor places the callback under the named supervisor (see
+// AddSupervisor) instead of the root one.
+func WithSupervisor(name string) CallbackOption {
+	return callbackOptionFunc(func(c *callbackConfig) { c.supervisor = name })
+}
+
+// WithRestart sets the callback's restart type (default Permanent).
+func WithRestart(t supervisor.RestartType) CallbackOption {
+	return callbackOptionFunc(func(c *callbackConfig) { c.child.Restart = t })
+}
+
+// WithDeadLetter hands every message whose handling failed to fn, with the
+// reason, before it is dropped. The message is valid only during the call.
+func WithDeadLetter(fn func(m *transport.Received, reason error)) CallbackOption {
+	return callbackOptionFunc(func(c *callbackConfig) { c.deadLetter = fn })
+}
+
+// WithRootSupervisor configures the root supervisor, under which callbacks
+// and named supervisors go unless told otherwise (default
+// supervisor.DefaultSpec).
+func WithRootSupervisor(spec supervisor.Spec) Option {
+	return optionFunc(func(c *config) { c.rootSpec = spec })
+}
+
+// TopPolicy is what happens when a failure escalates past the root
+// supervisor.
+type TopPolicy uint8
+
+const (
+	// KeepRunning (the default) keeps the connector serving without the
+	// handlers that were stopped; the failure is logged and reported as an
+	// escalated supervision event.
+	KeepRunning TopPolicy = iota
+	// FailConnector also fails the connector: Done is closed and Err
+	// returns the failure. The socket keeps running until Close.
+	FailConnector
+)
+
+// WithTopPolicy sets what an escalation past the root supervisor does.
+func WithTopPolicy(p TopPolicy) Option {
+	return optionFunc(func(c *config) { c.topPolicy = p })
 }

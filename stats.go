@@ -4,6 +4,7 @@ import (
 	"github.com/cnactor/cnactor/actors"
 	"github.com/cnactor/cnactor/dispatch"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/supervisor"
 	"github.com/cnactor/cnactor/transport"
 )
 
@@ -18,6 +19,7 @@ type Stats struct {
 	Callbacks []CallbackInfo // ordered by id
 	Fallback  *actors.CallbackStats
 	Control   ControlStats
+	Requester RequesterStats
 }
 
 // CallbackInfo describes one registered callback and its counters.
@@ -29,6 +31,9 @@ type CallbackInfo struct {
 	Mailbox  int
 	Overflow Overflow
 	actors.CallbackStats
+	// Supervision: the supervisor's name and what it reports of the child.
+	Supervisor string
+	supervisor.ChildStatus
 	// Handler holds the handler's own counters, if it reports any.
 	Handler map[string]uint64
 }
@@ -44,13 +49,13 @@ type ControlStats struct {
 func (c *Connector) Stats() Stats {
 	s := Stats{
 		Port:   c.conn.Port(),
-		Reader: c.reader.Stats(),
+		Reader: c.reader.Stats(), Requester: c.reqs.Stats(),
 		Control: ControlStats{
 			Applied: c.controlApplied.Load(), Malformed: c.controlMalformed.Load(), Subscriptions: c.subs.Len(),
 		},
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.cbMu.Lock()
+	defer c.cbMu.Unlock()
 	for _, r := range c.table.Routes() {
 		cb := c.callbacks[r.ID]
 		if cb == nil {
@@ -60,6 +65,8 @@ func (c *Connector) Stats() Stats {
 			ID: r.ID, Name: r.Name, Group: dispatch.GroupOf(r.ID), Policy: r.Policy.String(),
 			Mailbox: cb.ref.Spec().MailboxSize, Overflow: cb.cfg.overflow, CallbackStats: cb.ref.Stats(),
 		}
+		info.Supervisor = cb.sup.Name()
+		info.ChildStatus, _ = cb.sup.Status(r.ID.String())
 		if info.Mailbox == 0 {
 			info.Mailbox = actors.DefaultMailboxSize
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -31,9 +32,18 @@ type HandlerSpec struct {
 	Sender      Sender
 	// Context is done when the connector closes; handlers see it.
 	Context context.Context
-	// Props are extra protoactor props (supervision).
-	Props []actor.PropsOption
+	// Escalate decides whether an error returned by the handler goes to
+	// the supervisor (true) or only fails the message (false, and the
+	// default when nil). handlers.ErrStop always goes.
+	Escalate func(err error) bool
+	// DeadLetter, if set, sees every message whose handling failed, with
+	// the reason; the message is valid only during the call.
+	DeadLetter func(m *transport.Received, reason error)
 }
+
+// spawned numbers handler actors so that a callback re-registered while its
+// old actor is still stopping gets a distinct name.
+var spawned atomic.Uint64
 
 // ErrStopTimeout: a handler did not finish its current message in time.
 var ErrStopTimeout = errors.New("actors: handler did not stop in time")
@@ -70,8 +80,8 @@ func SpawnHandler(spawner actor.SpawnerContext, root *actor.RootContext, spec Ha
 	h.mb = newMailbox(spec.MailboxSize, spec.Overflow, &h.counters)
 	h.mb.onPanic = h.onPanic
 	props := actor.PropsFromProducer(func() actor.Actor { return &handlerActor{ref: h} },
-		append([]actor.PropsOption{actor.WithMailbox(func() actor.Mailbox { return h.mb })}, spec.Props...)...)
-	pid, err := spawner.SpawnNamed(props, fmt.Sprintf("handler-%d-%d", spec.ID.Idx, spec.ID.Val))
+		actor.WithMailbox(func() actor.Mailbox { return h.mb }))
+	pid, err := spawner.SpawnNamed(props, fmt.Sprintf("handler-%d-%d-%d", spec.ID.Idx, spec.ID.Val, spawned.Add(1)))
 	if err != nil {
 		return nil, fmt.Errorf("actors: spawn handler %s: %w", spec.ID, err)
 	}
@@ -147,16 +157,31 @@ func (h *HandlerRef) Stop(ctx context.Context) error {
 // Stopped is closed once the actor has stopped.
 func (h *HandlerRef) Stopped() <-chan struct{} { return h.stopped }
 
-func (h *HandlerRef) onPanic(reason, msg any) {
+// onPanic runs in the mailbox's recover: it turns the panic into the
+// failure reason the supervisor sees, and accounts for the message.
+func (h *HandlerRef) onPanic(value, msg any) any {
+	reason := &handlers.PanicError{Value: value, Stack: debug.Stack()}
 	env, ok := msg.(*envelope)
 	if !ok {
-		h.log.Error("handler actor panicked outside a message", zap.Any("panic", reason), zap.ByteString("stack", debug.Stack()))
-		return
+		h.log.Error("handler actor panicked outside a message", zap.Any("panic", value), zap.ByteString("stack", reason.Stack))
+		return reason
 	}
+	h.fail(env, reason, true)
+	return reason
+}
+
+// fail counts, logs and dead-letters a message whose handling failed, and
+// releases it.
+func (h *HandlerRef) fail(env *envelope, reason error, panicked bool) {
 	h.counters.failed.Add(1)
-	h.log.Error("handler panicked; message dropped",
-		zap.Uint32("seq", env.Seq), zap.Uint32("from", env.From),
-		zap.Any("panic", reason), zap.ByteString("stack", debug.Stack()))
+	fields := []zap.Field{zap.Uint32("seq", env.Seq), zap.Uint32("ack", env.Ack), zap.Uint32("from", env.From), zap.Error(reason)}
+	if p, ok := reason.(*handlers.PanicError); ok && panicked {
+		fields = append(fields, zap.ByteString("stack", p.Stack))
+	}
+	h.log.Warn("handler failed; message dropped", fields...)
+	if h.spec.DeadLetter != nil {
+		h.spec.DeadLetter(&env.Received, reason)
+	}
 	env.release()
 }
 
@@ -172,9 +197,29 @@ func (a *handlerActor) Receive(c actor.Context) {
 		a.handle(m)
 	case *drainMarker:
 		close(m.done)
+	case *actor.Restarting:
+		if r, ok := a.ref.spec.Handler.(handlers.Restarter); ok {
+			a.ref.guard("Restart", r.Restart)
+		}
+	case *actor.Stopping:
+		if s, ok := a.ref.spec.Handler.(handlers.Stopper); ok {
+			a.ref.guard("OnStop", s.OnStop)
+		}
 	case *actor.Stopped:
 		close(a.ref.stopped)
 	}
+}
+
+// guard runs a lifecycle hook; a panic in it is logged, never propagated:
+// protoactor would treat it as a failure and, during Stopping, resurrect the
+// actor.
+func (h *HandlerRef) guard(hook string, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("handler "+hook+" panicked; ignored", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+		}
+	}()
+	f()
 }
 
 func (a *handlerActor) handle(env *envelope) {
@@ -182,13 +227,20 @@ func (a *handlerActor) handle(env *envelope) {
 	a.hc = handlerContext{Context: h.spec.Context, ref: h, env: env}
 	err := h.spec.Handler.Receive(&a.hc, &env.Message)
 	a.hc.env = nil
-	if err != nil {
-		h.counters.failed.Add(1)
-		h.log.Warn("handler failed; message dropped", zap.Uint32("seq", env.Seq), zap.Uint32("from", env.From), zap.Error(err))
-	} else {
+	switch {
+	case err == nil:
 		h.counters.handled.Add(1)
+		env.release()
+	case errors.Is(err, handlers.ErrStop):
+		h.counters.handled.Add(1)
+		env.release()
+		h.mb.invoker.EscalateFailure(err, nil)
+	default:
+		h.fail(env, err, false)
+		if h.spec.Escalate != nil && h.spec.Escalate(err) {
+			h.mb.invoker.EscalateFailure(err, nil)
+		}
 	}
-	env.release()
 }
 
 // handlerContext is the handlers.Context of the message being handled.

@@ -51,8 +51,8 @@ type mailbox struct {
 	dispatcher actor.Dispatcher
 	counters   *counters
 	// onPanic sees the message that was being handled when the handler
-	// panicked, before the failure is escalated to the supervisor.
-	onPanic func(reason, msg any)
+	// panicked and returns the reason escalated to the supervisor.
+	onPanic func(value, msg any) any
 }
 
 const (
@@ -227,9 +227,9 @@ func (m *mailbox) run() {
 	defer func() {
 		if r := recover(); r != nil {
 			if m.onPanic != nil {
-				m.onPanic(r, msg)
+				r = m.onPanic(r, msg)
 			}
-			m.invoker.EscalateFailure(r, msg)
+			m.invoker.EscalateFailure(r, nil)
 		}
 	}()
 	for i, t := 0, m.dispatcher.Throughput(); ; i++ {

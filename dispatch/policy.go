@@ -24,15 +24,19 @@ func AllowAnyone() SenderPolicy { return SenderPolicy{} }
 // AllowKernel admits only the kernel (port 0).
 func AllowKernel() SenderPolicy { return SenderPolicy{kernelOnly: true} }
 
-// AllowPorts admits only the given port ids (0 is the kernel).
+// AllowPorts admits only the given port ids (0 is the kernel). With no
+// ports it admits nobody.
 func AllowPorts(ports ...uint32) SenderPolicy {
-	return SenderPolicy{ports: slices.Clone(ports)}
+	// Never nil, even when empty: nil means "no port restriction".
+	return SenderPolicy{ports: append([]uint32{}, ports...)}
 }
 
 // AllowUIDs admits only user-space senders running as one of the given uids
-// (from SCM_CREDENTIALS). The kernel is not a user and is refused.
+// (from SCM_CREDENTIALS). The kernel is not a user and is refused. With no
+// uids it admits nobody.
 func AllowUIDs(uids ...uint32) SenderPolicy {
-	return SenderPolicy{uids: slices.Clone(uids)}
+	// Never nil, even when empty: nil means "no uid restriction".
+	return SenderPolicy{uids: append([]uint32{}, uids...)}
 }
 
 // Allows reports whether a message from port from with creds may be

@@ -86,3 +86,14 @@ func FormatStats(s map[string]uint64) string {
 	}
 	return out
 }
+
+// Flaky panics on messages whose payload starts with "panic" and echoes the
+// others, to watch supervision at work.
+func Flaky() Handler {
+	return HandlerFunc(func(ctx Context, m *transport.Message) error {
+		if len(m.Data) >= 5 && string(m.Data[:5]) == "panic" {
+			panic("flaky: asked to panic by seq " + strconv.FormatUint(uint64(m.Seq), 10))
+		}
+		return ctx.Reply(m.Data)
+	})
+}

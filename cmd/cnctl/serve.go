@@ -20,10 +20,11 @@ var builtins = map[string]func(e *env, jsonOut bool) handlers.Handler{
 	"log":   func(e *env, j bool) handlers.Handler { return handlers.Log(e.stdout, j) },
 	"count": func(*env, bool) handlers.Handler { return new(handlers.Counter) },
 	"sink":  func(*env, bool) handlers.Handler { return handlers.Sink() },
+	"flaky": func(*env, bool) handlers.Handler { return handlers.Flaky() },
 }
 
 func builtinNames() string {
-	return "count, echo, log, sink"
+	return "count, echo, flaky, log, sink"
 }
 
 func runServe(ctx context.Context, args []string, e *env) error {

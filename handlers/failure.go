@@ -1,0 +1,39 @@
+package handlers
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrStop, returned by Receive, ends the handler normally: the message
+// counts as handled, and the callback's supervisor restarts the handler only
+// if its restart type is Permanent; otherwise the callback is removed.
+var ErrStop = errors.New("handlers: handler stopped normally")
+
+// PanicError is the failure reason of a handler that panicked.
+type PanicError struct {
+	Value any    // what was passed to panic
+	Stack []byte // the goroutine's stack at the panic
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("handler panicked: %v", e.Value) }
+
+// Unwrap returns the panic value if it was an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// Stopper is implemented by handlers that hold resources: OnStop is called
+// once when the handler's actor stops for good (DelCallback, Close, or its
+// supervisor giving up), not on restarts. A panic in OnStop is logged and
+// ignored: it never brings the handler back.
+type Stopper interface {
+	OnStop()
+}
+
+// Restarter is implemented by handlers whose state must be reset when their
+// supervisor restarts them; Restart is called before the next message.
+type Restarter interface {
+	Restart()
+}
