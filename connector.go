@@ -237,7 +237,7 @@ func (c *Connector) register(parent actor.SpawnerContext, sup *supervisor.Superv
 	c.cbMu.Lock()
 	c.callbacks[id] = &callback{route: route, ref: ref, cfg: cc, handler: h, sup: sup}
 	c.cbMu.Unlock()
-	c.notify(id, name, dispatch.EventAdded)
+	c.notify(id, name, dispatch.EventAdded, actors.CallbackStats{})
 	return ref.PID(), nil
 }
 
@@ -258,7 +258,7 @@ func (c *Connector) unregister(id transport.CbID, pid *actor.PID, reason error) 
 	c.reader.Barrier(context.Background())
 	c.stopHandler(cb.ref, cb.cfg.child.ShutdownTimeout, false)
 	c.log.Warn("callback removed by its supervisor", zap.Stringer("id", id), zap.String("name", cb.route.Name), zap.Error(reason))
-	c.notify(id, cb.route.Name, dispatch.EventRemoved)
+	c.notify(id, cb.route.Name, dispatch.EventRemoved, cb.ref.Stats())
 }
 
 // DelCallback removes the callback for id, as cn_del_callback: the id stops
@@ -298,7 +298,7 @@ func (c *Connector) delLocked(id transport.CbID) error {
 	// reach the handler; then let it finish its queue.
 	c.reader.Barrier(context.Background())
 	stopErr := c.stopHandler(cb.ref, cb.cfg.child.ShutdownTimeout, true)
-	c.notify(id, cb.route.Name, dispatch.EventRemoved)
+	c.notify(id, cb.route.Name, dispatch.EventRemoved, cb.ref.Stats())
 	return errors.Join(leaveErr, stopErr)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/cnactor/cnactor/actors"
 	"github.com/cnactor/cnactor/dispatch"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
@@ -15,6 +16,11 @@ type Event struct {
 	ID   transport.CbID
 	Name string
 	Kind dispatch.Event // dispatch.EventAdded or dispatch.EventRemoved
+	// Stats, for EventRemoved, are the callback's final counters, taken
+	// once its handler stopped: Received = Handled + Failed + Dropped
+	// (+ Queued only if the handler was stuck past its shutdown timeout).
+	// Zero for EventAdded.
+	Stats actors.CallbackStats
 }
 
 // Watch calls fn for every callback registration and removal from now on,
@@ -38,10 +44,10 @@ const notifyTimeout = time.Second
 
 // notify tells in-process watchers and every matching subscription's group
 // that id was added or removed. Called with c.mu held.
-func (c *Connector) notify(id transport.CbID, name string, ev dispatch.Event) {
+func (c *Connector) notify(id transport.CbID, name string, ev dispatch.Event, final actors.CallbackStats) {
 	c.watchMu.Lock()
 	for _, fn := range c.watchers {
-		fn(Event{ID: id, Name: name, Kind: ev})
+		fn(Event{ID: id, Name: name, Kind: ev, Stats: final})
 	}
 	c.watchMu.Unlock()
 	for _, g := range c.subs.Groups(id) {

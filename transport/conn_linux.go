@@ -42,6 +42,17 @@ type NetlinkConn struct {
 	recvErr   syscall.Errno
 	lastDrops uint32 // drop counter at the last loss report
 	congested bool   // ENOBUFS seen, queue not yet drained
+	// The last two batches bound, see bind.
+	binds    [2]binding
+	bindNext int
+}
+
+type binding struct {
+	b     *Batch
+	hdrs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrNetlink
+	ctrl  []byte
 }
 
 var _ Conn = (*NetlinkConn)(nil)
@@ -227,8 +238,19 @@ func (c *NetlinkConn) Send(ctx context.Context, to Addr, m *Message) error {
 }
 
 // bind points the mmsghdrs at b's slots; it runs again only when the caller
-// switches batches.
+// switches batches. The last two bindings are kept, so that a caller
+// alternating two batches (the socket reader does) allocates nothing.
 func (c *NetlinkConn) bind(b *Batch) {
+	if c.bound != nil && c.binds[0].b != c.bound && c.binds[1].b != c.bound {
+		c.binds[c.bindNext] = binding{c.bound, c.hdrs, c.iovs, c.names, c.ctrl}
+		c.bindNext ^= 1
+	}
+	for _, k := range c.binds {
+		if k.b == b {
+			c.bound, c.hdrs, c.iovs, c.names, c.ctrl = k.b, k.hdrs, k.iovs, k.names, k.ctrl
+			return
+		}
+	}
 	n := b.Cap()
 	c.bound = b
 	c.hdrs = make([]unix.Mmsghdr, n)

@@ -154,11 +154,13 @@ func (s *server) list(w io.Writer) {
 		counters := map[string]uint64{
 			"received": cb.Received, "handled": cb.Handled, "failed": cb.Failed,
 			"dropped": cb.Dropped, "queued": cb.Queued, "rejected": cb.Rejected,
+			"restarts": cb.Restarts,
 		}
 		for k, v := range cb.Handler {
 			counters[k] = v
 		}
-		fmt.Fprintf(w, "%s name=%s handler=%s group=%d %s\n", cb.ID, cb.Name, handler, cb.Group, handlers.FormatStats(counters))
+		fmt.Fprintf(w, "%s name=%s handler=%s group=%d %s state=%s backoff=%s\n", cb.ID, cb.Name, handler, cb.Group,
+			handlers.FormatStats(counters), cb.State, cb.Backoff)
 	}
 	r := st.Reader
 	fmt.Fprintf(w, "reader datagrams=%d messages=%d malformed=%d kernel_drops=%d unknown=%d rejected=%d\n",

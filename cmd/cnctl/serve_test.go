@@ -123,3 +123,56 @@ func TestIntegrationServeBadCommands(t *testing.T) {
 	default:
 	}
 }
+
+// TestIntegrationServeFlaky: with the default supervision spec, the flaky
+// handler answers all 90 good messages of 100 in which every 10th asks it
+// to panic, within a few seconds.
+func TestIntegrationServeFlaky(t *testing.T) {
+	testutil.Privileged(t)
+	s := startServe(t)
+	port := waitOutput(t, s.stderr, regexp.MustCompile(`serving port=(\d+)`))[1]
+	s.send("add 77:1 flaky")
+	waitOutput(t, s.stdout, regexp.MustCompile(`ok added 77:1 flaky`))
+	raw, err := transport.Dial(transport.WithReadBuffer(1 << 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	var p uint32
+	fmt.Sscan(port, &p)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	for i := 0; i < 100; i++ {
+		data := fmt.Sprintf("good %d", i)
+		if i%10 == 9 {
+			data = "panic " + data
+		}
+		if err := raw.Send(ctx, transport.Addr{Port: p}, &transport.Message{ID: transport.CbID{Idx: 77, Val: 1}, Seq: uint32(i), Data: []byte(data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := transport.NewBatch(0)
+	seen := map[uint32]bool{}
+	for len(seen) < 90 {
+		if err := raw.ReceiveBatch(ctx, b); err != nil {
+			t.Fatalf("%d replies after %v: %v", len(seen), time.Since(start), err)
+		}
+		for _, m := range b.Messages {
+			if m.Seq%10 == 9 {
+				t.Fatalf("reply to panicking message %d", m.Seq)
+			}
+			seen[m.Seq] = true
+		}
+	}
+	t.Logf("90 replies in %v", time.Since(start))
+	// The last message panics after the last reply: poll the listing.
+	re := regexp.MustCompile(`77:1 name=flaky .*failed=10 .*restarts=10 .*state=running`)
+	for deadline := time.Now().Add(5 * time.Second); !re.MatchString(s.stdout.String()); {
+		if time.Now().After(deadline) {
+			t.Fatalf("list never showed 10 failures and restarts:\n%s", s.stdout.String())
+		}
+		s.send("list")
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,408 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cnactor/cnactor/transport"
+	"go.uber.org/goleak"
+)
+
+// fakeSender records what the requester sends and hands it to the test.
+type fakeSender struct {
+	mu   sync.Mutex
+	seq  uint32
+	sent chan sentMsg
+	err  error
+}
+
+type sentMsg struct {
+	to transport.Addr
+	m  transport.Message
+}
+
+func newFakeSender() *fakeSender { return &fakeSender{sent: make(chan sentMsg, 1024)} }
+
+func (s *fakeSender) Send(_ context.Context, to transport.Addr, m *transport.Message) error {
+	s.mu.Lock()
+	err := s.err
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.sent <- sentMsg{to: to, m: *m}
+	return nil
+}
+
+func (s *fakeSender) NextSeq() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	return s.seq
+}
+
+func (s *fakeSender) next(t *testing.T) sentMsg {
+	t.Helper()
+	select {
+	case m := <-s.sent:
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing was sent")
+		return sentMsg{}
+	}
+}
+
+type reqRig struct {
+	r  *Requester
+	s  *fakeSender
+	sy *actor.ActorSystem
+}
+
+func newReqRig(t *testing.T, cfg RequesterConfig) *reqRig {
+	t.Helper()
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	sy := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(slog.DiscardHandler)
+	}))
+	s := newFakeSender()
+	cfg.Sender = s
+	r := StartRequester(sy.Root, cfg)
+	t.Cleanup(func() {
+		r.Close()
+		sy.Shutdown()
+	})
+	return &reqRig{r: r, s: s, sy: sy}
+}
+
+type result struct {
+	reply *Reply
+	err   error
+}
+
+// start runs a Request in the background.
+func (g *reqRig) start(ctx context.Context, m transport.Message, to transport.Addr, o RequestOptions) chan result {
+	ch := make(chan result, 1)
+	go func() {
+		r, err := g.r.Request(ctx, m, to, o)
+		ch <- result{r, err}
+	}()
+	return ch
+}
+
+func wait(t *testing.T, ch chan result) result {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("request did not return")
+		return result{}
+	}
+}
+
+func received(m transport.Message, from, group uint32) *transport.Received {
+	return &transport.Received{Message: m, From: from, Group: group}
+}
+
+var testID = transport.CbID{Idx: 0x100, Val: 1}
+
+func TestRequesterSeqAckMatching(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{})
+	if g.r.Intercept(received(transport.Message{ID: testID, Seq: 1, Ack: 1}, 7, 0)) {
+		t.Fatal("Intercept took a message with nothing pending")
+	}
+	ch := g.start(context.Background(), transport.Message{ID: testID, Data: []byte("ping")}, transport.Addr{Port: 7}, RequestOptions{})
+	req := g.s.next(t)
+	if req.to.Port != 7 || req.m.Seq != 1 || string(req.m.Data) != "ping" {
+		t.Fatalf("sent %+v", req)
+	}
+	ack := req.m.Ack + 1
+	for _, bad := range []*transport.Received{
+		received(transport.Message{ID: testID, Seq: req.m.Seq + 1, Ack: ack}, 7, 0),           // wrong seq
+		received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: ack + 1}, 7, 0),           // wrong ack
+		received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack}, 7, 0),         // the request itself
+		received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: ack}, 8, 0),               // wrong port
+		received(transport.Message{ID: transport.CbID{Idx: 0x100}, Seq: req.m.Seq, Ack: ack}, 7, 0), // wrong id
+	} {
+		if g.r.Intercept(bad) {
+			t.Fatalf("Intercept took %+v from %d as the reply", bad.Message, bad.From)
+		}
+	}
+	buf := []byte("pong")
+	if !g.r.Intercept(received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: ack, Data: buf}, 7, 0)) {
+		t.Fatal("Intercept refused the reply")
+	}
+	copy(buf, "XXXX") // the batch is reused: the reply must own its data
+	res := wait(t, ch)
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if string(res.reply.Data) != "pong" || res.reply.From != 7 || res.reply.Attempts != 1 || res.reply.RTT <= 0 {
+		t.Fatalf("reply %+v", res.reply)
+	}
+	dup := received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: ack, Data: buf}, 7, 0)
+	if !g.r.Intercept(dup) || !g.r.Intercept(dup) {
+		t.Fatal("a duplicate reply was not consumed")
+	}
+	st := g.r.Stats()
+	if st.Requests != 1 || st.Replies != 1 || st.Duplicates != 2 || st.InFlight != 0 || st.Late != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestRequesterGroupRequestAcceptsAnyMember(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{})
+	ch := g.start(context.Background(), transport.Message{ID: testID}, transport.Addr{Group: 5}, RequestOptions{})
+	req := g.s.next(t)
+	if !g.r.Intercept(received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 4242, 0)) {
+		t.Fatal("reply from a group member refused")
+	}
+	if res := wait(t, ch); res.err != nil || res.reply.From != 4242 {
+		t.Fatalf("%+v", res)
+	}
+}
+
+func TestRequesterAckOnlyMatching(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{})
+	procID := transport.CbID{Idx: 1, Val: 1}
+	ch := g.start(context.Background(), transport.Message{ID: procID, Ack: 1000}, transport.Kernel, RequestOptions{Match: MatchAck})
+	req := g.s.next(t)
+	if req.m.Ack != 1000 || req.m.Seq == 0 {
+		t.Fatalf("sent %+v: the caller's ack must be kept and a seq assigned", req.m)
+	}
+	if g.r.Intercept(received(transport.Message{ID: procID, Seq: 77, Ack: 1001}, 9, 1)) {
+		t.Fatal("ack-only policy took a message from a user port")
+	}
+	if g.r.Intercept(received(transport.Message{ID: procID, Seq: 77, Ack: 1002}, 0, 1)) {
+		t.Fatal("ack-only policy took a wrong ack")
+	}
+	// The kernel overwrites seq: any seq is fine.
+	if !g.r.Intercept(received(transport.Message{ID: procID, Seq: 77, Ack: 1001}, 0, 1)) {
+		t.Fatal("ack-only policy refused the kernel's ack")
+	}
+	if res := wait(t, ch); res.err != nil || res.reply.Seq != 77 || res.reply.Group != 1 {
+		t.Fatalf("%+v", res)
+	}
+	if !g.r.Intercept(received(transport.Message{ID: procID, Seq: 78, Ack: 1001}, 0, 1)) || g.r.Stats().Duplicates != 1 {
+		t.Fatal("a second ack was not counted as a duplicate")
+	}
+}
+
+func TestRequesterRetriesResendSameSeqAndAck(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{})
+	ch := g.start(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7},
+		RequestOptions{Timeout: 10 * time.Millisecond, Retries: 3, Backoff: 1.5})
+	first := g.s.next(t)
+	var gaps []time.Duration
+	last := time.Now()
+	for range 3 {
+		again := g.s.next(t)
+		gaps = append(gaps, time.Since(last))
+		last = time.Now()
+		if again.m.Seq != first.m.Seq || again.m.Ack != first.m.Ack || again.to != first.to {
+			t.Fatalf("retry %+v differs from the first send %+v", again, first)
+		}
+	}
+	res := wait(t, ch)
+	if !errors.Is(res.err, ErrTimeout) {
+		t.Fatalf("err = %v, want ErrTimeout", res.err)
+	}
+	if gaps[2] < 15*time.Millisecond { // 10ms * 1.5 * 1.5 = 22.5ms
+		t.Errorf("waits did not back off: %v", gaps)
+	}
+	st := g.r.Stats()
+	if st.Retries != 3 || st.Timeouts != 1 || st.InFlight != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// A reply after the timeout is late, then duplicate; neither dispatched.
+	rep := received(transport.Message{ID: testID, Seq: first.m.Seq, Ack: first.m.Ack + 1}, 7, 0)
+	if !g.r.Intercept(rep) || !g.r.Intercept(rep) {
+		t.Fatal("late reply not consumed")
+	}
+	if st := g.r.Stats(); st.Late != 1 || st.Duplicates != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestRequesterRetryAnsweredOnSecondAttempt(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{})
+	ch := g.start(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7},
+		RequestOptions{Timeout: 10 * time.Millisecond, Retries: 5})
+	g.s.next(t) // lost
+	req := g.s.next(t)
+	g.r.Intercept(received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 7, 0))
+	res := wait(t, ch)
+	if res.err != nil || res.reply.Attempts != 2 {
+		t.Fatalf("%+v %v", res.reply, res.err)
+	}
+}
+
+func TestRequesterCancellationFreesEntry(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{})
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := g.start(ctx, transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{Timeout: time.Hour})
+	req := g.s.next(t)
+	if n := g.r.Stats().InFlight; n != 1 {
+		t.Fatalf("in flight = %d", n)
+	}
+	cancel()
+	res := wait(t, ch)
+	if !errors.Is(res.err, context.Canceled) {
+		t.Fatalf("err = %v", res.err)
+	}
+	if st := g.r.Stats(); st.InFlight != 0 || st.Cancelled != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// A reply after cancellation is late, not a new message.
+	if !g.r.Intercept(received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 7, 0)) || g.r.Stats().Late != 1 {
+		t.Fatal("reply after cancellation not counted late")
+	}
+
+	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer dcancel()
+	_, err := g.r.Request(dctx, transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{Timeout: time.Hour})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRequesterCloseFailsPending(t *testing.T) {
+	closed := errors.New("test: closed")
+	g := newReqRig(t, RequesterConfig{Closed: closed})
+	var chs []chan result
+	for range 50 {
+		chs = append(chs, g.start(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{Timeout: time.Hour}))
+		g.s.next(t)
+	}
+	g.r.Close()
+	for _, ch := range chs {
+		if res := wait(t, ch); !errors.Is(res.err, closed) {
+			t.Fatalf("err = %v", res.err)
+		}
+	}
+	if _, err := g.r.Request(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{}); !errors.Is(err, closed) {
+		t.Fatalf("request after close: %v", err)
+	}
+	if st := g.r.Stats(); st.InFlight != 0 || st.Failed != 50 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestRequesterSendErrorAndPendingKey(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{})
+	boom := errors.New("boom")
+	g.s.mu.Lock()
+	g.s.err = boom
+	g.s.mu.Unlock()
+	if _, err := g.r.Request(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{}); !errors.Is(err, boom) {
+		t.Fatalf("err = %v", err)
+	}
+	if st := g.r.Stats(); st.InFlight != 0 || st.Failed != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	g.s.mu.Lock()
+	g.s.err = nil
+	g.s.mu.Unlock()
+	m := transport.Message{ID: testID, Seq: 5, Ack: 9}
+	ch := g.start(context.Background(), m, transport.Addr{Port: 7}, RequestOptions{Timeout: time.Hour})
+	g.s.next(t)
+	if _, err := g.r.Request(context.Background(), m, transport.Addr{Port: 7}, RequestOptions{}); !errors.Is(err, ErrPending) {
+		t.Fatalf("same seq and ack twice: %v", err)
+	}
+	g.r.Intercept(received(transport.Message{ID: testID, Seq: 5, Ack: 10}, 7, 0))
+	if res := wait(t, ch); res.err != nil {
+		t.Fatal(res.err)
+	}
+}
+
+func TestRequesterRandomAcks(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{})
+	acks := map[uint32]bool{}
+	for range 20 {
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := g.start(ctx, transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{Timeout: time.Hour})
+		acks[g.s.next(t).m.Ack] = true
+		cancel()
+		wait(t, ch)
+	}
+	if len(acks) < 19 {
+		t.Fatalf("acks are not random: %v", acks)
+	}
+}
+
+func TestRequesterRecentWindowExpires(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{DupWindow: 20 * time.Millisecond})
+	ch := g.start(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{})
+	req := g.s.next(t)
+	rep := received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 7, 0)
+	g.r.Intercept(rep)
+	wait(t, ch)
+	time.Sleep(30 * time.Millisecond)
+	if g.r.Intercept(rep) {
+		t.Fatal("a reply after the window was still taken as a duplicate")
+	}
+	if g.r.active.Load() != 0 {
+		t.Fatal("the recent set was not emptied")
+	}
+}
+
+func TestRequesterDupCapacity(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{DupCapacity: 4})
+	var reps []*transport.Received
+	for range 6 {
+		ch := g.start(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{})
+		req := g.s.next(t)
+		rep := received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 7, 0)
+		g.r.Intercept(rep)
+		wait(t, ch)
+		reps = append(reps, rep)
+	}
+	if g.r.Intercept(reps[0]) || g.r.Intercept(reps[1]) {
+		t.Fatal("the oldest finished exchanges were not evicted")
+	}
+	if !g.r.Intercept(reps[5]) {
+		t.Fatal("the newest finished exchange was evicted")
+	}
+}
+
+func TestRequesterInterceptIdleDoesNotAllocate(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{})
+	m := received(transport.Message{ID: testID, Seq: 1, Ack: 2}, 7, 0)
+	if n := testing.AllocsPerRun(1000, func() { g.r.Intercept(m) }); n != 0 {
+		t.Fatalf("%v allocations per idle Intercept", n)
+	}
+}
+
+func TestRequesterManyTimeoutsOneTimer(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{})
+	const n = 2000
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, err := g.r.Request(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7},
+				RequestOptions{Timeout: time.Duration(5+i%20) * time.Millisecond})
+			errs <- err
+		})
+	}
+	go func() {
+		for range n {
+			g.s.next(t)
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	if st := g.r.Stats(); st.Timeouts != n || st.InFlight != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -1,0 +1,110 @@
+package cnactor_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/transport"
+	"github.com/cnactor/cnactor/transport/memory"
+)
+
+// Sender policies are enforced on the socket address and credentials the
+// network reports, never on header fields the sender wrote: a user port
+// whose datagram claims nlmsg_pid 0 is not the kernel.
+func TestSenderPolicy(t *testing.T) {
+	t.Parallel()
+	c, net, inj := newInjectConnector(t)
+	kernel := net.Kernel()
+	alice := dialPeer(t, net, memory.WithCredentials(transport.Credentials{PID: 10, UID: 1234, GID: 1234}))
+	bob := dialPeer(t, net, memory.WithCredentials(transport.Credentials{PID: 11, UID: 999, GID: 999}))
+	zero := dialPeer(t, net, memory.WithCredentials(transport.Credentials{})) // claims to be pid/uid 0
+
+	var (
+		kernelOnly = transport.CbID{Idx: 0x7400, Val: 1}
+		ports      = transport.CbID{Idx: 0x7400, Val: 2}
+		uids       = transport.CbID{Idx: 0x7400, Val: 3}
+		anyone     = transport.CbID{Idx: 0x7400, Val: 4}
+	)
+	recs := map[transport.CbID]*recorder{}
+	for id, p := range map[transport.CbID]cnactor.SenderPolicy{
+		kernelOnly: cnactor.AllowKernel(),
+		ports:      cnactor.AllowPorts(alice.Port()),
+		uids:       cnactor.AllowUIDs(1234),
+		anyone:     cnactor.AllowAnyone(),
+	} {
+		recs[id] = &recorder{}
+		if err := c.AddCallback(id, p.String(), recs[id], cnactor.WithSenderPolicy(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// forged is a datagram from a user port with the kernel's nlmsg_pid 0.
+	forged := func(id transport.CbID, seq uint32) []byte {
+		b, err := transport.AppendDatagram(nil, &transport.Message{ID: id, Seq: seq}, seq, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+
+	type want struct {
+		accepted []uint32 // seqs handled, in order
+		rejected uint64
+	}
+	wants := map[transport.CbID]want{
+		kernelOnly: {[]uint32{1}, 4},
+		ports:      {[]uint32{5}, 2},
+		uids:       {[]uint32{9}, 3},
+		anyone:     {[]uint32{13, 14, 15, 16}, 0},
+	}
+	// kernel-only: the kernel passes; the forged kernel, a uid-0 user
+	// and an ordinary user do not.
+	send(t, kernel, transport.Addr{Port: c.Port()}, &transport.Message{ID: kernelOnly, Seq: 1})
+	inj.inject(alice, transport.Credentials{}, forged(kernelOnly, 2))
+	sendTo(t, zero, c, kernelOnly, 3, "")
+	sendTo(t, bob, c, kernelOnly, 4, "")
+	// ports: alice only; neither bob nor the kernel.
+	sendTo(t, alice, c, ports, 5, "")
+	sendTo(t, bob, c, ports, 6, "")
+	send(t, kernel, transport.Addr{Port: c.Port()}, &transport.Message{ID: ports, Seq: 7})
+	// uids: alice's uid only; neither a uid-0 user nor the kernel, whose
+	// credentials are zero but which is not a user.
+	sendTo(t, zero, c, uids, 8, "")
+	sendTo(t, alice, c, uids, 9, "")
+	sendTo(t, bob, c, uids, 10, "")
+	send(t, kernel, transport.Addr{Port: c.Port()}, &transport.Message{ID: uids, Seq: 11})
+	// anyone: everybody, forged or not.
+	inj.inject(bob, transport.Credentials{}, forged(anyone, 13))
+	sendTo(t, alice, c, anyone, 14, "")
+	sendTo(t, bob, c, anyone, 15, "")
+	send(t, kernel, transport.Addr{Port: c.Port()}, &transport.Message{ID: anyone, Seq: 16})
+
+	for id, w := range wants {
+		r := recs[id]
+		waitFor(t, "every message to "+id.String(), func() bool {
+			ci := info(t, c, id)
+			return ci.Handled == uint64(len(w.accepted)) && ci.Rejected == w.rejected
+		})
+		var seqs []uint32
+		for _, m := range r.messages() {
+			seqs = append(seqs, m.Seq)
+		}
+		// Injected datagrams ride in the batch of the next real one, so
+		// their order is not the order of the sends.
+		slices.Sort(seqs)
+		if !slices.Equal(seqs, w.accepted) {
+			t.Errorf("%v handled seqs %v, want %v", id, seqs, w.accepted)
+		}
+		ci := info(t, c, id)
+		if ci.Rejected != w.rejected || ci.Received != uint64(len(w.accepted)) {
+			t.Errorf("%v (%s): rejected %d received %d, want %d and %d", id, ci.Policy, ci.Rejected, ci.Received, w.rejected, len(w.accepted))
+		}
+	}
+	if m := recs[kernelOnly].messages(); len(m) == 1 && m[0].From != 0 {
+		t.Errorf("kernel message from port %d", m[0].From)
+	}
+	if r := c.Stats().Reader; r.Rejected != 9 || r.Messages != 15 || r.Unknown != 0 {
+		t.Errorf("reader counters %+v, want 15 messages, 9 rejected", r)
+	}
+}
