@@ -380,6 +380,7 @@ func (s connSender) NextSeq() uint32 { return s.c.NextSeq() }
 // Close stops the connector: it drains what is queued on the socket, lets
 // every handler finish what is queued to it (bounded by its shutdown
 // timeout and ctx), stops every actor and goroutine, and closes the socket.
+// Stats keeps reporting the final counters of every callback afterwards.
 func (c *Connector) Close(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -401,11 +402,10 @@ func (c *Connector) Close(ctx context.Context) error {
 	}
 	c.cbMu.Unlock()
 	for _, cb := range cbs {
+		// The callback stays in the table and in callbacks (nothing routes
+		// any more: the reader has stopped), so that Stats after Close
+		// still reports its final counters and nothing is lost silently.
 		cb.sup.Forget(cb.route.ID.String())
-		c.cbMu.Lock()
-		delete(c.callbacks, cb.route.ID)
-		c.cbMu.Unlock()
-		c.table.Remove(cb.route.ID)
 		errs = append(errs, c.stopHandler(cb.ref, min(cb.cfg.child.ShutdownTimeout, untilDeadline(ctx)), true))
 	}
 	if c.fallback != nil {

@@ -99,8 +99,8 @@ func TestNotifications(t *testing.T) {
 	// Malformed control messages are counted and ignored.
 	bad := [][]byte{
 		{1, 2, 3},
-		dispatch.AppendControl(nil, &subA)[:20],                      // cut short
-		append(dispatch.AppendControl(nil, &subA), 0, 0, 0, 0),       // too long
+		dispatch.AppendControl(nil, &subA)[:20], // cut short
+		append(dispatch.AppendControl(nil, &subA), 0, 0, 0, 0),         // too long
 		dispatch.AppendControl(nil, &dispatch.Subscription{Group: 33}), // no such group
 	}
 	for _, data := range bad {

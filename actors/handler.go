@@ -78,6 +78,7 @@ func SpawnHandler(spawner actor.SpawnerContext, root *actor.RootContext, spec Ha
 		root:    root,
 	}
 	h.mb = newMailbox(spec.MailboxSize, spec.Overflow, &h.counters)
+	_, h.mb.notifyLoss = spec.Handler.(handlers.LossObserver)
 	h.mb.onPanic = h.onPanic
 	props := actor.PropsFromProducer(func() actor.Actor { return &handlerActor{ref: h} },
 		actor.WithMailbox(func() actor.Mailbox { return h.mb }))
@@ -100,6 +101,14 @@ func (h *HandlerRef) Spec() HandlerSpec { return h.spec }
 func (h *HandlerRef) Deliver(r *transport.Received) {
 	h.counters.received.Add(1)
 	h.mb.PostUserMessage(newEnvelope(r))
+}
+
+// NotifyLoss tells the handler, if it is a handlers.LossObserver, that n
+// datagrams were lost by the socket before what is queued next.
+func (h *HandlerRef) NotifyLoss(n uint64) {
+	if h.mb.notifyLoss {
+		h.mb.PostUserMessage(&lossNotice{n: n, source: handlers.LossSocket})
+	}
 }
 
 // Reject counts a message refused by the sender policy.
@@ -197,6 +206,8 @@ func (a *handlerActor) Receive(c actor.Context) {
 		a.handle(m)
 	case *drainMarker:
 		close(m.done)
+	case *lossNotice:
+		a.ref.spec.Handler.(handlers.LossObserver).Lost(m.n, m.source)
 	case *actor.Restarting:
 		if r, ok := a.ref.spec.Handler.(handlers.Restarter); ok {
 			a.ref.guard("Restart", r.Restart)

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cnactor/cnactor/handlers"
 )
 
 // Overflow is what a full handler mailbox does with one more message.
@@ -41,6 +42,10 @@ type mailbox struct {
 	limit    int
 	overflow Overflow
 	sys      []any
+	// notifyLoss makes the mailbox tell the handler, in order, how many
+	// messages it dropped (a lossNotice before the next admitted one).
+	notifyLoss  bool
+	pendingLoss uint64
 
 	userCount atomic.Int32
 	sysCount  atomic.Int32
@@ -74,18 +79,25 @@ func (m *mailbox) PostUserMessage(msg any) {
 	m.mu.Lock()
 	if isEnv && m.envs >= m.limit {
 		if m.overflow == DropNewest {
+			if m.notifyLoss {
+				m.pendingLoss++
+			}
 			m.mu.Unlock()
 			m.counters.dropped.Add(1)
 			env.release()
 			return
 		}
 		dropped = m.removeOldestEnvelope()
+		if m.notifyLoss {
+			m.pendingLoss++
+		}
 	}
-	if m.n == len(m.ring) {
-		m.grow()
+	if isEnv && m.pendingLoss > 0 {
+		m.push(&lossNotice{n: m.pendingLoss, source: handlers.LossMailbox})
+		m.pendingLoss = 0
+		m.userCount.Add(1)
 	}
-	m.ring[(m.head+m.n)%len(m.ring)] = msg
-	m.n++
+	m.push(msg)
 	if isEnv {
 		m.envs++
 	}
@@ -97,6 +109,21 @@ func (m *mailbox) PostUserMessage(msg any) {
 		m.userCount.Add(1)
 	}
 	m.schedule()
+}
+
+// push appends msg to the ring, growing it; called with mu held.
+func (m *mailbox) push(msg any) {
+	if m.n == len(m.ring) {
+		m.grow()
+	}
+	m.ring[(m.head+m.n)%len(m.ring)] = msg
+	m.n++
+}
+
+// lossNotice tells a handlers.LossObserver that n messages were lost here.
+type lossNotice struct {
+	n      uint64
+	source handlers.LossSource
 }
 
 // removeOldestEnvelope takes the oldest envelope out of the ring, keeping

@@ -93,8 +93,8 @@ func StartReader(root *actor.RootContext, cfg ReaderConfig) (*Reader, error) {
 	return r, nil
 }
 
-// The final drain at Close ends when a receive has waited drainIdle for
-// nothing (the queue is empty) or after drainMax under continuous traffic.
+// The final drain at Close ends when a receive empties the queue or has
+// waited drainIdle for nothing, or after drainMax at the latest.
 const (
 	drainIdle = 5 * time.Millisecond
 	drainMax  = time.Second
@@ -104,7 +104,8 @@ func (r *Reader) loop() {
 	defer close(r.loopDone)
 	for b := range r.free {
 		rctx, cancel := r.loopCtx, context.CancelFunc(nil)
-		if r.stopping.Load() {
+		draining := r.stopping.Load()
+		if draining {
 			if time.Since(time.Unix(0, r.stopAt.Load())) > drainMax {
 				r.free <- b
 				return
@@ -132,7 +133,14 @@ func (r *Reader) loop() {
 			time.Sleep(10 * time.Millisecond) // a persistent error must not spin
 			continue
 		}
+		// A batch with room to spare means the receive emptied the queue:
+		// once draining, everything queued before StopIntake is now read,
+		// and traffic arriving after it need not hold Close up to drainMax.
+		emptied := draining && b.Lost == 0 && b.Datagrams < b.Cap()
 		r.root.Send(r.pid, b)
+		if emptied {
+			return
+		}
 	}
 }
 
@@ -149,8 +157,9 @@ func (r *Reader) Barrier(ctx context.Context) error {
 }
 
 // StopIntake stops reading: the loop first drains what is queued on the
-// socket, until a receive finds nothing for drainIdle, drainMax has passed
-// or ctx ends, and then returns. If it did not finish by itself, the caller
+// socket, until a receive empties the queue (returns a batch with room to
+// spare) or finds nothing for drainIdle, drainMax has passed or ctx ends,
+// and then returns. If it did not finish by itself, the caller
 // closes the Conn to end it and calls WaitIntake.
 func (r *Reader) StopIntake(ctx context.Context) (drained bool) {
 	r.stopAt.Store(time.Now().UnixNano())
@@ -202,10 +211,14 @@ func (r *Reader) route(b *transport.Batch) {
 	r.c.datagrams.Add(uint64(b.Datagrams))
 	r.c.bytes.Add(uint64(b.Bytes))
 	r.c.messages.Add(uint64(len(b.Messages)))
+	snap := r.cfg.Table.Snapshot()
 	if b.Lost > 0 {
 		r.c.kernelDrops.Add(b.Lost)
 		r.c.overflows.Add(1)
 		r.log.Warn("receive queue overflowed; datagrams lost", zap.Uint64("lost", b.Lost))
+		// Handlers that watch for loss hear of it before the messages
+		// received after it.
+		snap.Each(func(rt *dispatch.Route) { rt.Target.(*HandlerRef).NotifyLoss(b.Lost) })
 	}
 	for i := range b.Malformed {
 		m := &b.Malformed[i]
@@ -215,7 +228,6 @@ func (r *Reader) route(b *transport.Batch) {
 				zap.Error(m.Err), zap.Int("suppressed", n))
 		}
 	}
-	snap := r.cfg.Table.Snapshot()
 	for i := range b.Messages {
 		msg := &b.Messages[i]
 		if r.cfg.Intercept != nil && r.cfg.Intercept.Intercept(msg) {

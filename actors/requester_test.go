@@ -26,7 +26,7 @@ type sentMsg struct {
 	m  transport.Message
 }
 
-func newFakeSender() *fakeSender { return &fakeSender{sent: make(chan sentMsg, 1024)} }
+func newFakeSender() *fakeSender { return &fakeSender{sent: make(chan sentMsg, 8192)} }
 
 func (s *fakeSender) Send(_ context.Context, to transport.Addr, m *transport.Message) error {
 	s.mu.Lock()
@@ -123,10 +123,10 @@ func TestRequesterSeqAckMatching(t *testing.T) {
 	}
 	ack := req.m.Ack + 1
 	for _, bad := range []*transport.Received{
-		received(transport.Message{ID: testID, Seq: req.m.Seq + 1, Ack: ack}, 7, 0),           // wrong seq
-		received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: ack + 1}, 7, 0),           // wrong ack
-		received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack}, 7, 0),         // the request itself
-		received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: ack}, 8, 0),               // wrong port
+		received(transport.Message{ID: testID, Seq: req.m.Seq + 1, Ack: ack}, 7, 0),                 // wrong seq
+		received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: ack + 1}, 7, 0),                 // wrong ack
+		received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack}, 7, 0),               // the request itself
+		received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: ack}, 8, 0),                     // wrong port
 		received(transport.Message{ID: transport.CbID{Idx: 0x100}, Seq: req.m.Seq, Ack: ack}, 7, 0), // wrong id
 	} {
 		if g.r.Intercept(bad) {
@@ -390,11 +390,6 @@ func TestRequesterManyTimeoutsOneTimer(t *testing.T) {
 			errs <- err
 		})
 	}
-	go func() {
-		for range n {
-			g.s.next(t)
-		}
-	}()
 	wg.Wait()
 	close(errs)
 	for err := range errs {

@@ -65,6 +65,16 @@ type Snapshot struct {
 // Lookup returns the route for id, or nil.
 func (s *Snapshot) Lookup(id transport.CbID) *Route { return s.routes[id] }
 
+// Each calls fn for every route, the fallback included.
+func (s *Snapshot) Each(fn func(*Route)) {
+	for _, r := range s.routes {
+		fn(r)
+	}
+	if s.fallback != nil {
+		fn(s.fallback)
+	}
+}
+
 // Fallback is the route for unknown ids, or nil.
 func (s *Snapshot) Fallback() *Route { return s.fallback }
 

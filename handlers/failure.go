@@ -37,3 +37,29 @@ type Stopper interface {
 type Restarter interface {
 	Restart()
 }
+
+// LossSource says where messages were lost.
+type LossSource uint8
+
+const (
+	// LossSocket: the kernel dropped datagrams because the socket's receive
+	// queue was full (its drop counter). They may have been for any id.
+	LossSocket LossSource = iota
+	// LossMailbox: the handler's mailbox was full and dropped messages.
+	LossMailbox
+)
+
+func (s LossSource) String() string {
+	if s == LossMailbox {
+		return "mailbox"
+	}
+	return "socket"
+}
+
+// LossObserver is implemented by handlers that want to know, in stream
+// order, that messages were lost before the next one they receive, so that
+// they can resynchronise. Lost is called from the handler's actor, like
+// Receive.
+type LossObserver interface {
+	Lost(n uint64, source LossSource)
+}

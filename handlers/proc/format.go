@@ -1,0 +1,222 @@
+package proc
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+)
+
+// AppendJSON appends ev as one JSON object: "event", "cpu",
+// "timestamp_ns", then the kernel's field names with the process_ prefix
+// dropped, values as the kernel sent them; then, when enrichment knows it,
+// "process": {"comm", "cmdline", "exe", "start_ns", "duration_ns"}.
+// Lost events are {"event":"lost","count":N,"source":...}.
+func AppendJSON(b []byte, ev Event) []byte {
+	hd := ev.Head()
+	name := hd.What.String()
+	if _, ok := ev.(*Lost); ok {
+		name = "lost"
+	}
+	b = append(b, `{"event":"`...)
+	b = append(b, name...)
+	b = append(b, `","cpu":`...)
+	b = strconv.AppendUint(b, uint64(hd.CPU), 10)
+	b = append(b, `,"timestamp_ns":`...)
+	b = strconv.AppendUint(b, hd.TimestampNS, 10)
+	num := func(key string, v uint64) {
+		b = append(b, ',', '"')
+		b = append(b, key...)
+		b = append(b, '"', ':')
+		b = strconv.AppendUint(b, v, 10)
+	}
+	var proc *Process
+	switch e := ev.(type) {
+	case *Ack:
+		num("err", uint64(e.Err))
+		num("ack", uint64(e.Ack))
+	case *Fork:
+		num("parent_pid", uint64(e.ParentPID))
+		num("parent_tgid", uint64(e.ParentTGID))
+		num("child_pid", uint64(e.ChildPID))
+		num("child_tgid", uint64(e.ChildTGID))
+		proc = e.Process
+	case *Exec:
+		num("pid", uint64(e.PID))
+		num("tgid", uint64(e.TGID))
+		proc = e.Process
+	case *UID:
+		num("pid", uint64(e.PID))
+		num("tgid", uint64(e.TGID))
+		num("ruid", uint64(e.RUID))
+		num("euid", uint64(e.EUID))
+	case *GID:
+		num("pid", uint64(e.PID))
+		num("tgid", uint64(e.TGID))
+		num("rgid", uint64(e.RGID))
+		num("egid", uint64(e.EGID))
+	case *SID:
+		num("pid", uint64(e.PID))
+		num("tgid", uint64(e.TGID))
+	case *Ptrace:
+		num("pid", uint64(e.PID))
+		num("tgid", uint64(e.TGID))
+		num("tracer_pid", uint64(e.TracerPID))
+		num("tracer_tgid", uint64(e.TracerTGID))
+	case *Comm:
+		num("pid", uint64(e.PID))
+		num("tgid", uint64(e.TGID))
+		b = append(b, `,"comm":`...)
+		b = appendString(b, e.Comm)
+	case *Coredump:
+		num("pid", uint64(e.PID))
+		num("tgid", uint64(e.TGID))
+		num("parent_pid", uint64(e.ParentPID))
+		num("parent_tgid", uint64(e.ParentTGID))
+	case *Exit:
+		num("pid", uint64(e.PID))
+		num("tgid", uint64(e.TGID))
+		num("exit_code", uint64(e.ExitCode))
+		num("exit_signal", uint64(e.ExitSignal))
+		num("parent_pid", uint64(e.ParentPID))
+		num("parent_tgid", uint64(e.ParentTGID))
+		proc = e.Process
+	case *Lost:
+		num("count", e.Count)
+		b = append(b, `,"source":`...)
+		b = appendString(b, e.Source)
+	}
+	if proc != nil {
+		b = append(b, `,"process":{"comm":`...)
+		b = appendString(b, proc.Comm)
+		b = append(b, `,"cmdline":`...)
+		b = appendString(b, proc.Cmdline)
+		b = append(b, `,"exe":`...)
+		b = appendString(b, proc.Exe)
+		num("start_ns", proc.StartNS)
+		if proc.Duration > 0 {
+			num("duration_ns", uint64(proc.Duration))
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+func appendString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // JSON escaping, not Go's
+	return append(b, q...)
+}
+
+// PID is the process an event is about: the child of a fork, the pid of
+// the others, 0 for acks and losses.
+func PID(ev Event) uint32 {
+	switch e := ev.(type) {
+	case *Fork:
+		return e.ChildPID
+	case *Exec:
+		return e.PID
+	case *UID:
+		return e.PID
+	case *GID:
+		return e.PID
+	case *SID:
+		return e.PID
+	case *Ptrace:
+		return e.PID
+	case *Comm:
+		return e.PID
+	case *Coredump:
+		return e.PID
+	case *Exit:
+		return e.PID
+	}
+	return 0
+}
+
+// Involves reports whether ev concerns pid: as the subject, its thread
+// group, its parent or tracer.
+func Involves(ev Event, pid uint32) bool {
+	switch e := ev.(type) {
+	case *Fork:
+		return pid == e.ChildPID || pid == e.ChildTGID || pid == e.ParentPID || pid == e.ParentTGID
+	case *Exit:
+		return pid == e.PID || pid == e.TGID || pid == e.ParentPID || pid == e.ParentTGID
+	case *Coredump:
+		return pid == e.PID || pid == e.TGID || pid == e.ParentPID || pid == e.ParentTGID
+	case *Ptrace:
+		return pid == e.PID || pid == e.TGID || pid == e.TracerPID || pid == e.TracerTGID
+	case *Lost, *Ack:
+		return true // never hide a loss or an acknowledgement
+	}
+	return PID(ev) == pid || tgid(ev) == pid
+}
+
+func tgid(ev Event) uint32 {
+	switch e := ev.(type) {
+	case *Exec:
+		return e.TGID
+	case *UID:
+		return e.TGID
+	case *GID:
+		return e.TGID
+	case *SID:
+		return e.TGID
+	case *Comm:
+		return e.TGID
+	}
+	return 0
+}
+
+// Info is the short description forkstat-style views print for ev.
+func Info(ev Event) string {
+	switch e := ev.(type) {
+	case *Ack:
+		return "ack err=" + strconv.FormatUint(uint64(e.Err), 10)
+	case *Fork:
+		if e.IsThread() {
+			return "thread of " + strconv.FormatUint(uint64(e.ChildTGID), 10)
+		}
+		return "parent=" + strconv.FormatUint(uint64(e.ParentPID), 10)
+	case *UID:
+		return "ruid=" + strconv.FormatUint(uint64(e.RUID), 10) + " euid=" + strconv.FormatUint(uint64(e.EUID), 10)
+	case *GID:
+		return "rgid=" + strconv.FormatUint(uint64(e.RGID), 10) + " egid=" + strconv.FormatUint(uint64(e.EGID), 10)
+	case *Ptrace:
+		if e.TracerPID == 0 {
+			return "detached"
+		}
+		return "tracer=" + strconv.FormatUint(uint64(e.TracerPID), 10)
+	case *Comm:
+		return "comm=" + e.Comm
+	case *Coredump:
+		return "parent=" + strconv.FormatUint(uint64(e.ParentPID), 10)
+	case *Exit:
+		if e.ExitCode&0x7f != 0 { // killed: the wait status holds the signal
+			return "signal=" + strconv.FormatUint(uint64(e.ExitCode&0x7f), 10)
+		}
+		return "code=" + strconv.FormatUint(uint64(e.ExitCode>>8), 10)
+	case *Lost:
+		return "lost " + strconv.FormatUint(e.Count, 10) + " events (" + e.Source + ")"
+	}
+	return ""
+}
+
+// ProcessOf is the enrichment attached to ev, or nil.
+func ProcessOf(ev Event) *Process {
+	switch e := ev.(type) {
+	case *Fork:
+		return e.Process
+	case *Exec:
+		return e.Process
+	case *Exit:
+		return e.Process
+	}
+	return nil
+}
+
+// Duration formats how long a process ran, or "" if unknown.
+func Duration(p *Process) string {
+	if p == nil || p.Duration <= 0 {
+		return ""
+	}
+	return p.Duration.Round(time.Microsecond).String()
+}

@@ -1,0 +1,367 @@
+package proc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/transport"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// ID is the proc connector's callback id; its events arrive on group 1.
+var ID = transport.CbID{Idx: 1, Val: 1}
+
+// Subscription operations (enum proc_cn_mcast_op).
+const (
+	opListen = 1
+	opIgnore = 2
+)
+
+// Mode is how the monitor gets the events it was asked for.
+type Mode uint8
+
+const (
+	// ModeAuto picks ModeAll for every event kind, ModeKernelFilter on
+	// kernels 6.6 and later, ModeUserspaceFilter before.
+	ModeAuto Mode = iota
+	// ModeAll subscribes to every event (the 4-byte LISTEN); losses also
+	// show as gaps in the per-CPU sequence numbers, which are checked.
+	ModeAll
+	// ModeKernelFilter sends the 8-byte proc_input of kernels 6.6+: the
+	// kernel sends only the asked-for kinds, and no acknowledgement.
+	ModeKernelFilter
+	// ModeUserspaceFilter subscribes to everything and filters here, for
+	// kernels before 6.6, which ignore the 8-byte form.
+	ModeUserspaceFilter
+)
+
+func (m Mode) String() string {
+	return [...]string{"auto", "all", "kernel-filter", "userspace-filter"}[m]
+}
+
+// An Option configures Listen.
+type Option interface{ apply(*config) }
+
+type config struct {
+	mask       What
+	mode       Mode
+	enrich     bool
+	buffer     int
+	mailbox    int
+	readBuffer int
+	conn       *cnactor.Connector
+	logger     *zap.Logger
+	cacheSize  int
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithEvents asks for the given kinds only (default WhatAll). WhatNonzeroExit
+// asks for exits with a non-zero code.
+func WithEvents(mask What) Option { return optionFunc(func(c *config) { c.mask = mask }) }
+
+// WithMode forces a subscription mode (default ModeAuto).
+func WithMode(m Mode) Option { return optionFunc(func(c *config) { c.mode = m }) }
+
+// WithEnrichment turns reading /proc for command names, command lines,
+// executables and durations on or off (default on).
+func WithEnrichment(on bool) Option { return optionFunc(func(c *config) { c.enrich = on }) }
+
+// WithBuffer sets the capacity of the Events channel (default 4096).
+func WithBuffer(n int) Option { return optionFunc(func(c *config) { c.buffer = n }) }
+
+// WithMailbox sets how many received events may wait for the monitor's
+// handler (default 65536); beyond that they are lost, and reported.
+func WithMailbox(n int) Option { return optionFunc(func(c *config) { c.mailbox = n }) }
+
+// WithReadBuffer sets the socket receive buffer of the connector Listen
+// creates (default cnactor.DefaultReadBuffer: about 10,000 events).
+func WithReadBuffer(bytes int) Option { return optionFunc(func(c *config) { c.readBuffer = bytes }) }
+
+// WithConnector subscribes on an existing connector instead of creating
+// one; the connector must not have a callback for ID. Close leaves it open.
+func WithConnector(c *cnactor.Connector) Option { return optionFunc(func(cfg *config) { cfg.conn = c }) }
+
+// WithLogger sets the logger of the connector Listen creates.
+func WithLogger(l *zap.Logger) Option { return optionFunc(func(c *config) { c.logger = l }) }
+
+// WithCacheSize bounds how many processes enrichment remembers (default
+// 16384).
+func WithCacheSize(n int) Option { return optionFunc(func(c *config) { c.cacheSize = n }) }
+
+// ErrPermission explains a refused subscription.
+var ErrPermission = errors.New("proc: this kernel lets only root (CAP_NET_ADMIN) listen to process events; kernels 6.6 and later allow everyone")
+
+// Monitor is a subscription to the proc connector. Events are delivered in
+// the kernel's order on Events, with *Lost events where some went missing.
+type Monitor struct {
+	c      *cnactor.Connector
+	owns   bool
+	mode   Mode
+	mask   What
+	h      *handler
+	ack    uint32
+	closed sync.Once
+	err    error
+}
+
+// Listen subscribes to process events: it registers the proc handler for
+// ID (joining group 1) on its own connector (or the one given), and sends
+// LISTEN to the kernel, to port 0 with no groups, as the kernel wants it.
+// It does not wait for the kernel's acknowledgement (filtered subscriptions
+// get none); the Ack event shows up in the stream when there is one.
+func Listen(ctx context.Context, opts ...Option) (*Monitor, error) {
+	cfg := config{mask: WhatAll, enrich: true, buffer: 4096, mailbox: 1 << 16,
+		readBuffer: cnactor.DefaultReadBuffer, logger: zap.NewNop(), cacheSize: 16384}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if cfg.mask == 0 {
+		cfg.mask = WhatAll
+	}
+	m := &Monitor{c: cfg.conn, mask: cfg.mask, mode: resolveMode(cfg.mode, cfg.mask)}
+	if m.c == nil {
+		c, err := cnactor.New(cnactor.WithReadBuffer(cfg.readBuffer), cnactor.WithLogger(cfg.logger))
+		if err != nil {
+			return nil, fmt.Errorf("proc: %w", err)
+		}
+		m.c, m.owns = c, true
+	}
+	m.h = newHandler(m, cfg)
+	err := m.c.AddCallback(ID, "proc", m.h,
+		cnactor.WithSenderPolicy(cnactor.AllowKernel()), cnactor.WithMailbox(cfg.mailbox, cnactor.DropNewest))
+	if err == nil {
+		err = m.send(ctx, opListen)
+	}
+	if err != nil {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			err = fmt.Errorf("%w: %w", ErrPermission, err)
+		}
+		m.shutdown(false)
+		return nil, err
+	}
+	m.c.Logger().Info("proc: listening", zap.Stringer("mode", m.mode), zap.Stringer("events", m.mask))
+	return m, nil
+}
+
+// resolveMode picks the mode for mask on this kernel.
+func resolveMode(m Mode, mask What) Mode {
+	if m != ModeAuto {
+		return m
+	}
+	if mask&WhatAll == WhatAll {
+		return ModeAll
+	}
+	if kernelAtLeast(6, 6) {
+		return ModeKernelFilter
+	}
+	return ModeUserspaceFilter
+}
+
+func kernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	parts := strings.SplitN(rel, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	maj, _ := strconv.Atoi(parts[0])
+	mnr, _ := strconv.Atoi(leadingDigits(parts[1]))
+	return maj > major || maj == major && mnr >= minor
+}
+
+func leadingDigits(s string) string {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return s[:i]
+}
+
+// send sends LISTEN or IGNORE in the form of the monitor's mode.
+func (m *Monitor) send(ctx context.Context, op uint32) error {
+	data := binary.NativeEndian.AppendUint32(nil, op)
+	if m.mode == ModeKernelFilter {
+		data = binary.NativeEndian.AppendUint32(data, uint32(m.mask))
+	}
+	var ack [4]byte
+	rand.Read(ack[:])
+	msg := transport.Message{ID: ID, Ack: binary.NativeEndian.Uint32(ack[:]) &^ 1, Data: data}
+	if op == opListen {
+		m.ack = msg.Ack
+	}
+	return m.c.SendTo(ctx, &msg, 0)
+}
+
+// Events is the stream of events. It is closed by Close.
+func (m *Monitor) Events() <-chan Event { return m.h.out }
+
+// Mode is the subscription mode in use.
+func (m *Monitor) Mode() Mode { return m.mode }
+
+// Connector is the connector the monitor runs on.
+func (m *Monitor) Connector() *cnactor.Connector { return m.c }
+
+// Stats counts what the monitor saw.
+type Stats struct {
+	Events   uint64 // delivered on Events
+	Filtered uint64 // received but not asked for (userspace filtering)
+	Lost     uint64 // reported in Lost events
+	Dropped  uint64 // not delivered because the monitor was closing
+}
+
+// Stats returns the monitor's counters.
+func (m *Monitor) Stats() Stats {
+	return Stats{Events: m.h.events.Load(), Filtered: m.h.filtered.Load(), Lost: m.h.lost.Load(), Dropped: m.h.dropped.Load()}
+}
+
+// Close sends IGNORE (which, since 6.6, affects only this socket), removes
+// the proc callback, closes the connector if Listen created it, and closes
+// Events.
+func (m *Monitor) Close() error {
+	m.closed.Do(func() { m.err = m.shutdown(true) })
+	return m.err
+}
+
+func (m *Monitor) shutdown(ignore bool) error {
+	close(m.h.done) // a handler blocked on a full Events channel lets go
+	var errs []error
+	if ignore {
+		errs = append(errs, m.send(context.Background(), opIgnore))
+	}
+	if err := m.c.DelCallback(ID); err != nil && !errors.Is(err, cnactor.ErrNotFound) {
+		errs = append(errs, err)
+	}
+	if m.owns {
+		errs = append(errs, m.c.Close(context.Background()))
+	}
+	close(m.h.out)
+	return errors.Join(errs...)
+}
+
+// handler is the proc callback: it decodes, checks sequence numbers,
+// filters, enriches and delivers.
+type handler struct {
+	m          *Monitor
+	out        chan Event
+	done       chan struct{}
+	userFilter bool
+	gapCheck   bool
+	enrich     bool
+	cache      *cache
+
+	lastSeq map[uint32]uint32 // per CPU
+	// Loss reported by the socket or mailbox and not yet seen as a gap
+	// (credit), and gaps reported before the count that explains them
+	// arrived (excess): every lost event is reported once.
+	credit, excess uint64
+
+	events, filtered, lost, dropped atomic.Uint64
+}
+
+func newHandler(m *Monitor, cfg config) *handler {
+	return &handler{
+		m: m, out: make(chan Event, cfg.buffer), done: make(chan struct{}),
+		userFilter: m.mode == ModeUserspaceFilter || m.mode == ModeKernelFilter && m.mask&WhatNonzeroExit != 0,
+		gapCheck:   m.mode == ModeAll || m.mode == ModeUserspaceFilter,
+		enrich:     cfg.enrich, cache: newCache(cfg.cacheSize), lastSeq: map[uint32]uint32{},
+	}
+}
+
+var _ handlers.LossObserver = (*handler)(nil)
+
+// Receive handles one proc event from the kernel.
+func (h *handler) Receive(_ handlers.Context, msg *transport.Message) error {
+	ev, err := Decode(msg.Data, msg.Seq, msg.Ack)
+	if err != nil {
+		return err
+	}
+	hd := ev.Head()
+	if h.gapCheck {
+		if last, ok := h.lastSeq[hd.CPU]; ok {
+			if gap := hd.Seq - last - 1; gap != 0 && gap < 1<<31 {
+				h.gap(uint64(gap), hd)
+			}
+		}
+		h.lastSeq[hd.CPU] = hd.Seq
+	}
+	if h.userFilter && !wanted(h.m.mask, ev) {
+		h.filtered.Add(1)
+		return nil
+	}
+	if h.enrich {
+		switch e := ev.(type) {
+		case *Fork:
+			if !e.IsThread() {
+				e.Process = h.cache.forked(e)
+			}
+		case *Exec:
+			e.Process = h.cache.execed(e)
+		case *Exit:
+			if e.PID == e.TGID {
+				e.Process = h.cache.exited(e)
+			}
+		}
+	}
+	h.emit(ev)
+	return nil
+}
+
+// wanted applies a filter mask as the kernel's cn_filter does.
+func wanted(mask What, ev Event) bool {
+	hd := ev.Head()
+	if hd.What == WhatNone {
+		return true // acknowledgements always pass in userspace
+	}
+	if e, ok := ev.(*Exit); ok && mask&WhatNonzeroExit != 0 && e.ExitCode != 0 {
+		return true
+	}
+	return mask&hd.What != 0
+}
+
+// Lost is told by the runtime that n messages were lost before the next.
+func (h *handler) Lost(n uint64, source handlers.LossSource) {
+	matched := min(n, h.excess)
+	h.excess -= matched
+	if n -= matched; n > 0 {
+		h.credit += n
+		h.emit(&Lost{Count: n, Source: source.String()})
+	}
+}
+
+func (h *handler) gap(n uint64, at *Header) {
+	matched := min(n, h.credit)
+	h.credit -= matched
+	if n -= matched; n > 0 {
+		h.excess += n
+		h.emit(&Lost{Header: Header{CPU: at.CPU, TimestampNS: at.TimestampNS, Seq: at.Seq}, Count: n, Source: "sequence"})
+	}
+}
+
+func (h *handler) emit(ev Event) {
+	select {
+	case h.out <- ev:
+		if l, ok := ev.(*Lost); ok {
+			h.lost.Add(l.Count)
+		} else {
+			h.events.Add(1)
+		}
+	case <-h.done:
+		h.dropped.Add(1)
+	}
+}
