@@ -92,7 +92,9 @@ func WithReadBuffer(bytes int) Option { return optionFunc(func(c *config) { c.re
 
 // WithConnector subscribes on an existing connector instead of creating
 // one; the connector must not have a callback for ID. Close leaves it open.
-func WithConnector(c *cnactor.Connector) Option { return optionFunc(func(cfg *config) { cfg.conn = c }) }
+func WithConnector(c *cnactor.Connector) Option {
+	return optionFunc(func(cfg *config) { cfg.conn = c })
+}
 
 // WithLogger sets the logger of the connector Listen creates.
 func WithLogger(l *zap.Logger) Option { return optionFunc(func(c *config) { c.logger = l }) }
