@@ -102,7 +102,11 @@ func New(opts ...Option) (*Connector, error) {
 	log := cfg.logger
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("protoactor")))
-	}))
+	}),
+		// Every dead letter (a Stop racing a child's Terminated at Close is
+		// one) starts a goroutine that sleeps out the throttle interval and
+		// cannot be stopped: keep that short so Close leaves nothing behind.
+		actor.WithDeadLetterThrottleInterval(deadLetterWindow))
 	c := &Connector{
 		log:       log,
 		cfg:       cfg,
@@ -151,6 +155,10 @@ func New(opts ...Option) (*Connector, error) {
 	log.Info("connector started", zap.Uint32("port", conn.Port()))
 	return c, nil
 }
+
+// deadLetterWindow is protoactor's dead-letter log throttle interval
+// (default 1 s, with a goroutine alive that long after each dead letter).
+const deadLetterWindow = 10 * time.Millisecond
 
 // abort undoes a New that failed before the reader started.
 func (c *Connector) abort() {

@@ -76,8 +76,14 @@ func TestCloseUnderLoad(t *testing.T) {
 	before := sent.Load()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	start := time.Now()
 	if err := c.Close(ctx); err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+	// Close drains what was queued when it began; traffic that keeps
+	// coming must not hold it up to the reader's one-second drain limit.
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Errorf("Close under load took %v", d)
 	}
 	wg.Wait()
 	total := sent.Load()

@@ -289,7 +289,7 @@ func (c *handlerContext) send(m *transport.Message, to transport.Addr) error {
 }
 
 func (c *handlerContext) Send(m *transport.Message, to transport.Addr) error {
-	if m.Seq == 0 {
+	if m.Seq == 0 && c.ref.spec.Sender != nil { // without one, send reports the error
 		m.Seq = c.ref.spec.Sender.NextSeq()
 	}
 	return c.send(m, to)

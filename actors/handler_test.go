@@ -204,3 +204,34 @@ func TestHandlerStopTimeout(t *testing.T) {
 		t.Errorf("stopped: %+v, want 5 = 1 handled + 4 dropped", s)
 	}
 }
+
+// Without a Sender, Reply and Send fail with an error; they must not panic.
+func TestHandlerWithoutSender(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t)
+	errs := make(chan [2]error, 1)
+	h := handlers.HandlerFunc(func(ctx handlers.Context, m *transport.Message) error {
+		var got [2]error
+		got[0] = ctx.Reply([]byte("r"))
+		got[1] = ctx.Send(&transport.Message{ID: m.ID}, transport.Addr{Port: 1})
+		errs <- got
+		return nil
+	})
+	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: transport.CbID{Idx: 0x5100, Val: 3}, Name: "mute", Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref.Deliver(&transport.Received{Message: transport.Message{ID: ref.Spec().ID, Seq: 1}})
+	select {
+	case got := <-errs:
+		if got[0] == nil || got[1] == nil {
+			t.Errorf("Reply: %v, Send: %v; want errors", got[0], got[1])
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler did not finish: Send without a Sender panicked")
+	}
+	waitFor(t, "handled", func() bool { return ref.Stats().Handled == 1 })
+	if s := ref.Stats(); s.Failed != 0 {
+		t.Errorf("%+v", s)
+	}
+}

@@ -61,9 +61,16 @@ type Reader struct {
 	loopCtx  context.Context
 	stopAt   atomic.Int64 // unix nanos when StopIntake began
 	loopDone chan struct{}
-	c        readerCounters
-	limit    logLimiter
+	// actorDone is closed once the reader actor has stopped: a barrier
+	// sent to it then would never be answered.
+	actorDone chan struct{}
+	stopOnce  sync.Once
+	c         readerCounters
+	limit     logLimiter
 }
+
+// readerThroughput is how many batches the reader routes before yielding.
+const readerThroughput = 64
 
 // barrier is processed by the reader actor after every batch sent before it.
 type barrier struct{ done chan struct{} }
@@ -74,16 +81,22 @@ func StartReader(root *actor.RootContext, cfg ReaderConfig) (*Reader, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	r := &Reader{
-		cfg:      cfg,
-		log:      cfg.Logger.Named("reader"),
-		root:     root,
-		free:     make(chan *transport.Batch, 2),
-		loopDone: make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger.Named("reader"),
+		root:      root,
+		free:      make(chan *transport.Batch, 2),
+		loopDone:  make(chan struct{}),
+		actorDone: make(chan struct{}),
 	}
 	// Two batches: the loop fills one while the actor routes the other.
 	r.free <- transport.NewBatch(cfg.BatchSize)
 	r.free <- transport.NewBatch(cfg.BatchSize)
-	pid, err := root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return (*readerActor)(r) }), "reader")
+	// The synchronized dispatcher runs the actor in the goroutine that
+	// posts to it: the receive loop routes each batch itself, one actor at
+	// a time as ever, without a goroutine handoff per batch.
+	props := actor.PropsFromProducer(func() actor.Actor { return (*readerActor)(r) },
+		actor.WithDispatcher(actor.NewSynchronizedDispatcher(readerThroughput)))
+	pid, err := root.SpawnNamed(props, "reader")
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +164,8 @@ func (r *Reader) Barrier(ctx context.Context) error {
 	select {
 	case <-b.done:
 		return nil
+	case <-r.actorDone: // stopped: nothing is routed any more
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -179,8 +194,11 @@ func (r *Reader) WaitIntake() { <-r.loopDone }
 
 // Stop stops the reader actor once every received batch is routed.
 func (r *Reader) Stop() {
-	r.Barrier(context.Background())
-	r.root.StopFuture(r.pid).Wait()
+	r.stopOnce.Do(func() {
+		r.Barrier(context.Background())
+		r.root.StopFuture(r.pid).Wait()
+		close(r.actorDone)
+	})
 }
 
 // Stats returns the reader's counters.

@@ -1,0 +1,116 @@
+package actors
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cnactor/cnactor/dispatch"
+	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/transport"
+	"github.com/cnactor/cnactor/transport/memory"
+)
+
+// The reader counts what the socket lost before it read, routes by id and
+// policy, and once stopped answers barriers at once instead of never.
+func TestReaderRoutesAndStops(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t)
+	net := memory.NewNetwork()
+	const g = 4
+	conn, err := net.Dial(memory.WithQueueLen(4), memory.WithGroups(g))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	peer, err := net.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+
+	// Ten multicasts into a queue of four, before anyone reads: six lost.
+	known := transport.CbID{Idx: g, Val: 1}
+	for seq := range uint32(10) {
+		if err := peer.Send(context.Background(), transport.Addr{Group: g}, &transport.Message{ID: known, Seq: seq}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	table := dispatch.NewTable(conn)
+	h := &scripted{entered: make(chan uint32, 16), gate: make(chan struct{})}
+	close(h.gate)
+	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: known, Name: "known", Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := table.Add(&dispatch.Route{ID: known, Target: ref}); err != nil {
+		t.Fatal(err)
+	}
+	kernelOnly := transport.CbID{Idx: 0x5200, Val: 1}
+	kref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: kernelOnly, Name: "kernel", Handler: handlers.Sink()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := table.Add(&dispatch.Route{ID: kernelOnly, Policy: dispatch.AllowKernel(), Target: kref}); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := StartReader(sys.Root, ReaderConfig{Conn: conn, Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := transport.Addr{Port: conn.Port()}
+	for _, m := range []transport.Message{
+		{ID: kernelOnly, Seq: 100},                   // refused: not the kernel
+		{ID: transport.CbID{Idx: 0x5200, Val: 2}},    // unknown
+		{ID: known, Seq: 101, Data: []byte("hello")}, // routed
+	} {
+		if err := peer.Send(context.Background(), to, &m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "routing", func() bool { return r.Stats().Messages == 7 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.Barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := r.Stats()
+	if s.KernelDrops != 6 || s.Overflows != 1 || s.Unknown != 1 || s.Rejected != 1 || s.Datagrams != 7 {
+		t.Errorf("reader counters %+v, want 6 kernel drops in 1 overflow, 1 unknown, 1 rejected, 7 datagrams", s)
+	}
+	if ks := kref.Stats(); ks.Rejected != 1 || ks.Received != 0 {
+		t.Errorf("kernel-only callback %+v", ks)
+	}
+	if err := ref.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if hs := ref.Stats(); hs.Received != 5 || hs.Handled+hs.Failed != 5 {
+		t.Errorf("routed callback %+v, want the 4 multicasts kept and the unicast", hs)
+	}
+
+	if !r.StopIntake(ctx) {
+		t.Fatal("intake did not stop")
+	}
+	r.Stop()
+	r.Stop() // idempotent
+	// A barrier after Stop must not wait for an actor that is gone: the
+	// connector's supervisors remove callbacks (and take a barrier) while
+	// Close runs.
+	done := make(chan error, 1)
+	go func() { done <- r.Barrier(context.Background()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Barrier after Stop: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Barrier after Stop never returned")
+	}
+	for _, h := range []*HandlerRef{ref, kref} {
+		if err := h.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	}
+}
