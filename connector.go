@@ -409,20 +409,40 @@ func (c *Connector) Close(ctx context.Context) error {
 		cbs = append(cbs, cb)
 	}
 	c.cbMu.Unlock()
-	for _, cb := range cbs {
-		// The callback stays in the table and in callbacks (nothing routes
-		// any more: the reader has stopped), so that Stats after Close
-		// still reports its final counters and nothing is lost silently.
+	// Handlers drain in parallel, each bounded by its shutdown timeout and
+	// ctx. A callback stays in the table and in callbacks (nothing routes
+	// any more: the reader has stopped), so that Stats after Close still
+	// reports its final counters and nothing is lost silently.
+	stopErrs := make([]error, len(cbs)+1)
+	var wg sync.WaitGroup
+	for i, cb := range cbs {
 		cb.sup.Forget(cb.route.ID.String())
-		errs = append(errs, c.stopHandler(cb.ref, min(cb.cfg.child.ShutdownTimeout, untilDeadline(ctx)), true))
+		wg.Go(func() {
+			stopErrs[i] = c.stopHandler(cb.ref, min(cb.cfg.child.ShutdownTimeout, untilDeadline(ctx)), true)
+		})
 	}
 	if c.fallback != nil {
-		errs = append(errs, c.stopHandler(c.fallback, min(DefaultShutdownTimeout, untilDeadline(ctx)), true))
+		wg.Go(func() {
+			stopErrs[len(cbs)] = c.stopHandler(c.fallback, min(DefaultShutdownTimeout, untilDeadline(ctx)), true)
+		})
 	}
-	if c.rootSup != nil {
-		c.rootSup.Shutdown() // nested supervisors stop with it
-	}
+	wg.Wait()
+	errs = append(errs, stopErrs...)
+	// Handlers still inside Receive see their context end now.
 	c.cancel()
+	if c.rootSup != nil {
+		// A stuck handler keeps its supervisor from stopping: then do not
+		// wait long, it has been reported already.
+		wait := min(DefaultShutdownTimeout, untilDeadline(ctx))
+		if errors.Is(errors.Join(stopErrs...), actors.ErrStopTimeout) {
+			wait = min(wait, stuckWait)
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), wait)
+		if err := c.rootSup.Shutdown(sctx); err != nil && !errors.Is(errors.Join(stopErrs...), actors.ErrStopTimeout) {
+			errs = append(errs, err) // nested supervisors stop with it
+		}
+		cancel()
+	}
 	if err := c.conn.Close(); err != nil && !errors.Is(err, transport.ErrClosed) {
 		errs = append(errs, err)
 	}
@@ -430,6 +450,10 @@ func (c *Connector) Close(ctx context.Context) error {
 	c.log.Info("connector closed")
 	return errors.Join(errs...)
 }
+
+// stuckWait is how long Close waits for the supervisors once a handler is
+// known to be stuck past its shutdown timeout.
+const stuckWait = 50 * time.Millisecond
 
 func untilDeadline(ctx context.Context) time.Duration {
 	if d, ok := ctx.Deadline(); ok {

@@ -589,6 +589,47 @@ func TestShutdownTimeoutOfStuckHandler(t *testing.T) {
 	}
 }
 
+// TestCloseWithStuckHandler: Close is bounded by the shutdown timeouts of
+// stuck handlers, which run in parallel, and reports them.
+func TestCloseWithStuckHandler(t *testing.T) {
+	net := memory.NewNetwork()
+	conn, _ := net.Dial()
+	c, err := cnactor.New(cnactor.WithTransport(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, _ := net.Dial()
+	defer peer.Close()
+	block := make(chan struct{})
+	defer close(block) // let the abandoned goroutines end before the leak check
+	for i := 0; i < 3; i++ {
+		id := transport.CbID{Idx: 850, Val: uint32(i)}
+		h := &supHandler{block: block}
+		if err := c.AddCallback(id, "stuck", h, cnactor.WithShutdownTimeout(200*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if err := peer.Send(context.Background(), transport.Addr{Port: c.Port()}, &transport.Message{ID: id, Data: []byte("block")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the handlers to block", func() bool {
+		st := c.Stats()
+		n := 0
+		for _, cb := range st.Callbacks {
+			n += int(cb.Queued)
+		}
+		return n == 3
+	})
+	start := time.Now()
+	err = c.Close(context.Background())
+	if !errors.Is(err, actors.ErrStopTimeout) {
+		t.Fatalf("Close = %v, want ErrStopTimeout", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Close took %v with three handlers stuck past a 200ms timeout", d)
+	}
+}
+
 // stopPanicker panics in OnStop; it must not come back.
 type stopPanicker struct {
 	supHandler

@@ -53,6 +53,6 @@ type CallbackStats struct {
 	Handled  uint64 // processed without error
 	Failed   uint64 // the handler returned an error or panicked
 	Dropped  uint64 // discarded by the mailbox's overflow policy or at stop
-	Queued   uint64 // waiting in the mailbox
+	Queued   uint64 // in the mailbox or being handled right now
 	Rejected uint64 // refused by the sender policy (not in Received)
 }

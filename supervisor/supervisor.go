@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -107,6 +108,8 @@ type Supervisor struct {
 
 	incarnations int // Started messages seen, in the actor
 	incarnation  int // spawns of a nested supervisor, for unique names
+	stopped      chan struct{}
+	stopOnce     sync.Once
 }
 
 type child struct {
@@ -125,7 +128,7 @@ type child struct {
 // New starts a top supervisor. Its failures never escalate past it: they
 // go to hooks.OnTopFailure.
 func New(root *actor.RootContext, name string, spec Spec, hooks Hooks) (*Supervisor, error) {
-	s := &Supervisor{name: name, spec: spec.withDefaults(), hooks: hooks, root: root}
+	s := &Supervisor{name: name, spec: spec.withDefaults(), hooks: hooks, root: root, stopped: make(chan struct{})}
 	// The guardian stops, rather than restarts or escalates, a top
 	// supervisor that panics in our own code.
 	props := actor.PropsFromProducer(s.producer,
@@ -178,7 +181,7 @@ func (s *Supervisor) StartChild(key string, spec ChildSpec, start Starter, stop 
 
 // StartSupervisor starts a nested supervisor as a child.
 func (s *Supervisor) StartSupervisor(name string, spec Spec, cs ChildSpec) (*Supervisor, error) {
-	sub := &Supervisor{name: name, spec: spec.withDefaults(), hooks: s.hooks, root: s.root, parent: s}
+	sub := &Supervisor{name: name, spec: spec.withDefaults(), hooks: s.hooks, root: s.root, parent: s, stopped: make(chan struct{})}
 	err := s.call(func(c actor.Context) error {
 		if s.find("supervisor:"+name) != nil {
 			return fmt.Errorf("supervisor %q: child supervisor %q exists", s.name, name)
@@ -237,9 +240,17 @@ func (s *Supervisor) Status(key string) (ChildStatus, bool) {
 }
 
 // Shutdown stops the supervisor actor and, with it, any child still there.
-func (s *Supervisor) Shutdown() {
+// It waits until the actor has stopped or ctx ends: a child stuck in its
+// handler keeps a supervisor from stopping, and Go cannot interrupt it.
+func (s *Supervisor) Shutdown(ctx context.Context) error {
 	s.cancelTimers()
-	s.root.StopFuture(s.pid).Wait()
+	s.root.Stop(s.pid)
+	select {
+	case <-s.stopped:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("supervisor %q: shutdown: %w", s.name, ctx.Err())
+	}
 }
 
 // cancelTimers stops every pending restart in the subtree.
@@ -306,6 +317,8 @@ func (a *supervisorActor) Receive(c actor.Context) {
 				s.restartChild(c, ch)
 			}
 		}
+	case *actor.Stopped:
+		s.stopOnce.Do(func() { close(s.stopped) })
 	case *actor.Restarting:
 		// Restarted by our parent: protoactor stops our children now;
 		// tell the owner they are gone. Started brings them back.
