@@ -93,7 +93,7 @@ func New(opts ...Option) (*Connector, error) {
 	}
 	conn := cfg.conn
 	if conn == nil {
-		nc, err := transport.Dial(transport.WithReadBuffer(cfg.readBuffer))
+		nc, err := transport.Dial(transport.WithReadBuffer(cfg.readBuffer), transport.WithSendTimeout(SendTimeout))
 		if err != nil {
 			return nil, err
 		}

@@ -34,6 +34,10 @@ func (f optionFunc) apply(c *config) { f(c) }
 // kernel: about 5,000 proc events' worth.
 const DefaultReadBuffer = 4 << 20
 
+// SendTimeout bounds a send or reply to a unicast peer whose receive queue
+// stays full, when the caller's context has no deadline of its own.
+const SendTimeout = time.Second
+
 // WithTransport uses conn (for example a transport/memory endpoint) instead
 // of dialing the kernel. The Connector owns it and closes it in Close.
 func WithTransport(conn transport.Conn) Option {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync/atomic"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cnactor/cnactor/handlers"
@@ -257,14 +256,12 @@ func (a *handlerActor) handle(env *envelope) {
 // handlerContext is the handlers.Context of the message being handled.
 type handlerContext struct {
 	context.Context
-	ref *HandlerRef
-	env *envelope
+	ref   *HandlerRef
+	env   *envelope
+	reply transport.Message
 }
 
 var _ handlers.Context = (*handlerContext)(nil)
-
-// replyTimeout bounds a reply to a unicast peer whose queue stays full.
-const replyTimeout = time.Second
 
 func (c *handlerContext) Logger() *zap.Logger { return c.ref.log }
 func (c *handlerContext) Callback() (transport.CbID, string) {
@@ -275,17 +272,17 @@ func (c *handlerContext) Group() uint32                { return c.env.Group }
 func (c *handlerContext) Creds() transport.Credentials { return c.env.Creds }
 
 func (c *handlerContext) Reply(data []byte) error {
-	m := handlers.ReplyTo(&c.env.Message, data)
-	return c.send(&m, transport.Addr{Port: c.env.From})
+	c.reply = handlers.ReplyTo(&c.env.Message, data) // reused: a reply allocates nothing
+	return c.send(&c.reply, transport.Addr{Port: c.env.From})
 }
 
+// send is bounded by the transport's send timeout when a unicast peer's
+// queue stays full, and ends early when the connector closes.
 func (c *handlerContext) send(m *transport.Message, to transport.Addr) error {
 	if c.ref.spec.Sender == nil {
 		return errors.New("actors: handler has no sender")
 	}
-	ctx, cancel := context.WithTimeout(c.Context, replyTimeout)
-	defer cancel()
-	return c.ref.spec.Sender.Send(ctx, to, m)
+	return c.ref.spec.Sender.Send(c.Context, to, m)
 }
 
 func (c *handlerContext) Send(m *transport.Message, to transport.Addr) error {

@@ -20,11 +20,15 @@ type fakeContext struct {
 	sent        []transport.Message
 }
 
-func (c *fakeContext) Logger() *zap.Logger                { return zap.NewNop() }
-func (c *fakeContext) Callback() (transport.CbID, string) { return transport.CbID{Idx: 7, Val: 1}, "test" }
-func (c *fakeContext) From() uint32                       { return c.from }
-func (c *fakeContext) Group() uint32                      { return c.group }
-func (c *fakeContext) Creds() transport.Credentials       { return transport.Credentials{PID: 1, UID: 2, GID: 3} }
+func (c *fakeContext) Logger() *zap.Logger { return zap.NewNop() }
+func (c *fakeContext) Callback() (transport.CbID, string) {
+	return transport.CbID{Idx: 7, Val: 1}, "test"
+}
+func (c *fakeContext) From() uint32  { return c.from }
+func (c *fakeContext) Group() uint32 { return c.group }
+func (c *fakeContext) Creds() transport.Credentials {
+	return transport.Credentials{PID: 1, UID: 2, GID: 3}
+}
 func (c *fakeContext) Reply(data []byte) error {
 	c.replies = append(c.replies, bytes.Clone(data))
 	return nil

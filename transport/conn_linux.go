@@ -26,7 +26,7 @@ type NetlinkConn struct {
 	port        uint32
 	sendTimeout time.Duration
 	closed      atomic.Bool
-	sendBufs    sync.Pool
+	sendOps     sync.Pool // *sendOp
 
 	// Receive state, owned by the one ReceiveBatch running at a time.
 	rmu       sync.Mutex
@@ -182,31 +182,26 @@ func groupMask(group uint32) uint32 {
 func (c *NetlinkConn) Send(ctx context.Context, to Addr, m *Message) error {
 	if to.Group != 0 {
 		if err := CheckGroup(to.Group); err != nil {
-			return &OpError{Op: "send", Addr: &to, Err: err}
+			return sendError(to, err)
 		}
 	}
-	bp, _ := c.sendBufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
+	op, _ := c.sendOps.Get().(*sendOp)
+	if op == nil {
+		op = &sendOp{}
+		op.fn = op.sendto // made once per pooled op: Send allocates nothing
 	}
-	defer c.sendBufs.Put(bp)
-	buf, err := AppendDatagram((*bp)[:0], m, m.Seq, c.port)
-	*bp = buf
-	if err != nil {
-		return &OpError{Op: "send", Addr: &to, Err: err}
+	defer c.sendOps.Put(op)
+	var err error
+	if op.buf, err = AppendDatagram(op.buf[:0], m, m.Seq, c.port); err != nil {
+		return sendError(to, err)
 	}
-	sa := unix.RawSockaddrNetlink{Family: unix.AF_NETLINK, Pid: to.Port, Groups: groupMask(to.Group)}
+	op.sa = unix.RawSockaddrNetlink{Family: unix.AF_NETLINK, Pid: to.Port, Groups: groupMask(to.Group)}
 	var deadline time.Time
 	for wait := 20 * time.Microsecond; ; {
-		var errno syscall.Errno
-		if err := c.raw.Write(func(fd uintptr) bool {
-			_, _, errno = unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
-				unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrNetlink)
-			return true
-		}); err != nil {
-			return &OpError{Op: "send", Addr: &to, Err: c.mapErr(err)}
+		if err := c.raw.Write(op.fn); err != nil {
+			return sendError(to, c.mapErr(err))
 		}
-		switch errno {
+		switch op.errno {
 		case 0:
 			return nil
 		case unix.EINTR:
@@ -215,10 +210,10 @@ func (c *NetlinkConn) Send(ctx context.Context, to Addr, m *Message) error {
 			if to.Group != 0 {
 				// The kernel multicast before it found to.Port full;
 				// a retry would deliver the multicast again.
-				return &OpError{Op: "send", Addr: &to, Err: errno}
+				return sendError(to, op.errno)
 			}
 		default:
-			return &OpError{Op: "send", Addr: &to, Err: errno}
+			return sendError(to, op.errno)
 		}
 		if deadline.IsZero() {
 			deadline = time.Now().Add(c.sendTimeout)
@@ -227,14 +222,35 @@ func (c *NetlinkConn) Send(ctx context.Context, to Addr, m *Message) error {
 			}
 		}
 		if err := ctx.Err(); err != nil {
-			return &OpError{Op: "send", Addr: &to, Err: err}
+			return sendError(to, err)
 		}
 		if time.Now().After(deadline) {
-			return &OpError{Op: "send", Addr: &to, Err: ErrSendTimeout}
+			return sendError(to, ErrSendTimeout)
 		}
 		time.Sleep(wait)
 		wait = min(2*wait, time.Millisecond)
 	}
+}
+
+// sendOp is one send's state, pooled with the closure raw.Write calls.
+type sendOp struct {
+	buf   []byte
+	sa    unix.RawSockaddrNetlink
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
+
+// sendto never waits on the Go poller (see Send).
+func (op *sendOp) sendto(fd uintptr) bool {
+	_, _, op.errno = unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&op.buf[0])), uintptr(len(op.buf)),
+		unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&op.sa)), unix.SizeofSockaddrNetlink)
+	return true
+}
+
+// sendError builds a send's error; to is a copy, so that Send's own
+// argument does not escape.
+func sendError(to Addr, err error) error {
+	return &OpError{Op: "send", Addr: &to, Err: err}
 }
 
 // bind points the mmsghdrs at b's slots; it runs again only when the caller
