@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,8 +58,7 @@ type Reader struct {
 	pid      *actor.PID
 	free     chan *transport.Batch
 	stopping atomic.Bool
-	wake     context.CancelFunc // interrupts a receive blocked when stopping begins
-	loopCtx  context.Context
+	stopMu   sync.Mutex   // orders StopIntake's deadline against the loop's
 	stopAt   atomic.Int64 // unix nanos when StopIntake began
 	loopDone chan struct{}
 	// actorDone is closed once the reader actor has stopped: a barrier
@@ -101,7 +101,6 @@ func StartReader(root *actor.RootContext, cfg ReaderConfig) (*Reader, error) {
 		return nil, err
 	}
 	r.pid = pid
-	r.loopCtx, r.wake = context.WithCancel(context.Background())
 	go r.loop()
 	return r, nil
 }
@@ -115,26 +114,29 @@ const (
 
 func (r *Reader) loop() {
 	defer close(r.loopDone)
+	// A context that is never done costs the receive nothing; StopIntake
+	// wakes a blocked receive with a read deadline instead.
+	ctx := context.Background()
 	for b := range r.free {
-		rctx, cancel := r.loopCtx, context.CancelFunc(nil)
+		r.stopMu.Lock()
 		draining := r.stopping.Load()
 		if draining {
 			if time.Since(time.Unix(0, r.stopAt.Load())) > drainMax {
+				r.stopMu.Unlock()
 				r.free <- b
 				return
 			}
-			rctx, cancel = context.WithTimeout(context.Background(), drainIdle)
+			r.cfg.Conn.SetReadDeadline(time.Now().Add(drainIdle))
 		}
-		err := r.cfg.Conn.ReceiveBatch(rctx, b)
-		if cancel != nil {
-			cancel()
-		}
+		r.stopMu.Unlock()
+		err := r.cfg.Conn.ReceiveBatch(ctx, b)
 		if err != nil {
 			r.free <- b
 			switch {
-			case r.stopping.Load() && errors.Is(err, context.DeadlineExceeded):
-				return // drained
-			case r.stopping.Load() && errors.Is(err, context.Canceled):
+			case r.stopping.Load() && errors.Is(err, os.ErrDeadlineExceeded):
+				if draining {
+					return // nothing arrived for drainIdle: drained
+				}
 				continue // woken by StopIntake: drain from now on
 			case errors.Is(err, transport.ErrClosed):
 				return
@@ -177,9 +179,11 @@ func (r *Reader) Barrier(ctx context.Context) error {
 // and then returns. If it did not finish by itself, the caller
 // closes the Conn to end it and calls WaitIntake.
 func (r *Reader) StopIntake(ctx context.Context) (drained bool) {
+	r.stopMu.Lock()
 	r.stopAt.Store(time.Now().UnixNano())
 	r.stopping.Store(true)
-	r.wake()
+	r.cfg.Conn.SetReadDeadline(time.Unix(1, 0)) // wakes a blocked receive
+	r.stopMu.Unlock()
 	select {
 	case <-r.loopDone:
 		return true

@@ -79,6 +79,7 @@ var behaviours = []struct {
 	{"UnicastWaitsForRoom", testUnicastWaitsForRoom},
 	{"UnicastSendTimeout", testUnicastSendTimeout},
 	{"CancelUnblocksReceive", testCancelUnblocksReceive},
+	{"ReadDeadline", testReadDeadline},
 	{"CloseUnblocksReceive", testCloseUnblocksReceive},
 	{"UseAfterClose", testUseAfterClose},
 	{"Oversize", testOversize},
@@ -385,6 +386,34 @@ func waitErr(t *testing.T, errc <-chan error) error {
 	case <-time.After(3 * time.Second):
 		t.Fatal("ReceiveBatch still blocked")
 		return nil
+	}
+}
+
+// testReadDeadline: a deadline ends a blocked receive, setting one wakes a
+// pending receive, a passed one fails at once, and zero clears it.
+func testReadDeadline(t *testing.T, e *env) {
+	c := e.dial(t, dialOpts{})
+	b := transport.NewBatch(4)
+	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	err := c.ReceiveBatch(context.Background(), b)
+	var op *transport.OpError
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &op) || !op.Timeout() {
+		t.Fatalf("receive past its deadline: %v", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	errc := receiveAsync(context.Background(), c)
+	time.Sleep(20 * time.Millisecond)
+	c.SetReadDeadline(time.Unix(1, 0)) // wakes the pending receive
+	if err := waitErr(t, errc); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("receive woken by a passed deadline: %v", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	s := e.dial(t, dialOpts{})
+	send(t, s, transport.Addr{Port: c.Port()}, &transport.Message{ID: confID})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.ReceiveBatch(ctx, b); err != nil || len(b.Messages) != 1 {
+		t.Fatalf("receive after clearing the deadline: %v, %d messages", err, len(b.Messages))
 	}
 }
 

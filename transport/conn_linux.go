@@ -36,8 +36,6 @@ type NetlinkConn struct {
 	names     []unix.RawSockaddrNetlink
 	ctrl      []byte
 	recvFn    func(fd uintptr) bool
-	tryFn     func(fd uintptr)
-	ready     bool
 	recvN     int
 	recvErr   syscall.Errno
 	lastDrops uint32 // drop counter at the last loss report
@@ -78,7 +76,6 @@ func Dial(opts ...DialOption) (*NetlinkConn, error) {
 	}
 	c := &NetlinkConn{nl: nl, port: nl.PID(), sendTimeout: cfg.sendTimeout}
 	c.recvFn = c.recvmmsg
-	c.tryFn = func(fd uintptr) { c.ready = c.recvmmsg(fd) }
 	fail := func(op string, err error) (*NetlinkConn, error) {
 		nl.Close()
 		return nil, &OpError{Op: op, Err: err}
@@ -318,26 +315,21 @@ func (c *NetlinkConn) ReceiveBatch(ctx context.Context, b *Batch) error {
 	if err := ctx.Err(); err != nil {
 		return &OpError{Op: "receive", Err: err}
 	}
-	// Try once without waiting: under load the queue is never empty, and
-	// arming the context's wake-up (which allocates) is only needed to wait.
-	if err := c.raw.Control(c.tryFn); err != nil {
-		return &OpError{Op: "receive", Err: c.mapErr(err)}
-	}
-	if !c.ready {
-		if ctx.Done() != nil {
-			stop := context.AfterFunc(ctx, func() { c.nl.SetReadDeadline(time.Unix(1, 0)) })
-			defer func() {
-				if !stop() {
-					c.nl.SetReadDeadline(time.Time{})
-				}
-			}()
-		}
-		if err := c.raw.Read(c.recvFn); err != nil {
-			if ctx.Err() != nil {
-				return &OpError{Op: "receive", Err: ctx.Err()}
+	if ctx.Done() != nil {
+		// Arming the wake-up allocates: the receive loop of a connector
+		// passes a context that is never done and uses SetReadDeadline.
+		stop := context.AfterFunc(ctx, func() { c.nl.SetReadDeadline(time.Unix(1, 0)) })
+		defer func() {
+			if !stop() {
+				c.nl.SetReadDeadline(time.Time{})
 			}
-			return &OpError{Op: "receive", Err: c.mapErr(err)}
+		}()
+	}
+	if err := c.raw.Read(c.recvFn); err != nil {
+		if ctx.Err() != nil {
+			return &OpError{Op: "receive", Err: ctx.Err()}
 		}
+		return &OpError{Op: "receive", Err: c.mapErr(err)}
 	}
 	switch c.recvErr {
 	case 0:

@@ -1,6 +1,9 @@
 package transport
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Conn is a connector socket: the kernel's (Dial) or an in-memory one
 // (package memory). Send may be called concurrently; ReceiveBatch is meant for
@@ -24,6 +27,11 @@ type Conn interface {
 	// at least one datagram or a loss report arrives, ctx is done, or the
 	// Conn is closed (ErrClosed).
 	ReceiveBatch(ctx context.Context, b *Batch) error
+	// SetReadDeadline bounds ReceiveBatch as on a net.Conn: once t has
+	// passed, it fails with an error wrapping os.ErrDeadlineExceeded (an
+	// OpError whose Timeout is true). A zero t means none. Setting it wakes
+	// a pending ReceiveBatch.
+	SetReadDeadline(t time.Time) error
 	// Drops is the cumulative number of datagrams the receive queue dropped.
 	Drops() (uint64, error)
 	// Close releases the socket and unblocks a pending ReceiveBatch.

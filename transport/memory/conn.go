@@ -3,6 +3,7 @@ package memory
 import (
 	"bytes"
 	"context"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,6 +36,8 @@ type Conn struct {
 	space     chan struct{} // closed, and replaced, when waiters may retry
 	ready     chan struct{} // holds a token when there may be something to receive
 	done      chan struct{} // closed by Close
+	deadline  time.Time     // read deadline; zero for none
+	dlChanged chan struct{} // closed, and replaced, when the deadline changes
 }
 
 var _ transport.Conn = (*Conn)(nil)
@@ -48,6 +51,7 @@ func newConn(n *Network, queueLen int, sendTimeout time.Duration, creds transpor
 		space:       make(chan struct{}),
 		ready:       make(chan struct{}, 1),
 		done:        make(chan struct{}),
+		dlChanged:   make(chan struct{}),
 	}
 }
 
@@ -324,11 +328,30 @@ func (c *Conn) ReceiveBatch(ctx context.Context, b *transport.Batch) error {
 		return &transport.OpError{Op: "receive", Err: err}
 	}
 	c.mu.Lock()
-	for !c.closed && c.n == 0 && c.lost == 0 {
+	for !c.closed {
+		// As on a real socket, a passed deadline fails the read even if
+		// something is queued.
+		var timeout <-chan time.Time
+		if !c.deadline.IsZero() {
+			d := time.Until(c.deadline)
+			if d <= 0 {
+				c.mu.Unlock()
+				return &transport.OpError{Op: "receive", Err: os.ErrDeadlineExceeded}
+			}
+			t := time.NewTimer(d)
+			defer t.Stop()
+			timeout = t.C
+		}
+		if c.n > 0 || c.lost > 0 {
+			break
+		}
+		changed := c.dlChanged
 		c.mu.Unlock()
 		select {
 		case <-c.ready:
 		case <-c.done:
+		case <-changed:
+		case <-timeout:
 		case <-ctx.Done():
 			return &transport.OpError{Op: "receive", Err: ctx.Err()}
 		}
@@ -370,6 +393,18 @@ func (c *Conn) ReceiveBatch(ctx context.Context, b *transport.Batch) error {
 		c.scratch[i] = nil
 	}
 	c.scratch = c.scratch[:0]
+	return nil
+}
+
+// SetReadDeadline bounds ReceiveBatch like a socket's deadline: once t has
+// passed, ReceiveBatch fails with an error wrapping os.ErrDeadlineExceeded.
+// A zero t means no deadline. It wakes a pending ReceiveBatch.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deadline = t
+	close(c.dlChanged)
+	c.dlChanged = make(chan struct{})
 	return nil
 }
 
