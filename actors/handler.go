@@ -80,9 +80,11 @@ func SpawnHandler(spawner actor.SpawnerContext, root *actor.RootContext, spec Ha
 	_, h.mb.notifyLoss = spec.Handler.(handlers.LossObserver)
 	h.mb.onPanic = h.onPanic
 	props := actor.PropsFromProducer(func() actor.Actor { return &handlerActor{ref: h} },
-		actor.WithMailbox(func() actor.Mailbox { return h.mb }))
+		actor.WithMailbox(func() actor.Mailbox { return h.mb }),
+		actor.WithDispatcher(startWorker(h.stopped)))
 	pid, err := spawner.SpawnNamed(props, fmt.Sprintf("handler-%d-%d-%d", spec.ID.Idx, spec.ID.Val, spawned.Add(1)))
 	if err != nil {
+		close(h.stopped) // ends the worker
 		return nil, fmt.Errorf("actors: spawn handler %s: %w", spec.ID, err)
 	}
 	h.pid = pid
