@@ -56,6 +56,7 @@ type HandlerRef struct {
 	counters counters
 	stopped  chan struct{}
 	root     *actor.RootContext
+	batch    uint64 // the reader's last batch that fed it (the reader's own)
 }
 
 // SpawnHandler starts a handler actor as a child of spawner.
@@ -100,9 +101,20 @@ func (h *HandlerRef) Spec() HandlerSpec { return h.spec }
 // Deliver copies r into an envelope and queues it; a full mailbox applies
 // the overflow policy. It never blocks.
 func (h *HandlerRef) Deliver(r *transport.Received) {
-	h.counters.received.Add(1)
-	h.mb.PostUserMessage(newEnvelope(r))
+	h.Enqueue(r)
+	h.Wake()
 }
+
+// Enqueue is Deliver without waking the handler: the reader queues a whole
+// batch and then wakes each handler it fed once (Wake), instead of once per
+// message.
+func (h *HandlerRef) Enqueue(r *transport.Received) {
+	h.counters.received.Add(1)
+	h.mb.enqueue(newEnvelope(r))
+}
+
+// Wake makes the handler actor process what is queued.
+func (h *HandlerRef) Wake() { h.mb.schedule() }
 
 // NotifyLoss tells the handler, if it is a handlers.LossObserver, that n
 // datagrams were lost by the socket before what is queued next.

@@ -74,6 +74,12 @@ func newMailbox(limit int, overflow Overflow, c *counters) *mailbox {
 
 // PostUserMessage queues msg, applying the overflow policy to envelopes.
 func (m *mailbox) PostUserMessage(msg any) {
+	m.enqueue(msg)
+	m.schedule()
+}
+
+// enqueue queues msg without waking the actor (see HandlerRef.Enqueue).
+func (m *mailbox) enqueue(msg any) {
 	env, isEnv := msg.(*envelope)
 	var dropped *envelope
 	m.mu.Lock()
@@ -108,7 +114,6 @@ func (m *mailbox) PostUserMessage(msg any) {
 	} else {
 		m.userCount.Add(1)
 	}
-	m.schedule()
 }
 
 // push appends msg to the ring, growing it; called with mu held.

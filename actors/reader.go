@@ -58,7 +58,11 @@ type Reader struct {
 	pid      *actor.PID
 	free     chan *transport.Batch
 	stopping atomic.Bool
-	stopMu   sync.Mutex   // orders StopIntake's deadline against the loop's
+	stopMu   sync.Mutex // orders StopIntake's deadline against the loop's
+	// batch numbers route calls; fed lists the handlers the current one
+	// queued messages for. Both belong to the reader actor.
+	batch    uint64
+	fed      []*HandlerRef
 	stopAt   atomic.Int64 // unix nanos when StopIntake began
 	loopDone chan struct{}
 	// actorDone is closed once the reader actor has stopped: a barrier
@@ -230,6 +234,7 @@ func (a *readerActor) Receive(c actor.Context) {
 
 // route delivers every message of b; it never blocks on a handler.
 func (r *Reader) route(b *transport.Batch) {
+	r.batch++
 	r.c.datagrams.Add(uint64(b.Datagrams))
 	r.c.bytes.Add(uint64(b.Bytes))
 	r.c.messages.Add(uint64(len(b.Messages)))
@@ -273,8 +278,18 @@ func (r *Reader) route(b *transport.Batch) {
 			}
 			continue
 		}
-		h.Deliver(msg)
+		if h.batch != r.batch {
+			h.batch = r.batch
+			r.fed = append(r.fed, h)
+		}
+		h.Enqueue(msg)
 	}
+	// One wake-up per handler per batch, not per message.
+	for i, h := range r.fed {
+		h.Wake()
+		r.fed[i] = nil
+	}
+	r.fed = r.fed[:0]
 }
 
 // logLimiter lets through one log line per interval and counts the rest, so

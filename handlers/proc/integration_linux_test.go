@@ -134,12 +134,22 @@ func TestIntegrationProcessLifecycle(t *testing.T) {
 	for _, cmd := range []*exec.Cmd{helper, sh, sleeper} {
 		cmd.Wait()
 	}
+	if code := helper.ProcessState.ExitCode(); code != 7 {
+		t.Fatalf("helper exited %d, want 7 (99: setresuid failed)", code)
+	}
 	hp, sp, kp := uint32(helper.Process.Pid), uint32(sh.Process.Pid), uint32(sleeper.Process.Pid)
 	self := uint32(os.Getpid())
 
 	type seen struct{ fork, exec, exit, thread, comm, uid bool }
 	got := map[uint32]*seen{hp: {}, sp: {}, kp: {}}
 	exitCodes := map[uint32]uint32{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for pid, s := range got {
+				t.Logf("pid %d: %+v", pid, *s)
+			}
+		}
+	})
 	c.until(t, "every expected event", func(ev proc.Event) bool {
 		switch e := ev.(type) {
 		case *proc.Fork:
