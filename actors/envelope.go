@@ -16,8 +16,11 @@ type envelope struct {
 	buf []byte
 }
 
-// maxPooledBuf keeps one oversized payload from pinning memory in the pool.
-const maxPooledBuf = 4096
+// maxPooledBuf keeps a buffer grown past the largest payload (append's
+// doubling) from pinning memory in the pool. Every valid payload fits: with
+// a smaller cap, each message above it allocated its copy (measured: 1.2
+// allocations and 16 KiB per message at 16 KiB payloads, 0.26x recvmmsg).
+const maxPooledBuf = transport.MaxPayload
 
 var envelopes = sync.Pool{New: func() any { return new(envelope) }}
 

@@ -129,10 +129,14 @@ type RequesterStats struct {
 	Failed     uint64 // exchanges ended by a send error or Close
 	Duplicates uint64 // further replies to an exchange already answered; consumed
 	Late       uint64 // replies to an exchange that timed out or was cancelled; consumed
+	// RTT is the histogram of the delivered replies' round-trip times.
+	RTT RTTHistogram
 }
 
 type requesterCounters struct {
 	inFlight, requests, replies, timeouts, retries, cancelled, failed, duplicates, late atomic.Uint64
+
+	rtt rttHistogram
 }
 
 // matchKey is what a reply is looked up by. For MatchAck, seq is 0.
@@ -293,6 +297,7 @@ func (r *Requester) Stats() RequesterStats {
 		InFlight: r.c.inFlight.Load(), Requests: r.c.requests.Load(), Replies: r.c.replies.Load(),
 		Timeouts: r.c.timeouts.Load(), Retries: r.c.retries.Load(), Cancelled: r.c.cancelled.Load(),
 		Failed: r.c.failed.Load(), Duplicates: r.c.duplicates.Load(), Late: r.c.late.Load(),
+		RTT: r.c.rtt.snapshot(),
 	}
 }
 
@@ -517,6 +522,7 @@ func (r *Requester) Intercept(m *transport.Received) bool {
 		r.mu.Unlock()
 		r.c.replies.Add(1)
 		ex.reply = Reply{Received: *m, RTT: time.Duration(now - ex.sent.Load()), Attempts: int(ex.attempts.Load())}
+		r.c.rtt.observe(ex.reply.RTT)
 		ex.reply.Data = append([]byte(nil), m.Data...)
 		ex.ch <- evDone
 		return true

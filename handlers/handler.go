@@ -1,7 +1,8 @@
 // Package handlers defines what a connector callback is: a Handler that
 // receives one message at a time with a Context telling where it came from
-// and how to answer. It also holds the built-in handlers cnctl serves by name
-// (echo, log, count, sink).
+// and how to answer. It also holds the built-in handlers (echo, log, count,
+// sink, flaky) and the registry that finds handlers by name: Register, in
+// the style of database/sql drivers, Lookup, Names and New.
 //
 // Data flows in from the runtime (package actors): the socket-reader actor
 // routes each message to the handler actor of its callback id, which calls

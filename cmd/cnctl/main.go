@@ -3,7 +3,7 @@
 //
 //	cnctl listen [-group N]... [-json] [-count N] [-timeout D]
 //	cnctl send -id IDX:VAL [-seq N] [-ack N] [-flags N] (-port P | -group G) (-data HEX | -text STR)
-//	cnctl serve [-json]   (then, on stdin: add IDX:VAL HANDLER [NAME] | del IDX:VAL | list)
+//	cnctl serve [-config FILE] [-metrics ADDR] [-json]   (then, on stdin: add IDX:VAL HANDLER [NAME] | del IDX:VAL | list | reload)
 //	cnctl proc [-events LIST] [-pid P] [-json] [-duration D]
 //
 // Sending to a user port or a group needs root or CAP_NET_ADMIN; -port 0 is
@@ -35,9 +35,10 @@ type env struct {
 var commands = []command{
 	{"listen", "print messages received on this socket and the groups it joins", runListen},
 	{"send", "send one message to a port or a group", runSend},
-	{"serve", "run a connector core with callbacks added and removed from stdin", runServe},
+	{"serve", "run a connector core with callbacks from a configuration file and stdin, and metrics", runServe},
 	{"proc", "watch process events (fork, exec, exit, ...) from the kernel's proc connector", runProc},
 	{"request", "send requests and wait for their replies (seq/ack), with RTT statistics", runRequest},
+	{"bench", "measure throughput, latency, overload and proc storms against raw baselines", runBench},
 }
 
 func main() {

@@ -3,50 +3,102 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
-// builtins are the handlers `cnctl serve` knows by name.
-var builtins = map[string]func(e *env, jsonOut bool) handlers.Handler{
-	"echo":  func(*env, bool) handlers.Handler { return handlers.Echo() },
-	"log":   func(e *env, j bool) handlers.Handler { return handlers.Log(e.stdout, j) },
-	"count": func(*env, bool) handlers.Handler { return new(handlers.Counter) },
-	"sink":  func(*env, bool) handlers.Handler { return handlers.Sink() },
-	"flaky": func(*env, bool) handlers.Handler { return handlers.Flaky() },
-}
+// The handlers `cnctl serve` knows by name are the registry's
+// (handlers.Names): the built-ins, proc, and the plugins linked in
+// (plugins.go).
+func handlerNames() string { return strings.Join(handlers.Names(), ", ") }
 
-func builtinNames() string {
-	return "count, echo, flaky, log, sink"
+// hangups delivers SIGHUP to a serve with -config; tests replace it.
+var hangups = func() (<-chan os.Signal, func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	return ch, func() { signal.Stop(ch) }
 }
 
 func runServe(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("serve", e.stderr)
-	jsonOut := fs.Bool("json", false, "log handlers print one JSON object per message")
+	jsonOut := fs.Bool("json", false, "log (and proc) handlers added from stdin print one JSON object per message")
 	verbose := fs.Bool("v", false, "log the connector's own events on stderr")
-	rcvbuf := fs.Int("rcvbuf", cnactor.DefaultReadBuffer, "socket receive buffer in bytes")
+	rcvbuf := fs.Int("rcvbuf", cnactor.DefaultReadBuffer, "socket receive buffer in bytes (overrides the configuration's)")
+	configFile := fs.String("config", "", "configuration file (YAML) of the connector and its callbacks; SIGHUP or the reload command reloads it")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics and /healthz on this address (host:port)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	rcvbufSet := false
+	fs.Visit(func(f *flag.Flag) { rcvbufSet = rcvbufSet || f.Name == "rcvbuf" })
+
 	level := zapcore.WarnLevel
 	if *verbose {
 		level = zapcore.DebugLevel
 	}
 	logger := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()),
 		zapcore.AddSync(e.stderr), level))
-	c, err := cnactor.New(cnactor.WithLogger(logger), cnactor.WithReadBuffer(*rcvbuf))
+	opts := []cnactor.Option{cnactor.WithLogger(logger)}
+	var cfg *cnactor.Config
+	if *configFile != "" {
+		var err error
+		if cfg, err = cnactor.LoadConfig(*configFile); err != nil {
+			return err
+		}
+		opts = append(opts, cfg.Options()...)
+	}
+	if rcvbufSet || cfg == nil {
+		opts = append(opts, cnactor.WithReadBuffer(*rcvbuf))
+	}
+	c, err := cnactor.New(opts...)
 	if err != nil {
 		return err
 	}
-	s := &server{c: c, e: e, json: *jsonOut, handlerOf: map[transport.CbID]string{}}
+	s := &server{c: c, e: e, json: *jsonOut, file: *configFile, handlerOf: map[transport.CbID]string{}}
+	if cfg != nil {
+		a, ch, err := c.Apply(cfg, s.env())
+		if err != nil {
+			c.Close(context.Background())
+			return err
+		}
+		s.applied = a
+		s.track(cfg, ch)
+		fmt.Fprintf(e.stderr, "config %s: %s\n", *configFile, ch)
+	}
+	if *metricsAddr != "" {
+		stop, err := serveMetrics(c, *metricsAddr, e.stderr)
+		if err != nil {
+			c.Close(context.Background())
+			return err
+		}
+		defer stop()
+	}
 	fmt.Fprintf(e.stderr, "serving port=%d\n", c.Port())
+
+	var hup <-chan os.Signal
+	if cfg != nil {
+		ch, stop := hangups()
+		defer stop()
+		hup = ch
+	}
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
@@ -59,29 +111,92 @@ func runServe(ctx context.Context, args []string, e *env) error {
 			}
 		}
 	}()
-	stdinOpen := true
-	for stdinOpen {
+	for {
 		select {
 		case <-ctx.Done():
-			stdinOpen = false
+			return c.Close(context.Background())
+		case <-hup:
+			if ch, err := s.reload(); err != nil {
+				fmt.Fprintf(e.stderr, "reload: %v\n", err)
+			} else {
+				fmt.Fprintf(e.stderr, "reload: %s\n", ch)
+			}
 		case line, ok := <-lines:
 			if !ok {
-				// End of commands: keep serving until interrupted.
-				<-ctx.Done()
-				stdinOpen = false
-				break
+				lines = nil // end of commands: keep serving until interrupted
+				continue
 			}
 			s.command(line)
 		}
 	}
-	return c.Close(context.Background())
+}
+
+// serveMetrics serves /metrics and /healthz on addr until stop.
+func serveMetrics(c *cnactor.Connector, addr string, stderr io.Writer) (stop func(), err error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(cnactor.NewCollector(c), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /healthz", cnactor.HealthHandler(c))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-metrics: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	fmt.Fprintf(stderr, "metrics on http://%s/metrics\n", ln.Addr())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
 }
 
 type server struct {
-	c         *cnactor.Connector
-	e         *env
-	json      bool
+	c       *cnactor.Connector
+	e       *env
+	json    bool
+	file    string
+	applied *cnactor.Applied
+	// handlerOf is the handler name of every callback added from stdin or
+	// the configuration; only the serve loop touches it.
 	handlerOf map[transport.CbID]string
+}
+
+func (s *server) env() handlers.Env { return handlers.Env{Stdout: s.e.stdout, Stderr: s.e.stderr} }
+
+// track records the handler names of what a configuration changed.
+func (s *server) track(cfg *cnactor.Config, ch *cnactor.Changes) {
+	for _, id := range ch.Removed {
+		delete(s.handlerOf, id)
+	}
+	for _, cb := range cfg.Callbacks {
+		if h, ok := s.applied.Handler(cb.ID); ok {
+			s.handlerOf[cb.ID] = h
+		}
+	}
+}
+
+// reload reads the configuration file again and applies the difference;
+// a file that cannot be read or applied leaves everything as it was.
+func (s *server) reload() (*cnactor.Changes, error) {
+	if s.applied == nil {
+		return nil, errors.New("no configuration to reload (serve -config FILE)")
+	}
+	cfg, err := cnactor.LoadConfig(s.file)
+	if err != nil {
+		return nil, fmt.Errorf("%w (keeping the running configuration)", err)
+	}
+	ch, err := s.applied.Reload(cfg)
+	if ch == nil {
+		return nil, fmt.Errorf("%w (keeping the running configuration)", err)
+	}
+	s.track(cfg, ch)
+	if err != nil {
+		return nil, fmt.Errorf("%s; not applied: %w", ch, err)
+	}
+	return ch, nil
 }
 
 // command runs one stdin command; errors are reported, never fatal.
@@ -95,6 +210,9 @@ func (s *server) command(line string) {
 	}
 }
 
+// jsonSettings makes the -json flag the format of handlers that print.
+var jsonSettings = map[string]bool{"log": true, "proc": true}
+
 func (s *server) dispatch(f []string) error {
 	switch f[0] {
 	case "add":
@@ -105,15 +223,17 @@ func (s *server) dispatch(f []string) error {
 		if err != nil {
 			return err
 		}
-		mk, ok := builtins[f[2]]
-		if !ok {
-			return fmt.Errorf("unknown handler %q (have %s)", f[2], builtinNames())
-		}
 		name := f[2]
 		if len(f) == 4 {
 			name = f[3]
 		}
-		if err := s.c.AddCallback(id, name, mk(s.e, s.json)); err != nil {
+		settings := handlers.Settings{Env: s.env()}
+		if s.json && jsonSettings[f[2]] {
+			if settings.Source, err = cnactor.ParseSettings("", []byte("format: json")); err != nil {
+				return err
+			}
+		}
+		if err := s.c.AddHandler(id, name, f[2], settings); err != nil {
 			return err
 		}
 		s.handlerOf[id] = f[2]
@@ -136,8 +256,17 @@ func (s *server) dispatch(f []string) error {
 			return fmt.Errorf("usage: list")
 		}
 		s.list(s.e.stdout)
+	case "reload":
+		if len(f) != 1 {
+			return fmt.Errorf("usage: reload")
+		}
+		ch, err := s.reload()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(s.e.stdout, "ok reloaded: %s\n", ch)
 	case "help":
-		fmt.Fprintf(s.e.stdout, "commands: add IDX:VAL HANDLER [NAME] | del IDX:VAL | list | help; handlers: %s\n", builtinNames())
+		fmt.Fprintf(s.e.stdout, "commands: add IDX:VAL HANDLER [NAME] | del IDX:VAL | list | reload | help; handlers: %s\n", handlerNames())
 	default:
 		return fmt.Errorf("unknown command %q (try help)", f[0])
 	}

@@ -274,6 +274,10 @@ type handler struct {
 	credit, excess uint64
 
 	events, filtered, lost, dropped atomic.Uint64
+
+	// sink, when set, takes every event instead of out (the registered
+	// "proc" handler, which prints them).
+	sink func(Event)
 }
 
 func newHandler(m *Monitor, cfg config) *handler {
@@ -356,6 +360,15 @@ func (h *handler) gap(n uint64, at *Header) {
 }
 
 func (h *handler) emit(ev Event) {
+	if h.sink != nil {
+		h.sink(ev)
+		if l, ok := ev.(*Lost); ok {
+			h.lost.Add(l.Count)
+		} else {
+			h.events.Add(1)
+		}
+		return
+	}
 	select {
 	case h.out <- ev:
 		if l, ok := ev.(*Lost); ok {

@@ -1,0 +1,48 @@
+#!/bin/sh
+# Reproduces benchmarks/README.md: builds cnctl and cnbench-peers, runs every
+# scenario, writes the JSON lines to benchmarks/results/, the charts beside
+# them and the Markdown tables to benchmarks/results/tables.md.
+# Run it as root from the repository root on an otherwise idle machine:
+#
+#	sh benchmarks/sweep.sh
+#
+# DURATION (default 3s) sets each throughput and latency run's length.
+set -eu
+cd "$(dirname "$0")/.."
+out=benchmarks/results
+bin=$(mktemp -d)
+trap 'rm -rf "$bin"' EXIT
+d=${DURATION:-3s}
+
+go build -o "$bin/cnctl" ./cmd/cnctl
+(cd benchmarks/peers && go build -o "$bin/cnbench-peers" ./cmd/cnbench-peers)
+mkdir -p "$out"
+: >"$out/throughput.jsonl"
+: >"$out/other.jsonl"
+
+bench() { # file, args...
+	f=$1
+	shift
+	echo "cnctl bench $*" >&2
+	"$bin/cnctl" bench "$@" -json >>"$f"
+}
+
+for h in 1 4 16; do
+	bench "$out/throughput.jsonl" throughput -handlers "$h" -payload 64 -duration "$d"
+done
+for p in 16 256 1024 4096 16384; do
+	bench "$out/throughput.jsonl" throughput -handlers 1 -payload "$p" -duration "$d"
+done
+bench "$out/throughput.jsonl" throughput -handlers 1 -payload 64 -method live -duration "$d"
+bench "$out/throughput.jsonl" throughput -handlers 1 -payload 64 -mode multicast -method live -duration "$d"
+bench "$out/throughput.jsonl" throughput -handlers 1 -payload 64 -transport memory -duration "$d"
+bench "$out/throughput.jsonl" throughput -handlers 16 -payload 64 -transport memory -duration "$d"
+bench "$out/other.jsonl" latency -duration "$d"
+bench "$out/other.jsonl" latency -inflight 8 -duration "$d"
+bench "$out/other.jsonl" overload -handlers 4 -duration 10s
+bench "$out/other.jsonl" overload -handlers 4 -mode multicast -duration 10s
+bench "$out/other.jsonl" proc -procs 3000 -peers "$bin/cnbench-peers"
+
+"$bin/cnbench-peers" plot -dir "$out" "$out/throughput.jsonl"
+"$bin/cnbench-peers" table "$out/throughput.jsonl" "$out/other.jsonl" >"$out/tables.md"
+echo "wrote $out" >&2

@@ -1,0 +1,257 @@
+package cnactor_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/supervisor"
+	"github.com/cnactor/cnactor/transport"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestMetricsAfterKnownTraffic: the collector reports exactly the traffic
+// sent: per callback, for the reader and for the requester.
+func TestMetricsAfterKnownTraffic(t *testing.T) {
+	c, net := newMemConnector(t, cnactor.WithRootSupervisor(supervisor.Spec{Backoff: supervisor.NoBackoff}))
+	cfg := mustParse(t, `
+callbacks:
+  - {id: "7:1", name: echo, handler: echo, mailbox: {size: 16}}
+  - {id: "7:2", name: kernel-only, handler: sink, senders: kernel}
+  - {id: "7:3", name: flaky, handler: flaky}
+`)
+	if _, _, err := c.Apply(cfg, handlers.Env{}); err != nil {
+		t.Fatal(err)
+	}
+	col := cnactor.NewCollector(c)
+	peer := dialPeer(t, net)
+	echo, kernelOnly, flaky := transport.CbID{Idx: 7, Val: 1}, transport.CbID{Idx: 7, Val: 2}, transport.CbID{Idx: 7, Val: 3}
+	for i := range 3 {
+		sendTo(t, peer, c, echo, uint32(i+1), "ping")
+		recvFrom(t, peer, c.Port())
+	}
+	sendTo(t, peer, c, kernelOnly, 10, "refused")
+	sendTo(t, peer, c, transport.CbID{Idx: 9, Val: 9}, 11, "nobody")
+	sendTo(t, peer, c, transport.CbID{Idx: 9, Val: 9}, 12, "nobody")
+	sendTo(t, peer, c, flaky, 13, "panic now")
+	sendTo(t, peer, c, flaky, 14, "fine")
+	recvFrom(t, peer, c.Port())
+	waitFor(t, "the flaky handler's restart", func() bool { return info(t, c, flaky).Restarts == 1 })
+
+	// A request from a second connector, answered by the echo callback.
+	client, err := net.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := startConnector(t, client)
+	r, err := cc.Request(context.Background(), &transport.Message{ID: echo, Data: []byte("q")}, transport.Addr{Port: c.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the echo of the request", func() bool { return info(t, c, echo).Handled == 4 })
+
+	const callbacks = `
+# HELP cnactor_callback_failed_total Messages whose handling failed (an error or a panic).
+# TYPE cnactor_callback_failed_total counter
+cnactor_callback_failed_total{id="7:1",name="echo"} 0
+cnactor_callback_failed_total{id="7:2",name="kernel-only"} 0
+cnactor_callback_failed_total{id="7:3",name="flaky"} 1
+cnactor_callback_failed_total{id="4294967295:4294967295",name="connector"} 0
+# HELP cnactor_callback_handled_total Messages the callback's handler processed without error.
+# TYPE cnactor_callback_handled_total counter
+cnactor_callback_handled_total{id="7:1",name="echo"} 4
+cnactor_callback_handled_total{id="7:2",name="kernel-only"} 0
+cnactor_callback_handled_total{id="7:3",name="flaky"} 1
+cnactor_callback_handled_total{id="4294967295:4294967295",name="connector"} 0
+# HELP cnactor_callback_received_total Messages routed to the callback.
+# TYPE cnactor_callback_received_total counter
+cnactor_callback_received_total{id="7:1",name="echo"} 4
+cnactor_callback_received_total{id="7:2",name="kernel-only"} 0
+cnactor_callback_received_total{id="7:3",name="flaky"} 2
+cnactor_callback_received_total{id="4294967295:4294967295",name="connector"} 0
+# HELP cnactor_callback_rejected_total Messages refused by the callback's sender policy.
+# TYPE cnactor_callback_rejected_total counter
+cnactor_callback_rejected_total{id="7:1",name="echo"} 0
+cnactor_callback_rejected_total{id="7:2",name="kernel-only"} 1
+cnactor_callback_rejected_total{id="7:3",name="flaky"} 0
+cnactor_callback_rejected_total{id="4294967295:4294967295",name="connector"} 0
+# HELP cnactor_callback_restarts_total Restarts of the callback's handler by its supervisor.
+# TYPE cnactor_callback_restarts_total counter
+cnactor_callback_restarts_total{id="7:1",name="echo"} 0
+cnactor_callback_restarts_total{id="7:2",name="kernel-only"} 0
+cnactor_callback_restarts_total{id="7:3",name="flaky"} 1
+cnactor_callback_restarts_total{id="4294967295:4294967295",name="connector"} 0
+# HELP cnactor_callback_mailbox_capacity Capacity of the callback's mailbox.
+# TYPE cnactor_callback_mailbox_capacity gauge
+cnactor_callback_mailbox_capacity{id="7:1",name="echo"} 16
+cnactor_callback_mailbox_capacity{id="7:2",name="kernel-only"} 1024
+cnactor_callback_mailbox_capacity{id="7:3",name="flaky"} 1024
+cnactor_callback_mailbox_capacity{id="4294967295:4294967295",name="connector"} 1024
+# HELP cnactor_callback_queued Messages waiting in the callback's mailbox.
+# TYPE cnactor_callback_queued gauge
+cnactor_callback_queued{id="7:1",name="echo"} 0
+cnactor_callback_queued{id="7:2",name="kernel-only"} 0
+cnactor_callback_queued{id="7:3",name="flaky"} 0
+cnactor_callback_queued{id="4294967295:4294967295",name="connector"} 0
+# HELP cnactor_callback_up 1 while the callback's handler runs, 0 while it waits for a restart or is stopped.
+# TYPE cnactor_callback_up gauge
+cnactor_callback_up{id="7:1",name="echo"} 1
+cnactor_callback_up{id="7:2",name="kernel-only"} 1
+cnactor_callback_up{id="7:3",name="flaky"} 1
+cnactor_callback_up{id="4294967295:4294967295",name="connector"} 1
+`
+	if err := testutil.CollectAndCompare(col, strings.NewReader(callbacks),
+		"cnactor_callback_received_total", "cnactor_callback_handled_total", "cnactor_callback_failed_total",
+		"cnactor_callback_rejected_total", "cnactor_callback_restarts_total", "cnactor_callback_queued",
+		"cnactor_callback_mailbox_capacity", "cnactor_callback_up"); err != nil {
+		t.Error(err)
+	}
+
+	const reader = `
+# HELP cnactor_reader_datagrams_total Datagrams read from the connector socket.
+# TYPE cnactor_reader_datagrams_total counter
+cnactor_reader_datagrams_total 9
+# HELP cnactor_reader_messages_total Connector messages decoded.
+# TYPE cnactor_reader_messages_total counter
+cnactor_reader_messages_total 9
+# HELP cnactor_reader_rejected_total Messages refused by a callback's sender policy.
+# TYPE cnactor_reader_rejected_total counter
+cnactor_reader_rejected_total 1
+# HELP cnactor_reader_unknown_total Messages for ids with no callback.
+# TYPE cnactor_reader_unknown_total counter
+cnactor_reader_unknown_total 2
+# HELP cnactor_reader_malformed_total Datagrams rejected by the decoder.
+# TYPE cnactor_reader_malformed_total counter
+cnactor_reader_malformed_total 0
+# HELP cnactor_reader_kernel_drops_total Datagrams the kernel dropped because the socket's receive queue was full.
+# TYPE cnactor_reader_kernel_drops_total counter
+cnactor_reader_kernel_drops_total 0
+`
+	if err := testutil.CollectAndCompare(col, strings.NewReader(reader),
+		"cnactor_reader_datagrams_total", "cnactor_reader_messages_total", "cnactor_reader_rejected_total",
+		"cnactor_reader_unknown_total", "cnactor_reader_malformed_total", "cnactor_reader_kernel_drops_total"); err != nil {
+		t.Error(err)
+	}
+
+	// The client's requester: one exchange, answered, its RTT in the histogram.
+	ccol := cnactor.NewCollector(cc)
+	const requester = `
+# HELP cnactor_requester_in_flight Requests waiting for their reply.
+# TYPE cnactor_requester_in_flight gauge
+cnactor_requester_in_flight 0
+# HELP cnactor_requester_replies_total Replies delivered to their requests.
+# TYPE cnactor_requester_replies_total counter
+cnactor_requester_replies_total 1
+# HELP cnactor_requester_requests_total Request/reply exchanges started.
+# TYPE cnactor_requester_requests_total counter
+cnactor_requester_requests_total 1
+# HELP cnactor_requester_timeouts_total Exchanges that ended without a reply.
+# TYPE cnactor_requester_timeouts_total counter
+cnactor_requester_timeouts_total 0
+# HELP cnactor_requester_retries_total Requests sent again after a wait ran out.
+# TYPE cnactor_requester_retries_total counter
+cnactor_requester_retries_total 0
+`
+	if err := testutil.CollectAndCompare(ccol, strings.NewReader(requester),
+		"cnactor_requester_in_flight", "cnactor_requester_replies_total", "cnactor_requester_requests_total",
+		"cnactor_requester_timeouts_total", "cnactor_requester_retries_total"); err != nil {
+		t.Error(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(ccol)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() != "cnactor_requester_rtt_seconds" {
+			continue
+		}
+		found = true
+		h := mf.GetMetric()[0].GetHistogram()
+		if h.GetSampleCount() != 1 || h.GetSampleSum() != r.RTT.Seconds() {
+			t.Errorf("rtt histogram count=%d sum=%g, want 1 and %g", h.GetSampleCount(), h.GetSampleSum(), r.RTT.Seconds())
+		}
+		for _, b := range h.GetBucket() {
+			want := uint64(0)
+			if r.RTT.Seconds() <= b.GetUpperBound() {
+				want = 1
+			}
+			if b.GetCumulativeCount() != want {
+				t.Errorf("bucket le=%g has %d, want %d (rtt %v)", b.GetUpperBound(), b.GetCumulativeCount(), want, r.RTT)
+			}
+		}
+	}
+	if !found {
+		t.Error("no RTT histogram")
+	}
+	if n := testutil.CollectAndCount(col, "cnactor_requester_rtt_seconds"); n != 1 {
+		t.Errorf("%d RTT histograms", n)
+	}
+
+	// A removed callback's series go away.
+	if err := c.DelCallback(kernelOnly); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(col, "cnactor_callback_received_total"); n != 3 {
+		t.Errorf("%d callback series after a removal, want 3", n)
+	}
+}
+
+// TestMetricsPedantic: the collector's output is consistent with what it
+// describes.
+func TestMetricsPedantic(t *testing.T) {
+	c, _ := newMemConnector(t)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(cnactor.NewCollector(c))
+	if _, err := reg.Gather(); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %+v", err, problems)
+	}
+}
+
+func TestHealthHandler(t *testing.T) {
+	get := func(h http.Handler) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	c, net := newMemConnector(t, cnactor.WithTopPolicy(cnactor.FailConnector),
+		cnactor.WithRootSupervisor(supervisor.Spec{Intensity: supervisor.Intensity{MaxRestarts: 1, Period: time.Minute}, Backoff: supervisor.NoBackoff}))
+	h := cnactor.HealthHandler(c)
+	if code, body := get(h); code != 200 || body != "ok\n" {
+		t.Errorf("running: %d %q", code, body)
+	}
+	// Panics beyond the root's intensity fail the connector.
+	id := transport.CbID{Idx: 7, Val: 1}
+	if err := c.AddHandler(id, "flaky", "flaky", handlers.Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	peer := dialPeer(t, net)
+	for i := range 3 {
+		sendTo(t, peer, c, id, uint32(i+1), "panic")
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(waitTimeout):
+		t.Fatal("the connector did not fail")
+	}
+	if code, body := get(h); code != 503 || !strings.HasPrefix(body, "failed: ") {
+		t.Errorf("failed: %d %q", code, body)
+	}
+
+	c2, _ := newMemConnector(t)
+	c2.Close(context.Background())
+	if code, body := get(cnactor.HealthHandler(c2)); code != 503 || body != "closed\n" {
+		t.Errorf("closed: %d %q", code, body)
+	}
+}
