@@ -109,12 +109,9 @@ func StartReader(root *actor.RootContext, cfg ReaderConfig) (*Reader, error) {
 	return r, nil
 }
 
-// The final drain at Close ends when a receive empties the queue or has
-// waited drainIdle for nothing, or after drainMax at the latest.
-const (
-	drainIdle = 5 * time.Millisecond
-	drainMax  = time.Second
-)
+// The final drain at Close ends when a receive empties the queue, or after
+// drainMax at the latest under traffic that keeps coming.
+const drainMax = time.Second
 
 func (r *Reader) loop() {
 	defer close(r.loopDone)
@@ -124,23 +121,28 @@ func (r *Reader) loop() {
 	for b := range r.free {
 		r.stopMu.Lock()
 		draining := r.stopping.Load()
+		r.stopMu.Unlock()
+		var err error
 		if draining {
+			// Drain what is queued without waiting: the queue is empty
+			// when a non-blocking receive finds nothing, whatever the
+			// scheduler does meanwhile.
 			if time.Since(time.Unix(0, r.stopAt.Load())) > drainMax {
-				r.stopMu.Unlock()
 				r.free <- b
 				return
 			}
-			r.cfg.Conn.SetReadDeadline(time.Now().Add(drainIdle))
+			var got bool
+			if got, err = r.cfg.Conn.TryReceiveBatch(b); err == nil && !got {
+				r.free <- b
+				return
+			}
+		} else {
+			err = r.cfg.Conn.ReceiveBatch(ctx, b)
 		}
-		r.stopMu.Unlock()
-		err := r.cfg.Conn.ReceiveBatch(ctx, b)
 		if err != nil {
 			r.free <- b
 			switch {
 			case r.stopping.Load() && errors.Is(err, os.ErrDeadlineExceeded):
-				if draining {
-					return // nothing arrived for drainIdle: drained
-				}
 				continue // woken by StopIntake: drain from now on
 			case errors.Is(err, transport.ErrClosed):
 				return
@@ -177,11 +179,11 @@ func (r *Reader) Barrier(ctx context.Context) error {
 	}
 }
 
-// StopIntake stops reading: the loop first drains what is queued on the
-// socket, until a receive empties the queue (returns a batch with room to
-// spare) or finds nothing for drainIdle, drainMax has passed or ctx ends,
-// and then returns. If it did not finish by itself, the caller
-// closes the Conn to end it and calls WaitIntake.
+// StopIntake stops reading: the loop drains what is queued on the socket
+// without waiting, until a receive empties the queue (finds nothing, or
+// returns a batch with room to spare) or drainMax has passed, and then
+// returns; StopIntake waits for that or for ctx. If the loop did not finish
+// by itself, the caller closes the Conn to end it and calls WaitIntake.
 func (r *Reader) StopIntake(ctx context.Context) (drained bool) {
 	r.stopMu.Lock()
 	r.stopAt.Store(time.Now().UnixNano())

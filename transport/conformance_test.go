@@ -80,6 +80,7 @@ var behaviours = []struct {
 	{"UnicastSendTimeout", testUnicastSendTimeout},
 	{"CancelUnblocksReceive", testCancelUnblocksReceive},
 	{"ReadDeadline", testReadDeadline},
+	{"TryReceive", testTryReceive},
 	{"CloseUnblocksReceive", testCloseUnblocksReceive},
 	{"UseAfterClose", testUseAfterClose},
 	{"Oversize", testOversize},
@@ -414,6 +415,44 @@ func testReadDeadline(t *testing.T, e *env) {
 	defer cancel()
 	if err := c.ReceiveBatch(ctx, b); err != nil || len(b.Messages) != 1 {
 		t.Fatalf("receive after clearing the deadline: %v, %d messages", err, len(b.Messages))
+	}
+}
+
+// testTryReceive: a non-blocking receive reports an empty queue as false
+// and returns what is queued otherwise.
+func testTryReceive(t *testing.T, e *env) {
+	c := e.dial(t, dialOpts{})
+	b := transport.NewBatch(4)
+	if got, err := c.TryReceiveBatch(b); got || err != nil {
+		t.Fatalf("empty queue: got %v, %v", got, err)
+	}
+	s := e.dial(t, dialOpts{})
+	for i := range 6 {
+		send(t, s, transport.Addr{Port: c.Port()}, &transport.Message{ID: confID, Seq: uint32(i)})
+	}
+	var seqs []uint32
+	deadline := time.Now().Add(5 * time.Second)
+	for len(seqs) < 6 && time.Now().Before(deadline) {
+		got, err := c.TryReceiveBatch(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got && len(b.Messages) > 4 {
+			t.Fatalf("%d messages in a batch of 4", len(b.Messages))
+		}
+		for _, m := range b.Messages {
+			seqs = append(seqs, m.Seq)
+		}
+	}
+	if len(seqs) != 6 || seqs[0] != 0 || seqs[5] != 5 {
+		t.Fatalf("non-blocking receives got %v", seqs)
+	}
+	if got, _ := c.TryReceiveBatch(b); got {
+		t.Fatal("drained queue reported something")
+	}
+	c.Close()
+	if _, err := c.TryReceiveBatch(b); !errors.Is(err, transport.ErrClosed) {
+		t.Fatalf("after Close: %v", err)
 	}
 }
 

@@ -36,6 +36,8 @@ type NetlinkConn struct {
 	names     []unix.RawSockaddrNetlink
 	ctrl      []byte
 	recvFn    func(fd uintptr) bool
+	tryFn     func(fd uintptr)
+	tried     bool // the last tryFn read something (or an error)
 	recvN     int
 	recvErr   syscall.Errno
 	lastDrops uint32 // drop counter at the last loss report
@@ -76,6 +78,7 @@ func Dial(opts ...DialOption) (*NetlinkConn, error) {
 	}
 	c := &NetlinkConn{nl: nl, port: nl.PID(), sendTimeout: cfg.sendTimeout}
 	c.recvFn = c.recvmmsg
+	c.tryFn = func(fd uintptr) { c.tried = c.recvmmsg(fd) }
 	fail := func(op string, err error) (*NetlinkConn, error) {
 		nl.Close()
 		return nil, &OpError{Op: op, Err: err}
@@ -303,15 +306,7 @@ func (c *NetlinkConn) recvmmsg(fd uintptr) bool {
 func (c *NetlinkConn) ReceiveBatch(ctx context.Context, b *Batch) error {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	b.Reset()
-	if c.bound != b {
-		c.bind(b)
-	}
-	for i := range c.hdrs {
-		c.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrNetlink
-		c.hdrs[i].Hdr.SetControllen(ctrlSlot)
-		c.hdrs[i].Hdr.Flags = 0
-	}
+	c.prepare(b)
 	if err := ctx.Err(); err != nil {
 		return &OpError{Op: "receive", Err: err}
 	}
@@ -331,6 +326,41 @@ func (c *NetlinkConn) ReceiveBatch(ctx context.Context, b *Batch) error {
 		}
 		return &OpError{Op: "receive", Err: c.mapErr(err)}
 	}
+	return c.finish(b)
+}
+
+// TryReceiveBatch fills b with what is queued without waiting (one
+// non-blocking recvmmsg) and reports whether there was anything: datagrams
+// or a loss report. It ignores the read deadline.
+func (c *NetlinkConn) TryReceiveBatch(b *Batch) (bool, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.prepare(b)
+	if err := c.raw.Control(c.tryFn); err != nil {
+		return false, &OpError{Op: "receive", Err: c.mapErr(err)}
+	}
+	if !c.tried {
+		return false, nil // EAGAIN: the queue is empty
+	}
+	err := c.finish(b)
+	return b.Datagrams > 0 || b.Lost > 0, err
+}
+
+// prepare resets b and the headers that point into it.
+func (c *NetlinkConn) prepare(b *Batch) {
+	b.Reset()
+	if c.bound != b {
+		c.bind(b)
+	}
+	for i := range c.hdrs {
+		c.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrNetlink
+		c.hdrs[i].Hdr.SetControllen(ctrlSlot)
+		c.hdrs[i].Hdr.Flags = 0
+	}
+}
+
+// finish turns the result of the last recvmmsg into b's contents.
+func (c *NetlinkConn) finish(b *Batch) error {
 	switch c.recvErr {
 	case 0:
 	case unix.ENOBUFS:

@@ -23,5 +23,6 @@ func (c *NetlinkConn) LeaveGroup(uint32) error                    { return ErrNo
 func (c *NetlinkConn) Send(context.Context, Addr, *Message) error { return ErrNotSupported }
 func (c *NetlinkConn) ReceiveBatch(context.Context, *Batch) error { return ErrNotSupported }
 func (c *NetlinkConn) Drops() (uint64, error)                     { return 0, ErrNotSupported }
+func (c *NetlinkConn) TryReceiveBatch(*Batch) (bool, error)       { return false, ErrNotSupported }
 func (c *NetlinkConn) SetReadDeadline(time.Time) error            { return ErrNotSupported }
 func (c *NetlinkConn) Close() error                               { return nil }

@@ -27,6 +27,10 @@ type Conn interface {
 	// at least one datagram or a loss report arrives, ctx is done, or the
 	// Conn is closed (ErrClosed).
 	ReceiveBatch(ctx context.Context, b *Batch) error
+	// TryReceiveBatch is ReceiveBatch without waiting: it fills b with
+	// what is queued and reports whether there was anything (datagrams or
+	// a loss report). Its false means the queue is empty.
+	TryReceiveBatch(b *Batch) (bool, error)
 	// SetReadDeadline bounds ReceiveBatch as on a net.Conn: once t has
 	// passed, it fails with an error wrapping os.ErrDeadlineExceeded (an
 	// OpError whose Timeout is true). A zero t means none. Setting it wakes

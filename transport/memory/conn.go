@@ -361,6 +361,32 @@ func (c *Conn) ReceiveBatch(ctx context.Context, b *transport.Batch) error {
 		c.mu.Unlock()
 		return &transport.OpError{Op: "receive", Err: transport.ErrClosed}
 	}
+	c.take(b)
+	return nil
+}
+
+// TryReceiveBatch fills b with what is queued without waiting and reports
+// whether there was anything (datagrams or a loss report).
+func (c *Conn) TryReceiveBatch(b *transport.Batch) (bool, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	b.Reset()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false, &transport.OpError{Op: "receive", Err: transport.ErrClosed}
+	}
+	if c.n == 0 && c.lost == 0 {
+		c.mu.Unlock()
+		return false, nil
+	}
+	c.take(b)
+	return true, nil
+}
+
+// take moves up to b.Cap() queued datagrams into b; called with mu and rmu
+// held, it releases mu.
+func (c *Conn) take(b *transport.Batch) {
 	k := min(c.n, b.Cap())
 	for range k {
 		c.scratch = append(c.scratch, c.ring[c.head])
@@ -393,7 +419,6 @@ func (c *Conn) ReceiveBatch(ctx context.Context, b *transport.Batch) error {
 		c.scratch[i] = nil
 	}
 	c.scratch = c.scratch[:0]
-	return nil
 }
 
 // SetReadDeadline bounds ReceiveBatch like a socket's deadline: once t has
