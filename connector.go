@@ -121,15 +121,6 @@ func New(opts ...Option) (*Connector, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.seq.Store(1)
-	if cfg.fallback != nil {
-		ref, err := c.spawn(system.Root, transport.CbID{}, "fallback", cfg.fallback, c.defaultCallbackConfig(), nil)
-		if err != nil {
-			c.abort()
-			return nil, err
-		}
-		c.fallback = ref
-		c.table.SetFallback(&dispatch.Route{Name: "fallback", Target: ref})
-	}
 	c.reqs = actors.StartRequester(system.Root, actors.RequesterConfig{Sender: connSender{c}, Logger: log, Closed: ErrClosed})
 	reader, err := actors.StartReader(system.Root, actors.ReaderConfig{
 		Conn: conn, Table: c.table, Logger: log, BatchSize: cfg.batchSize, Intercept: c.reqs,
@@ -148,6 +139,12 @@ func New(opts ...Option) (*Connector, error) {
 	}
 	c.rootSup = root
 	c.sups[RootSupervisor] = root
+	if cfg.fallback != nil {
+		if err := c.startFallback(cfg.fallback); err != nil {
+			c.Close(context.Background())
+			return nil, err
+		}
+	}
 	if err := c.AddCallback(dispatch.CoreID, dispatch.CoreName, handlers.HandlerFunc(c.control)); err != nil {
 		c.Close(context.Background())
 		return nil, err
@@ -159,6 +156,41 @@ func New(opts ...Option) (*Connector, error) {
 // deadLetterWindow is protoactor's dead-letter log throttle interval
 // (default 1 s, with a goroutine alive that long after each dead letter).
 const deadLetterWindow = 10 * time.Millisecond
+
+// fallbackKey is the fallback handler's key under the root supervisor.
+const fallbackKey = "fallback"
+
+// startFallback runs the handler for unknown ids under the root supervisor,
+// like any callback.
+func (c *Connector) startFallback(h handlers.Handler) error {
+	cc := c.defaultCallbackConfig()
+	start := func(parent actor.SpawnerContext) (*actor.PID, error) {
+		ref, err := c.spawn(parent, transport.CbID{}, fallbackKey, h, cc, c.rootSup.Spec().Decider)
+		if err != nil {
+			return nil, err
+		}
+		c.cbMu.Lock()
+		c.fallback = ref
+		c.cbMu.Unlock()
+		c.table.SetFallback(&dispatch.Route{Name: fallbackKey, Target: ref})
+		return ref.PID(), nil
+	}
+	stop := func(pid *actor.PID, reason error) {
+		c.cbMu.Lock()
+		ref := c.fallback
+		if ref == nil || !ref.PID().Equal(pid) {
+			c.cbMu.Unlock()
+			return
+		}
+		c.fallback = nil
+		c.cbMu.Unlock()
+		c.table.SetFallback(nil)
+		c.reader.Barrier(context.Background())
+		c.stopHandler(ref, cc.child.ShutdownTimeout, false)
+		c.log.Warn("fallback handler removed by its supervisor", zap.Error(reason))
+	}
+	return c.rootSup.StartChild(fallbackKey, cc.child, start, stop)
+}
 
 // abort undoes a New that failed before the reader started.
 func (c *Connector) abort() {
@@ -421,9 +453,13 @@ func (c *Connector) Close(ctx context.Context) error {
 			stopErrs[i] = c.stopHandler(cb.ref, min(cb.cfg.child.ShutdownTimeout, untilDeadline(ctx)), true)
 		})
 	}
-	if c.fallback != nil {
+	c.cbMu.Lock()
+	fallback := c.fallback
+	c.cbMu.Unlock()
+	if fallback != nil {
+		c.rootSup.Forget(fallbackKey)
 		wg.Go(func() {
-			stopErrs[len(cbs)] = c.stopHandler(c.fallback, min(DefaultShutdownTimeout, untilDeadline(ctx)), true)
+			stopErrs[len(cbs)] = c.stopHandler(fallback, min(DefaultShutdownTimeout, untilDeadline(ctx)), true)
 		})
 	}
 	wg.Wait()

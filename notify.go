@@ -24,7 +24,9 @@ type Event struct {
 }
 
 // Watch calls fn for every callback registration and removal from now on,
-// in order, synchronously from AddCallback and DelCallback (keep it short).
+// in order, synchronously from AddCallback, DelCallback and the supervisors
+// that start or remove callbacks: keep it short, and do not call the
+// Connector's methods from it (they would wait for the call in progress).
 // The returned function stops the watch.
 func (c *Connector) Watch(fn func(Event)) (stop func()) {
 	c.watchMu.Lock()
@@ -43,7 +45,8 @@ func (c *Connector) Watch(fn func(Event)) (stop func()) {
 const notifyTimeout = time.Second
 
 // notify tells in-process watchers and every matching subscription's group
-// that id was added or removed. Called with c.mu held.
+// that id was added or removed. Callers are serialised by c.mu or run in
+// a supervisor actor.
 func (c *Connector) notify(id transport.CbID, name string, ev dispatch.Event, final actors.CallbackStats) {
 	c.watchMu.Lock()
 	for _, fn := range c.watchers {

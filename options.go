@@ -31,7 +31,7 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 // DefaultReadBuffer is the receive buffer New asks for when it dials the
-// kernel: about 5,000 proc events' worth.
+// kernel (doubled by the kernel's bookkeeping): about 10,000 proc events.
 const DefaultReadBuffer = 4 << 20
 
 // SendTimeout bounds a send or reply to a unicast peer whose receive queue

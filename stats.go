@@ -9,10 +9,11 @@ import (
 )
 
 // Stats is a snapshot of everything the connector counts. Every message
-// that reached the socket is in exactly one place: a callback's Handled,
-// Failed, Dropped, Queued or Rejected; Reader.Unknown (without fallback);
-// Reader.Intercepted; or, before that, Reader.KernelDrops and
-// Reader.Malformed.
+// that reached the socket is in exactly one place: a registered callback's
+// Handled, Failed, Dropped, Queued or Rejected; Reader.Unknown (and then,
+// with a fallback, also in Fallback's counters); Reader.Intercepted; or,
+// before that, Reader.KernelDrops and Reader.Malformed. A removed
+// callback's final counters are in the Event that reports its removal.
 type Stats struct {
 	Port      uint32
 	Reader    actors.ReaderStats

@@ -29,7 +29,7 @@ func (c *Connector) AddSupervisor(name, parent string, spec supervisor.Spec, cs 
 	if c.closed {
 		return ErrClosed
 	}
-	if _, dup := c.sups[name]; dup {
+	if old, dup := c.sups[name]; dup && !old.Stopped() { // a removed one may come back
 		return fmt.Errorf("cnactor: supervisor %q exists", name)
 	}
 	p, ok := c.sups[parent]
@@ -46,7 +46,8 @@ func (c *Connector) AddSupervisor(name, parent string, spec supervisor.Spec, cs 
 
 // WatchSupervision calls fn for every supervision event (failures,
 // backoffs, restarts, stops, escalations), in order per supervisor, from
-// the supervisor's actor (keep it short). The returned function stops it.
+// the supervisor's actor: keep it short, and do not call the Connector's
+// methods from it (they may wait for that actor). A panic in fn is ignored. The returned function stops it.
 func (c *Connector) WatchSupervision(fn func(supervisor.Event)) (stop func()) {
 	c.supMu.Lock()
 	defer c.supMu.Unlock()

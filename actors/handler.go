@@ -202,7 +202,7 @@ func (h *HandlerRef) fail(env *envelope, reason error, panicked bool) {
 	}
 	h.log.Warn("handler failed; message dropped", fields...)
 	if h.spec.DeadLetter != nil {
-		h.spec.DeadLetter(&env.Received, reason)
+		h.guard("dead-letter hook", func() { h.spec.DeadLetter(&env.Received, reason) })
 	}
 	env.release()
 }
@@ -230,6 +230,7 @@ func (a *handlerActor) Receive(c actor.Context) {
 			a.ref.guard("OnStop", s.OnStop)
 		}
 	case *actor.Stopped:
+		a.ref.mb.stopped.Store(true)
 		close(a.ref.stopped)
 	}
 }

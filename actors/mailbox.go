@@ -51,6 +51,7 @@ type mailbox struct {
 	sysCount  atomic.Int32
 	status    atomic.Int32 // idle or running
 	suspended atomic.Bool
+	stopped   atomic.Bool // the actor has stopped: what is left is dropped
 
 	invoker    actor.MessageInvoker
 	dispatcher actor.Dispatcher
@@ -269,7 +270,12 @@ func (m *mailbox) run() {
 			i = 0
 			runtime.Gosched()
 		}
-		if msg = m.popSys(); msg != nil {
+		if m.sysCount.Load() > 0 { // no lock per message when there is none
+			msg = m.popSys()
+		} else {
+			msg = nil
+		}
+		if msg != nil {
 			m.sysCount.Add(-1)
 			switch msg.(type) {
 			case *actor.SuspendMailbox:
@@ -288,6 +294,14 @@ func (m *mailbox) run() {
 			return
 		}
 		m.userCount.Add(-1)
+		if m.stopped.Load() {
+			// protoactor ignores messages to a stopped actor: count them.
+			if env, ok := msg.(*envelope); ok {
+				m.counters.dropped.Add(1)
+				env.release()
+			}
+			continue
+		}
 		m.invoker.InvokeUserMessage(msg)
 	}
 }

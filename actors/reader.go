@@ -227,8 +227,8 @@ func (a *readerActor) Receive(c actor.Context) {
 	r := (*Reader)(a)
 	switch m := c.Message().(type) {
 	case *transport.Batch:
+		defer func() { r.free <- m }() // even if routing panics
 		r.route(m)
-		r.free <- m
 	case *barrier:
 		close(m.done)
 	}
@@ -244,7 +244,9 @@ func (r *Reader) route(b *transport.Batch) {
 	if b.Lost > 0 {
 		r.c.kernelDrops.Add(b.Lost)
 		r.c.overflows.Add(1)
-		r.log.Warn("receive queue overflowed; datagrams lost", zap.Uint64("lost", b.Lost))
+		if ok, n := r.limit.allow(); ok {
+			r.log.Warn("receive queue overflowed; datagrams lost", zap.Uint64("lost", b.Lost), zap.Int("suppressed", n))
+		}
 		// Handlers that watch for loss hear of it before the messages
 		// received after it.
 		snap.Each(func(rt *dispatch.Route) { rt.Target.(*HandlerRef).NotifyLoss(b.Lost) })

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -22,7 +23,15 @@ const (
 )
 
 func (t RestartType) String() string {
-	return [...]string{"permanent", "transient", "temporary"}[t]
+	return name(t, "permanent", "transient", "temporary")
+}
+
+// name is names[v], or "unknown(v)" out of range.
+func name[T ~uint8](v T, names ...string) string {
+	if int(v) < len(names) {
+		return names[v]
+	}
+	return fmt.Sprintf("unknown(%d)", v)
 }
 
 // Strategy says which children restart when one of them must.
@@ -38,7 +47,7 @@ const (
 )
 
 func (s Strategy) String() string {
-	return [...]string{"one-for-one", "one-for-all", "rest-for-one"}[s]
+	return name(s, "one-for-one", "one-for-all", "rest-for-one")
 }
 
 // Directive is a decider's answer to a failure.
@@ -57,7 +66,7 @@ const (
 )
 
 func (d Directive) String() string {
-	return [...]string{"resume", "restart", "stop", "escalate"}[d]
+	return name(d, "resume", "restart", "stop", "escalate")
 }
 
 // Decider maps a failure reason to a directive. The reason is the error a
@@ -84,8 +93,8 @@ type Intensity struct {
 }
 
 // Backoff is the delay before a restart: Min, doubled for each restart
-// since the child was last stable, capped at Max, with up to Jitter (a
-// fraction, 0..1) added at random. A child that has run for ResetAfter
+// since the child was last stable, plus up to Jitter (a fraction, 0..1) at
+// random, capped at Max (no cap if 0). A child that has run for ResetAfter
 // since its last restart starts again from Min.
 type Backoff struct {
 	Min        time.Duration
@@ -100,14 +109,14 @@ func (b Backoff) delay(n int, rnd func() float64) time.Duration {
 		return 0
 	}
 	d := b.Min
-	for i := 0; i < n && d < b.Max; i++ {
+	for i := 0; i < n && (b.Max <= 0 || d < b.Max) && d < time.Hour; i++ {
 		d *= 2
-	}
-	if b.Max > 0 && d > b.Max {
-		d = b.Max
 	}
 	if b.Jitter > 0 {
 		d += time.Duration(float64(d) * b.Jitter * rnd())
+	}
+	if b.Max > 0 && d > b.Max {
+		d = b.Max // jitter never takes a delay past the maximum
 	}
 	return d
 }

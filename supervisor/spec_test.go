@@ -21,6 +21,19 @@ func TestBackoffDelay(t *testing.T) {
 	if got := j.delay(1, func() float64 { return 1 }); got != 30*time.Millisecond {
 		t.Errorf("full jitter delay = %v, want 30ms", got)
 	}
+	// No maximum: it keeps doubling.
+	open := Backoff{Min: 10 * time.Millisecond}
+	if got := open.delay(4, func() float64 { return 0 }); got != 160*time.Millisecond {
+		t.Errorf("uncapped delay(4) = %v, want 160ms", got)
+	}
+	// Jitter never takes a delay past the maximum.
+	capped := Backoff{Min: time.Second, Max: time.Second, Jitter: 0.2}
+	if got := capped.delay(3, func() float64 { return 1 }); got != time.Second {
+		t.Errorf("jittered delay at the cap = %v, want 1s", got)
+	}
+	if got := Directive(9).String(); got != "unknown(9)" {
+		t.Errorf("out-of-range directive = %q", got)
+	}
 	if got := NoBackoff.delay(5, func() float64 { return 1 }); got != 0 {
 		t.Errorf("NoBackoff delay = %v", got)
 	}

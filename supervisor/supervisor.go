@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -24,7 +25,7 @@ const (
 )
 
 func (k EventKind) String() string {
-	return [...]string{"failed", "backoff", "restarted", "stopped", "escalated"}[k]
+	return name(k, "failed", "backoff", "restarted", "stopped", "escalated")
 }
 
 // Event is one supervision step, for logs and dashboards.
@@ -42,13 +43,13 @@ type Event struct {
 type ChildState uint8
 
 const (
-	Running    ChildState = iota
-	BackingOff            // failed, waiting for its restart
-	Stopped               // removed by its supervisor
+	Running    ChildState = iota // started and not failed, or restarted
+	BackingOff                   // failed, waiting for its restart
+	Stopped                      // removed by its supervisor
 )
 
 func (s ChildState) String() string {
-	return [...]string{"running", "backoff", "stopped"}[s]
+	return name(s, "running", "backoff", "stopped")
 }
 
 // ChildStatus is what a supervisor knows about one child.
@@ -57,6 +58,9 @@ type ChildStatus struct {
 	Restarts uint64
 	Backoff  time.Duration // the delay of the pending or last restart
 }
+
+// ErrStopped: a call to a supervisor that has stopped.
+var ErrStopped = errors.New("supervisor: stopped")
 
 // ErrIntensity is the reason a supervisor escalates when restarts exceed
 // its intensity.
@@ -99,7 +103,7 @@ type Supervisor struct {
 	spec   Spec
 	hooks  Hooks
 	root   *actor.RootContext
-	pid    *actor.PID
+	pid    atomic.Pointer[actor.PID] // changes when a nested supervisor is started afresh
 	parent *Supervisor
 
 	mu       sync.Mutex // guards children and status, read by Status from other goroutines
@@ -137,7 +141,7 @@ func New(root *actor.RootContext, name string, spec Spec, hooks Hooks) (*Supervi
 	if err != nil {
 		return nil, err
 	}
-	s.pid = pid
+	s.pid.Store(pid)
 	return s, nil
 }
 
@@ -157,8 +161,24 @@ type request struct {
 
 func (s *Supervisor) call(do func(c actor.Context) error) error {
 	r := &request{do: do, done: make(chan error, 1)}
-	s.root.Send(s.pid, r)
-	return <-r.done
+	s.root.Send(s.pid.Load(), r)
+	select {
+	case err := <-r.done:
+		return err
+	case <-s.stopped:
+		return fmt.Errorf("%w: %q", ErrStopped, s.name)
+	}
+}
+
+// Stopped reports whether the supervisor has stopped for good (removed by
+// its parent, or shut down).
+func (s *Supervisor) Stopped() bool {
+	select {
+	case <-s.stopped:
+		return true
+	default:
+		return false
+	}
 }
 
 // StartChild starts a child under the supervisor with start, and remembers
@@ -190,7 +210,7 @@ func (s *Supervisor) StartSupervisor(name string, spec Spec, cs ChildSpec) (*Sup
 		if err != nil {
 			return err
 		}
-		sub.pid = pid
+		sub.pid.Store(pid)
 		s.mu.Lock()
 		s.children = append(s.children, &child{key: "supervisor:" + name, spec: cs, sub: sub, pid: pid, lastUp: s.spec.Clock.Now()})
 		s.mu.Unlock()
@@ -212,9 +232,8 @@ func (s *Supervisor) Forget(key string) {
 			if ch.key != key {
 				return false
 			}
-			if ch.pending != nil {
-				ch.pending()
-			}
+			// A pending restart timer stays: it restarts the siblings the
+			// strategy suspended with this child, and skips this one.
 			if ch.status.State == BackingOff {
 				// Suspended awaiting a restart: let it drain instead.
 				if sup, ok := c.(actor.Supervisor); ok {
@@ -244,7 +263,7 @@ func (s *Supervisor) Status(key string) (ChildStatus, bool) {
 // handler keeps a supervisor from stopping, and Go cannot interrupt it.
 func (s *Supervisor) Shutdown(ctx context.Context) error {
 	s.cancelTimers()
-	s.root.Stop(s.pid)
+	s.root.Stop(s.pid.Load())
 	select {
 	case <-s.stopped:
 		return nil
@@ -294,6 +313,8 @@ func (s *Supervisor) emit(e Event) {
 	e.Time = s.spec.Clock.Now()
 	e.Supervisor = s.name
 	if s.hooks.OnEvent != nil {
+		// A panicking hook must not take the supervisor down with it.
+		defer func() { recover() }()
 		s.hooks.OnEvent(e)
 	}
 }
@@ -430,11 +451,11 @@ func (s *Supervisor) scheduleRestart(failed *child) {
 	}
 	s.mu.Unlock()
 	if delay <= 0 {
-		s.root.Send(s.pid, &restartNow{keys: keys})
+		s.root.Send(s.pid.Load(), &restartNow{keys: keys})
 		return
 	}
 	s.emit(Event{Kind: EventBackoff, Child: failed.key, Delay: delay})
-	pid, root := s.pid, s.root
+	pid, root := s.pid.Load(), s.root
 	stop := s.spec.Clock.AfterFunc(delay, func() { root.Send(pid, &restartNow{keys: keys}) })
 	s.mu.Lock()
 	failed.pending = stop
@@ -479,7 +500,7 @@ func (s *Supervisor) startAgain(c actor.Context, ch *child) {
 		ch.sub.incarnation++
 		pid, err = c.SpawnNamed(actor.PropsFromProducer(ch.sub.producer), fmt.Sprintf("supervisor-%s-%d", ch.sub.name, ch.sub.incarnation))
 		if err == nil {
-			ch.sub.pid = pid
+			ch.sub.pid.Store(pid)
 		}
 	} else {
 		pid, err = ch.start(c)
