@@ -313,9 +313,14 @@ func (c *NetlinkConn) ReceiveBatch(ctx context.Context, b *Batch) error {
 	if ctx.Done() != nil {
 		// Arming the wake-up allocates: the receive loop of a connector
 		// passes a context that is never done and uses SetReadDeadline.
-		stop := context.AfterFunc(ctx, func() { c.nl.SetReadDeadline(time.Unix(1, 0)) })
+		fired := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() {
+			c.nl.SetReadDeadline(time.Unix(1, 0))
+			close(fired)
+		})
 		defer func() {
 			if !stop() {
+				<-fired // then clear what it set, not before
 				c.nl.SetReadDeadline(time.Time{})
 			}
 		}()
@@ -387,10 +392,11 @@ func (c *NetlinkConn) finish(b *Batch) error {
 		b.AddDatagram(data, from, group, creds)
 	}
 	// A batch that did not fill up drained the queue: any drops that
-	// happened after the ENOBUFS report are final now.
-	if c.congested && c.recvN < len(c.hdrs) {
+	// happened after the ENOBUFS report are final now. If the counter
+	// cannot be read, the batch is still delivered and the next receive
+	// tries again: the counter is cumulative, nothing is lost.
+	if c.congested && c.recvN < len(c.hdrs) && c.reportDrops(b) == nil {
 		c.congested = false
-		return c.reportDrops(b)
 	}
 	return nil
 }

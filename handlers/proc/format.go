@@ -2,8 +2,12 @@ package proc
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // AppendJSON appends ev as one JSON object: "event", "cpu",
@@ -219,4 +223,45 @@ func Duration(p *Process) string {
 		return ""
 	}
 	return p.Duration.Round(time.Microsecond).String()
+}
+
+// AppendText appends ev as one forkstat-style line: time, event, pid,
+// info, duration, process (command line, or [comm] when it has none).
+// Losses are LOST lines.
+func AppendText(b []byte, ev Event, clock BootClock) []byte {
+	name := ev.Head().What.String()
+	if _, ok := ev.(*Lost); ok {
+		name = "LOST"
+	}
+	process := ""
+	if p := ProcessOf(ev); p != nil {
+		process = p.Cmdline
+		if process == "" && p.Comm != "" {
+			process = "[" + p.Comm + "]" // kernel threads and zombies have no command line
+		}
+	}
+	return fmt.Appendf(b, "%-15s %-8s %7d %-22s %10s %s\n", clock.Wall(ev.Head().TimestampNS).Format("15:04:05.000000"),
+		name, PID(ev), Info(ev), Duration(ProcessOf(ev)), strings.TrimSpace(process))
+}
+
+// TextHeader is the header line of AppendText's columns.
+const TextHeader = "Time            Event        PID Info                     Duration Process\n"
+
+// BootClock turns the kernel's event timestamps (CLOCK_MONOTONIC
+// nanoseconds) into wall-clock times.
+type BootClock struct{ offset time.Duration }
+
+// NewBootClock reads the offset between the two clocks now.
+func NewBootClock() BootClock {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return BootClock{offset: time.Duration(time.Now().UnixNano() - ts.Nano())}
+}
+
+// Wall is the wall-clock time of a timestamp; now for 0 (a Lost event).
+func (c BootClock) Wall(ns uint64) time.Time {
+	if ns == 0 {
+		return time.Now()
+	}
+	return time.Unix(0, int64(ns)+int64(c.offset))
 }

@@ -471,3 +471,22 @@ func TestIntegrationEnrichment(t *testing.T) {
 		return true
 	})
 }
+
+// TestIntegrationSecondListenKeepsTheFirst: a second Listen on the same
+// connector fails without taking the first monitor's callback with it.
+func TestIntegrationSecondListenKeepsTheFirst(t *testing.T) {
+	testutil.KernelConnector(t)
+	first := listen(t)
+	if _, err := proc.Listen(context.Background(), proc.WithConnector(first.m.Connector())); err == nil {
+		t.Fatal("second Listen on one connector succeeded")
+	}
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	pid := uint32(cmd.Process.Pid)
+	first.until(t, "the first monitor's next exit", func(ev proc.Event) bool {
+		e, ok := ev.(*proc.Exit)
+		return ok && e.PID == pid
+	})
+}

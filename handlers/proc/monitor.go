@@ -2,7 +2,6 @@ package proc
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -114,7 +113,7 @@ type Monitor struct {
 	mode   Mode
 	mask   What
 	h      *handler
-	ack    uint32
+	added  bool // our AddCallback succeeded: Close removes the callback
 	closed sync.Once
 	err    error
 }
@@ -145,6 +144,7 @@ func Listen(ctx context.Context, opts ...Option) (*Monitor, error) {
 	err := m.c.AddCallback(ID, "proc", m.h,
 		cnactor.WithSenderPolicy(cnactor.AllowKernel()), cnactor.WithMailbox(cfg.mailbox, cnactor.DropNewest))
 	if err == nil {
+		m.added = true
 		err = m.send(ctx, opListen)
 	}
 	if err != nil {
@@ -195,19 +195,10 @@ func leadingDigits(s string) string {
 	return s[:i]
 }
 
-// send sends LISTEN or IGNORE in the form of the monitor's mode.
+// send sends LISTEN or IGNORE in the form of the monitor's mode: to port 0
+// with no groups.
 func (m *Monitor) send(ctx context.Context, op uint32) error {
-	data := binary.NativeEndian.AppendUint32(nil, op)
-	if m.mode == ModeKernelFilter {
-		data = binary.NativeEndian.AppendUint32(data, uint32(m.mask))
-	}
-	var ack [4]byte
-	rand.Read(ack[:])
-	msg := transport.Message{ID: ID, Ack: binary.NativeEndian.Uint32(ack[:]) &^ 1, Data: data}
-	if op == opListen {
-		m.ack = msg.Ack
-	}
-	return m.c.SendTo(ctx, &msg, 0)
+	return m.c.SendTo(ctx, subscription(op, m.mode, m.mask), 0)
 }
 
 // Events is the stream of events. It is closed by Close.
@@ -246,8 +237,10 @@ func (m *Monitor) shutdown(ignore bool) error {
 	if ignore {
 		errs = append(errs, m.send(context.Background(), opIgnore))
 	}
-	if err := m.c.DelCallback(ID); err != nil && !errors.Is(err, cnactor.ErrNotFound) {
-		errs = append(errs, err)
+	if m.added { // never another monitor's callback
+		if err := m.c.DelCallback(ID); err != nil && !errors.Is(err, cnactor.ErrNotFound) {
+			errs = append(errs, err)
+		}
 	}
 	if m.owns {
 		errs = append(errs, m.c.Close(context.Background()))
@@ -293,18 +286,20 @@ var _ handlers.LossObserver = (*handler)(nil)
 
 // Receive handles one proc event from the kernel.
 func (h *handler) Receive(_ handlers.Context, msg *transport.Message) error {
+	// Sequence numbers first: an event this package cannot decode (a kind
+	// from a newer kernel) was still received, not lost.
+	if h.gapCheck && len(msg.Data) >= 8 {
+		cpu := binary.NativeEndian.Uint32(msg.Data[4:])
+		if last, ok := h.lastSeq[cpu]; ok {
+			if gap := msg.Seq - last - 1; gap != 0 && gap < 1<<31 {
+				h.gap(uint64(gap), cpu, msg.Seq)
+			}
+		}
+		h.lastSeq[cpu] = msg.Seq
+	}
 	ev, err := Decode(msg.Data, msg.Seq, msg.Ack)
 	if err != nil {
 		return err
-	}
-	hd := ev.Head()
-	if h.gapCheck {
-		if last, ok := h.lastSeq[hd.CPU]; ok {
-			if gap := hd.Seq - last - 1; gap != 0 && gap < 1<<31 {
-				h.gap(uint64(gap), hd)
-			}
-		}
-		h.lastSeq[hd.CPU] = hd.Seq
 	}
 	if h.userFilter && !wanted(h.m.mask, ev) {
 		h.filtered.Add(1)
@@ -350,12 +345,12 @@ func (h *handler) Lost(n uint64, source handlers.LossSource) {
 	}
 }
 
-func (h *handler) gap(n uint64, at *Header) {
+func (h *handler) gap(n uint64, cpu, seq uint32) {
 	matched := min(n, h.credit)
 	h.credit -= matched
 	if n -= matched; n > 0 {
 		h.excess += n
-		h.emit(&Lost{Header: Header{CPU: at.CPU, TimestampNS: at.TimestampNS, Seq: at.Seq}, Count: n, Source: "sequence"})
+		h.emit(&Lost{Header: Header{CPU: cpu, Seq: seq}, Count: n, Source: "sequence"})
 	}
 }
 

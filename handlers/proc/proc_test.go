@@ -217,3 +217,24 @@ func TestAppendJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestUndecodableIsNotLost: an event of a kind this package does not know
+// was received all the same; it must not show as a sequence gap.
+func TestUndecodableIsNotLost(t *testing.T) {
+	m := &Monitor{mode: ModeAll, mask: WhatAll}
+	h := newHandler(m, config{buffer: 10, cacheSize: 10})
+	m.h = h
+	for _, e := range []struct {
+		seq  uint32
+		what What
+	}{{10, WhatExec}, {11, 0x8}, {12, WhatExec}} {
+		msg := transport.Message{Seq: e.seq, Data: event(e.what, 0, 1, 1, 1)}
+		err := h.Receive(nil, &msg)
+		if (err != nil) != (e.what == 0x8) {
+			t.Fatalf("seq %d: %v", e.seq, err)
+		}
+	}
+	if h.lost.Load() != 0 || h.events.Load() != 2 {
+		t.Fatalf("lost %d, events %d; want 0 and 2", h.lost.Load(), h.events.Load())
+	}
+}

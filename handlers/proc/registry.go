@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
-	"golang.org/x/sys/unix"
 )
 
 // The "proc" handler for configurations and `cnctl serve`: it subscribes to
@@ -74,7 +72,7 @@ func newRegistered(s handlers.Settings) (handlers.Handler, error) {
 	}
 	enrich := ps.Enrich == nil || *ps.Enrich
 	m := &Monitor{mask: mask, mode: resolveMode(mode, mask)}
-	r := &registered{w: w, json: asJSON, clock: newBootClock()}
+	r := &registered{w: w, json: asJSON, clock: NewBootClock()}
 	r.handler = newHandler(m, config{enrich: enrich, cacheSize: 16384})
 	r.handler.sink = r.print
 	return r, nil
@@ -85,20 +83,35 @@ type registered struct {
 	*handler
 	w     io.Writer
 	json  bool
-	clock bootClock
+	clock BootClock
 	line  []byte
+	out   handlers.Outbox // from Start, for the IGNORE at stop
 }
 
 var (
 	_ handlers.Starter       = (*registered)(nil)
 	_ handlers.StatsReporter = (*registered)(nil)
 	_ handlers.LossObserver  = (*registered)(nil)
+	_ handlers.Stopper       = (*registered)(nil)
 )
 
 // Start subscribes: LISTEN to the kernel (port 0, no groups), in the form
 // of the handler's mode. It does not wait for the acknowledgement.
 func (r *registered) Start(ctx context.Context, out handlers.Outbox) error {
+	r.out = out
 	return out.Send(ctx, transport.Addr{}, subscription(opListen, r.m.mode, r.m.mask))
+}
+
+// OnStop sends IGNORE when the callback goes for good, so that the kernel
+// stops generating events for this subscriber (since 6.6 it counts
+// listeners per socket). Restarts do not call it.
+func (r *registered) OnStop() {
+	if r.out == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	r.out.Send(ctx, transport.Addr{}, subscription(opIgnore, r.m.mode, r.m.mask))
 }
 
 // subscription is a LISTEN or IGNORE message for mode and mask.
@@ -127,37 +140,7 @@ func (r *registered) print(ev Event) {
 	if r.json {
 		r.line = append(AppendJSON(r.line[:0], ev), '\n')
 	} else {
-		name := ev.Head().What.String()
-		if _, ok := ev.(*Lost); ok {
-			name = "LOST"
-		}
-		process := ""
-		if p := ProcessOf(ev); p != nil {
-			process = p.Cmdline
-			if process == "" && p.Comm != "" {
-				process = "[" + p.Comm + "]"
-			}
-		}
-		r.line = fmt.Appendf(r.line[:0], "%-15s %-8s %7d %-22s %10s %s\n",
-			r.clock.wall(ev.Head().TimestampNS).Format("15:04:05.000000"),
-			name, PID(ev), Info(ev), Duration(ProcessOf(ev)), strings.TrimSpace(process))
+		r.line = AppendText(r.line[:0], ev, r.clock)
 	}
 	r.w.Write(r.line)
-}
-
-// bootClock turns the kernel's event timestamps (CLOCK_MONOTONIC
-// nanoseconds) into wall-clock times.
-type bootClock struct{ offset time.Duration }
-
-func newBootClock() bootClock {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return bootClock{offset: time.Duration(time.Now().UnixNano() - ts.Nano())}
-}
-
-func (c bootClock) wall(ns uint64) time.Time {
-	if ns == 0 {
-		return time.Now()
-	}
-	return time.Unix(0, int64(ns)+int64(c.offset))
 }
