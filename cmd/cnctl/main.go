@@ -5,6 +5,8 @@
 //	cnctl send -id IDX:VAL [-seq N] [-ack N] [-flags N] (-port P | -group G) (-data HEX | -text STR)
 //	cnctl serve [-config FILE] [-metrics ADDR] [-json]   (then, on stdin: add IDX:VAL HANDLER [NAME] | del IDX:VAL | list | reload)
 //	cnctl proc [-events LIST] [-pid P] [-json] [-duration D]
+//	cnctl serve -export IDX:VAL,... [-listen ADDR] [-tls-cert F -tls-key F -tls-ca F]   (a node for remote subscribers)
+//	cnctl proc -remote [HOST=]ADDR,... [-remote-listen ADDR] [-tls-cert F -tls-key F -tls-ca F]   (a fleet's process events)
 //
 // Sending to a user port or a group needs root or CAP_NET_ADMIN; -port 0 is
 // the kernel and needs no privilege.

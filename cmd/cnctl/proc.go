@@ -4,11 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"strings"
-	"time"
 
 	"github.com/cnactor/cnactor/handlers/proc"
-	"golang.org/x/sys/unix"
 )
 
 func runProc(ctx context.Context, args []string, e *env) error {
@@ -19,6 +16,7 @@ func runProc(ctx context.Context, args []string, e *env) error {
 	jsonOut := fs.Bool("json", false, "print one JSON object per event")
 	duration := fs.Duration("duration", 0, "stop after this long (0 = until interrupted)")
 	enrich := fs.Bool("enrich", true, "read command names and lines from /proc")
+	fleet := addProcRemoteFlags(fs) // -remote and its options (remote.go)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -31,6 +29,9 @@ func runProc(ctx context.Context, args []string, e *env) error {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
+	if fleet.remote != "" {
+		return runProcRemote(ctx, e, fleet, mask, *events, pid, *jsonOut)
+	}
 	m, err := proc.Listen(ctx, proc.WithEvents(mask), proc.WithEnrichment(*enrich))
 	if err != nil {
 		return err
@@ -40,9 +41,9 @@ func runProc(ctx context.Context, args []string, e *env) error {
 	out := bufio.NewWriter(e.stdout)
 	defer out.Flush()
 	if !*jsonOut {
-		fmt.Fprintf(out, "%-15s %-8s %7s %-22s %10s %s\n", "Time", "Event", "PID", "Info", "Duration", "Process")
+		out.WriteString(proc.TextHeader)
 	}
-	clock := newBootClock()
+	clock := proc.NewBootClock()
 	var line []byte
 	for {
 		select {
@@ -63,7 +64,7 @@ func runProc(ctx context.Context, args []string, e *env) error {
 			if *jsonOut {
 				line = append(proc.AppendJSON(line[:0], ev), '\n')
 			} else {
-				line = appendProcText(line[:0], ev, clock)
+				line = proc.AppendText(line[:0], ev, clock)
 			}
 			out.Write(line)
 			if len(m.Events()) == 0 {
@@ -73,38 +74,4 @@ func runProc(ctx context.Context, args []string, e *env) error {
 			}
 		}
 	}
-}
-
-// appendProcText formats an event as a forkstat-like line.
-func appendProcText(b []byte, ev proc.Event, clock bootClock) []byte {
-	name := ev.Head().What.String()
-	if _, ok := ev.(*proc.Lost); ok {
-		name = "LOST"
-	}
-	process := ""
-	if p := proc.ProcessOf(ev); p != nil {
-		process = p.Cmdline
-		if process == "" && p.Comm != "" {
-			process = "[" + p.Comm + "]" // kernel threads and zombies have no command line
-		}
-	}
-	return fmt.Appendf(b, "%-15s %-8s %7d %-22s %10s %s\n", clock.wall(ev.Head().TimestampNS).Format("15:04:05.000000"),
-		name, proc.PID(ev), proc.Info(ev), proc.Duration(proc.ProcessOf(ev)), strings.TrimSpace(process))
-}
-
-// bootClock turns the kernel's event timestamps (CLOCK_MONOTONIC
-// nanoseconds) into wall-clock times.
-type bootClock struct{ offset time.Duration }
-
-func newBootClock() bootClock {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return bootClock{offset: time.Duration(time.Now().UnixNano() - ts.Nano())}
-}
-
-func (c bootClock) wall(ns uint64) time.Time {
-	if ns == 0 {
-		return time.Now()
-	}
-	return time.Unix(0, int64(ns)+int64(c.offset))
 }

@@ -44,6 +44,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	rcvbuf := fs.Int("rcvbuf", cnactor.DefaultReadBuffer, "socket receive buffer in bytes (overrides the configuration's)")
 	configFile := fs.String("config", "", "configuration file (YAML) of the connector and its callbacks; SIGHUP or the reload command reloads it")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics and /healthz on this address (host:port)")
+	node := addNodeFlags(fs) // -export, -listen and the node's options (remote.go)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -91,6 +92,12 @@ func runServe(ctx context.Context, args []string, e *env) error {
 		}
 		defer stop()
 	}
+	stopNode, err := node.start(c, logger, e.stderr)
+	if err != nil {
+		c.Close(context.Background())
+		return err
+	}
+	defer stopNode()
 	fmt.Fprintf(e.stderr, "serving port=%d\n", c.Port())
 
 	var hup <-chan os.Signal
@@ -114,6 +121,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	for {
 		select {
 		case <-ctx.Done():
+			stopNode() // its subscribers are told before the connector closes
 			return c.Close(context.Background())
 		case <-hup:
 			if ch, err := s.reload(); err != nil {
