@@ -97,10 +97,14 @@ func TestIntegrationServeLogAndEcho(t *testing.T) {
 		t.Fatalf("echo = %+v", r)
 	}
 
-	s.send("list")
-	m := waitOutput(t, s.stdout, regexp.MustCompile(fmt.Sprintf(`%d:2 name=myecho handler=echo group=%d .*handled=(\d+)`, g, g)))
-	if m[1] != "1" {
-		t.Errorf("echo handled %s messages, want 1", m[1])
+	// The handler counts the message when Receive returns, which may be
+	// just after its reply arrived: poll the listing.
+	re := regexp.MustCompile(fmt.Sprintf(`%d:2 name=myecho handler=echo group=%d .*handled=1 `, g, g))
+	for deadline := time.Now().Add(5 * time.Second); !re.MatchString(s.stdout.String()); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("list never showed the echo handled:\n%s", s.stdout.String())
+		}
+		s.send("list")
 	}
 	s.send(fmt.Sprintf("del %d:1", g))
 	waitOutput(t, s.stdout, regexp.MustCompile(`ok deleted`))
