@@ -107,7 +107,14 @@ func TestIntegrationServeConfigMetrics(t *testing.T) {
 			t.Fatalf("reply %d = %q", i, r)
 		}
 	}
-	_, body = httpGet(t, "http://"+addr+"/metrics")
+	// The handler counts a message when Receive returns, just after its
+	// reply left: wait for the last one.
+	const handled = `cnactor_callback_handled_total{id="100:1",name="upper"}`
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, body = httpGet(t, "http://"+addr+"/metrics"); metricValue(body, handled) == 5 || time.Now().After(deadline) {
+			break
+		}
+	}
 	for sample, want := range map[string]float64{
 		received: 5,
 		`cnactor_callback_handled_total{id="100:1",name="upper"}`:                      5,
