@@ -92,6 +92,8 @@ func TestIntegrationUnicastMulticastReply(t *testing.T) {
 	if m := recvFrom(t, member, c.Port()); m.Group != g || string(m.Data) != "news" {
 		t.Errorf("group member got %q on group %d from the connector", m.Data, m.Group)
 	}
+	// A handler's effects can be seen just before it returns and counts.
+	waitFor(t, "both messages handled", func() bool { return info(t, c, id).Handled == 2 })
 	ci := info(t, c, id)
 	if ci.Group != g || ci.Handled != 2 || ci.Rejected != 0 {
 		t.Errorf("callback %+v", ci)

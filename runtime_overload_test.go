@@ -55,7 +55,7 @@ func TestStuckHandlerCostsOnlyItsOwn(t *testing.T) {
 			toStuck++
 		}
 	}
-	waitFor(t, "the healthy handler to get everything", func() bool { return healthy.Messages() == n })
+	waitFor(t, "the healthy handler to get everything", func() bool { return info(t, c, healthyID).Handled == n })
 	waitFor(t, "every message to the stuck handler routed", func() bool { return info(t, c, stuckID).Received == toStuck })
 
 	h, s := info(t, c, healthyID), info(t, c, stuckID)

@@ -243,6 +243,9 @@ func TestDelivery(t *testing.T) {
 		if name := recs[id].messages()[0].Name; name != fmt.Sprint("cb", i) {
 			t.Errorf("%v: Callback() name %q", id, name)
 		}
+		// The recorder sees the message just before the handler returns
+		// and it counts.
+		waitFor(t, "the handled count", func() bool { return info(t, c, id).Handled == 1 })
 		if ci := info(t, c, id); ci.Received != 1 || ci.Handled != 1 {
 			t.Errorf("%v counters %+v", id, ci.CallbackStats)
 		}
@@ -370,7 +373,10 @@ func TestUnknownID(t *testing.T) {
 		}
 		sendTo(t, peer, c, unknown, 1, "nobody")
 		sendTo(t, peer, c, transport.CbID{Idx: 0x7301, Val: 2}, 2, "somebody")
-		waitFor(t, "the fallback", func() bool { return fb.count() == 1 && known.count() == 1 })
+		waitFor(t, "the fallback", func() bool {
+			s := c.Stats() // a handler counts a message when it returns
+			return fb.count() == 1 && known.count() == 1 && s.Fallback != nil && s.Fallback.Handled == 1
+		})
 		got := fb.messages()[0]
 		if got.ID != unknown || got.Data != "nobody" || got.From != peer.Port() || got.Name != "fallback" {
 			t.Errorf("fallback got %+v", got)
