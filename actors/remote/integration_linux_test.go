@@ -189,6 +189,7 @@ func spawn(t *testing.T) uint32 {
 // /proc, with nothing lost or duplicated.
 func TestIntegrationFleetProc(t *testing.T) {
 	testutil.KernelConnector(t)
+	testutil.Exclusive(t, testutil.ProcStorm)
 	var nodes []ProcNode
 	for i := 1; i <= 3; i++ {
 		_, addr := startNode(t, helperConfig{Listen: fmt.Sprintf("127.0.0.%d:0", i), Exports: []string{"proc"}})
@@ -285,6 +286,7 @@ func TestIntegrationFleetProc(t *testing.T) {
 // are counted exactly: a second node, which never stopped, saw every one.
 func TestIntegrationRemoteNodeRestart(t *testing.T) {
 	testutil.KernelConnector(t)
+	testutil.Exclusive(t, testutil.ProcStorm) // compares whole streams: no storms meanwhile
 	a, addrA := startNode(t, helperConfig{Listen: "127.0.0.2:0", Exports: []string{"proc"}})
 	_, addrB := startNode(t, helperConfig{Listen: "127.0.0.3:0", Exports: []string{"proc"}})
 	s := newSubscriber(t, SubscriberConfig{})

@@ -328,6 +328,7 @@ func (g *gatedConn) ReceiveBatch(ctx context.Context, b *transport.Batch) error 
 
 func TestIntegrationLossMatchesDropCounter(t *testing.T) {
 	testutil.KernelConnector(t)
+	testutil.Exclusive(t, testutil.ProcStorm)
 	nc, err := transport.Dial(transport.WithReadBuffer(1)) // the kernel's minimum
 	if err != nil {
 		t.Fatal(err)
@@ -395,6 +396,7 @@ func TestIntegrationLossMatchesDropCounter(t *testing.T) {
 // settings; every fork, exec and exit of them arrives.
 func TestIntegrationBurst(t *testing.T) {
 	testutil.KernelConnector(t)
+	testutil.Exclusive(t, testutil.ProcStorm)
 	n := 3000
 	if testutil.RaceEnabled {
 		n = 500

@@ -20,10 +20,10 @@ import (
 // ID is the proc connector's callback id; its events arrive on group 1.
 var ID = transport.CbID{Idx: 1, Val: 1}
 
-// Subscription operations (enum proc_cn_mcast_op).
+// Subscription operations (enum proc_cn_mcast_op), for SubscriptionMessage.
 const (
-	opListen = 1
-	opIgnore = 2
+	OpListen uint32 = 1
+	OpIgnore uint32 = 2
 )
 
 // Mode is how the monitor gets the events it was asked for.
@@ -145,7 +145,7 @@ func Listen(ctx context.Context, opts ...Option) (*Monitor, error) {
 		cnactor.WithSenderPolicy(cnactor.AllowKernel()), cnactor.WithMailbox(cfg.mailbox, cnactor.DropNewest))
 	if err == nil {
 		m.added = true
-		err = m.send(ctx, opListen)
+		err = m.send(ctx, OpListen)
 	}
 	if err != nil {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
@@ -198,7 +198,7 @@ func leadingDigits(s string) string {
 // send sends LISTEN or IGNORE in the form of the monitor's mode: to port 0
 // with no groups.
 func (m *Monitor) send(ctx context.Context, op uint32) error {
-	return m.c.SendTo(ctx, subscription(op, m.mode, m.mask), 0)
+	return m.c.SendTo(ctx, SubscriptionMessage(op, m.mode, m.mask), 0)
 }
 
 // Events is the stream of events. It is closed by Close.
@@ -235,7 +235,7 @@ func (m *Monitor) shutdown(ignore bool) error {
 	close(m.h.done) // a handler blocked on a full Events channel lets go
 	var errs []error
 	if ignore {
-		errs = append(errs, m.send(context.Background(), opIgnore))
+		errs = append(errs, m.send(context.Background(), OpIgnore))
 	}
 	if m.added { // never another monitor's callback
 		if err := m.c.DelCallback(ID); err != nil && !errors.Is(err, cnactor.ErrNotFound) {
@@ -257,8 +257,7 @@ type handler struct {
 	done       chan struct{}
 	userFilter bool
 	gapCheck   bool
-	enrich     bool
-	cache      *cache
+	enrich     *Enricher // nil: no enrichment
 
 	lastSeq map[uint32]uint32 // per CPU
 	// Loss reported by the socket or mailbox and not yet seen as a gap
@@ -274,12 +273,16 @@ type handler struct {
 }
 
 func newHandler(m *Monitor, cfg config) *handler {
-	return &handler{
+	h := &handler{
 		m: m, out: make(chan Event, cfg.buffer), done: make(chan struct{}),
 		userFilter: m.mode == ModeUserspaceFilter || m.mode == ModeKernelFilter && m.mask&WhatNonzeroExit != 0,
 		gapCheck:   m.mode == ModeAll || m.mode == ModeUserspaceFilter,
-		enrich:     cfg.enrich, cache: newCache(cfg.cacheSize), lastSeq: map[uint32]uint32{},
+		lastSeq:    map[uint32]uint32{},
 	}
+	if cfg.enrich {
+		h.enrich = NewEnricher(cfg.cacheSize)
+	}
+	return h
 }
 
 var _ handlers.LossObserver = (*handler)(nil)
@@ -305,19 +308,8 @@ func (h *handler) Receive(_ handlers.Context, msg *transport.Message) error {
 		h.filtered.Add(1)
 		return nil
 	}
-	if h.enrich {
-		switch e := ev.(type) {
-		case *Fork:
-			if !e.IsThread() {
-				e.Process = h.cache.forked(e)
-			}
-		case *Exec:
-			e.Process = h.cache.execed(e)
-		case *Exit:
-			if e.PID == e.TGID {
-				e.Process = h.cache.exited(e)
-			}
-		}
+	if h.enrich != nil {
+		h.enrich.Enrich(ev)
 	}
 	h.emit(ev)
 	return nil

@@ -23,6 +23,36 @@ type Process struct {
 	Duration time.Duration
 }
 
+// Enricher attaches what /proc says about a process to its fork, exec and
+// exit events, remembering (boundedly) what it read so that an exit can
+// still say what exited, and for how long it ran. It is not safe for
+// concurrent use: feed it one stream, in order.
+type Enricher struct{ c *cache }
+
+// NewEnricher returns an Enricher that remembers up to max processes.
+func NewEnricher(max int) *Enricher { return &Enricher{c: newCache(max)} }
+
+// Enrich sets and returns the Process of a fork of a process, an exec, or
+// the exit of a thread group leader; for other events it returns nil.
+func (e *Enricher) Enrich(ev Event) *Process {
+	switch ev := ev.(type) {
+	case *Fork:
+		if !ev.IsThread() {
+			ev.Process = e.c.forked(ev)
+		}
+		return ev.Process
+	case *Exec:
+		ev.Process = e.c.execed(ev)
+		return ev.Process
+	case *Exit:
+		if ev.PID == ev.TGID {
+			ev.Process = e.c.exited(ev)
+		}
+		return ev.Process
+	}
+	return nil
+}
+
 // cache is a bounded map from tgid to Process with first-in-first-out
 // eviction: enough for the live processes of a busy machine, never more.
 type cache struct {

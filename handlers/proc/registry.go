@@ -99,7 +99,7 @@ var (
 // of the handler's mode. It does not wait for the acknowledgement.
 func (r *registered) Start(ctx context.Context, out handlers.Outbox) error {
 	r.out = out
-	return out.Send(ctx, transport.Addr{}, subscription(opListen, r.m.mode, r.m.mask))
+	return out.Send(ctx, transport.Addr{}, SubscriptionMessage(OpListen, r.m.mode, r.m.mask))
 }
 
 // OnStop sends IGNORE when the callback goes for good, so that the kernel
@@ -111,11 +111,14 @@ func (r *registered) OnStop() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	r.out.Send(ctx, transport.Addr{}, subscription(opIgnore, r.m.mode, r.m.mask))
+	r.out.Send(ctx, transport.Addr{}, SubscriptionMessage(OpIgnore, r.m.mode, r.m.mask))
 }
 
-// subscription is a LISTEN or IGNORE message for mode and mask.
-func subscription(op uint32, mode Mode, mask What) *transport.Message {
+// SubscriptionMessage is a LISTEN or IGNORE (op) for the proc connector in
+// the form of mode (the 8-byte filter of kernels 6.6+ for ModeKernelFilter,
+// else the 4-byte op), with a random even ack. Send it to port 0 with no
+// groups.
+func SubscriptionMessage(op uint32, mode Mode, mask What) *transport.Message {
 	data := binary.NativeEndian.AppendUint32(nil, op)
 	if mode == ModeKernelFilter {
 		data = binary.NativeEndian.AppendUint32(data, uint32(mask))

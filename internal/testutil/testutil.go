@@ -106,3 +106,28 @@ func Group(t testing.TB) uint32 {
 	t.Fatal("testutil: all netlink groups 2..32 are in use by other tests")
 	return 0
 }
+
+// Exclusive holds a machine-wide lock named name for the rest of the test,
+// waiting for it if another test process holds it: tests that flood the
+// kernel with processes and tests that compare whole event streams take the
+// same lock so that one's storm does not become the other's noise.
+func Exclusive(t testing.TB, name string) {
+	t.Helper()
+	dir := filepath.Join(os.TempDir(), "cnactor-test-locks")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+}
+
+// ProcStorm is the Exclusive lock of tests that spawn process storms or
+// need a quiet proc connector.
+const ProcStorm = "proc-storm"
