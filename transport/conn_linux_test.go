@@ -191,10 +191,14 @@ func TestIntegrationJoinInvalidGroup(t *testing.T) {
 
 // recvmmsgBaseline is the raw loop the transport is measured against: the
 // same syscall, the same batch size, no decoding.
-func recvmmsgBaseline(b *testing.B, fd int, n int) {
+// With withSender it also asks, as the transport does, for the sender's
+// address and the control data (credentials), and nothing more.
+func recvmmsgBaseline(b *testing.B, fd int, n int, withSender bool) {
 	hdrs := make([]unix.Mmsghdr, 64)
 	bufs := make([][]byte, 64)
 	iovs := make([]unix.Iovec, 64)
+	names := make([]unix.RawSockaddrNetlink, 64)
+	ctrl := make([]byte, 64*64)
 	for i := range hdrs {
 		bufs[i] = make([]byte, transport.MaxDatagram)
 		iovs[i].Base = &bufs[i][0]
@@ -203,6 +207,14 @@ func recvmmsgBaseline(b *testing.B, fd int, n int) {
 		hdrs[i].Hdr.Iovlen = 1
 	}
 	for got := 0; got < n; {
+		if withSender {
+			for i := range hdrs {
+				hdrs[i].Hdr.Name = (*byte)(unsafe.Pointer(&names[i]))
+				hdrs[i].Hdr.Namelen = unix.SizeofSockaddrNetlink
+				hdrs[i].Hdr.Control = &ctrl[i*64]
+				hdrs[i].Hdr.SetControllen(64)
+			}
+		}
 		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[0])), 64, 0, 0, 0)
 		if errno != 0 {
 			if errno == syscall.EINTR {
