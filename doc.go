@@ -13,8 +13,14 @@
 // own drop counter), malformed datagrams, unknown ids, refused senders and
 // mailbox overflow.
 //
+// Beside the API, this package reads configuration files (LoadConfig,
+// Apply, and Reload by difference), and exposes the counters to Prometheus
+// (NewCollector, HealthHandler).
+//
 // The packages below it, from the wire up: transport (codec and sockets,
 // plus transport/memory for tests), dispatch (routing table, sender
-// policies, notifications), actors (the runtime on protoactor-go) and
-// handlers (the Handler interface and built-ins).
+// policies, notifications), actors (the runtime on protoactor-go, and
+// actors/remote for handlers on other hosts), supervisor (OTP-style
+// supervision) and handlers (the Handler interface, the registry, the
+// built-ins, and handlers/proc for process events).
 package cnactor
