@@ -95,8 +95,8 @@ func (m *mailbox) enqueue(msg any) {
 			return
 		}
 		dropped = m.removeOldestEnvelope()
-		if m.notifyLoss {
-			m.pendingLoss++
+		if m.notifyLoss && dropped != nil {
+			m.lossAtHead()
 		}
 	}
 	if isEnv && m.pendingLoss > 0 {
@@ -115,6 +115,25 @@ func (m *mailbox) enqueue(msg any) {
 	} else {
 		m.userCount.Add(1)
 	}
+}
+
+// lossAtHead records one message lost at the head of the queue, where the
+// oldest was dropped: the handler hears of it before the survivors. Called
+// with mu held.
+func (m *mailbox) lossAtHead() {
+	if m.n > 0 {
+		if ln, ok := m.ring[m.head].(*lossNotice); ok {
+			ln.n++
+			return
+		}
+	}
+	if m.n == len(m.ring) {
+		m.grow()
+	}
+	m.head = (m.head - 1 + len(m.ring)) % len(m.ring)
+	m.ring[m.head] = &lossNotice{n: 1, source: handlers.LossMailbox}
+	m.n++
+	m.userCount.Add(1)
 }
 
 // push appends msg to the ring, growing it; called with mu held.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
 )
 
@@ -243,5 +244,65 @@ func TestMailboxPanic(t *testing.T) {
 	}
 	if len(panicked) != 1 {
 		t.Errorf("onPanic saw %v", panicked)
+	}
+}
+
+// lossRecorder is a LossObserver that logs what it hears, in order.
+type lossRecorder struct{ log []string }
+
+func (l *lossRecorder) Receive(_ handlers.Context, m *transport.Message) error {
+	l.log = append(l.log, fmt.Sprint("msg ", m.Seq))
+	return nil
+}
+
+func (l *lossRecorder) Lost(n uint64, s handlers.LossSource) {
+	l.log = append(l.log, fmt.Sprint("lost ", n, " ", s))
+}
+
+// TestMailboxLossNoticePlacement: drop-newest tells the handler before the
+// next admitted message; drop-oldest tells it before the survivors.
+func TestMailboxLossNoticePlacement(t *testing.T) {
+	for _, tt := range []struct {
+		overflow Overflow
+		want     []string
+	}{
+		{DropNewest, []string{"msg 0", "msg 1", "lost 2 mailbox", "msg 4"}},
+		{DropOldest, []string{"lost 2 mailbox", "msg 2", "msg 3"}},
+	} {
+		t.Run(tt.overflow.String(), func(t *testing.T) {
+			var c counters
+			m := newMailbox(2, tt.overflow, &c)
+			m.notifyLoss = true
+			for seq := range uint32(4) { // 0..3 into a mailbox of 2
+				m.enqueue(newEnvelope(&transport.Received{Message: transport.Message{Seq: seq}}))
+			}
+			h := &lossRecorder{}
+			drain := func() {
+				for {
+					msg := m.popUser()
+					if msg == nil {
+						return
+					}
+					switch x := msg.(type) {
+					case *envelope:
+						h.Receive(nil, &x.Message)
+						x.release()
+					case *lossNotice:
+						h.Lost(x.n, x.source)
+					}
+				}
+			}
+			if tt.overflow == DropNewest {
+				drain()
+				m.enqueue(newEnvelope(&transport.Received{Message: transport.Message{Seq: 4}}))
+			}
+			drain()
+			if !slices.Equal(h.log, tt.want) {
+				t.Fatalf("handler heard %v, want %v", h.log, tt.want)
+			}
+			if c.dropped.Load() != 2 {
+				t.Fatalf("dropped %d, want 2", c.dropped.Load())
+			}
+		})
 	}
 }
