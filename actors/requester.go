@@ -237,6 +237,7 @@ type Requester struct {
 
 	// active is len(pending)+len(recent): Intercept's fast path.
 	active atomic.Int64
+	idRefs [idBuckets]atomic.Int32 // pending + remembered exchanges per id bucket
 
 	mu        sync.Mutex
 	isClosed  bool
@@ -408,6 +409,7 @@ func (r *Requester) register(ex *exchange, m *transport.Message) error {
 		m.Ack = rand.Uint32()
 	}
 	r.pending[ex.key] = ex
+	r.idRefs[idBucket(ex.key.id)].Add(1)
 	if ex.opts.Match == MatchAck {
 		r.ackOnly++
 	}
@@ -451,6 +453,7 @@ func (r *Requester) end(ex *exchange, c *atomic.Uint64, remember bool) bool {
 func (r *Requester) removeLocked(ex *exchange, remember, answered bool, now int64) {
 	ex.done.Store(true)
 	delete(r.pending, ex.key)
+	r.idRefs[idBucket(ex.key.id)].Add(-1)
 	if ex.opts.Match == MatchAck {
 		r.ackOnly--
 	}
@@ -467,6 +470,9 @@ func (r *Requester) rememberLocked(k matchKey, from sender, answered bool, now i
 		r.evictLocked(now, true)
 	}
 	r.gen++
+	if _, again := r.recent[k]; !again {
+		r.idRefs[idBucket(k.id)].Add(1)
+	}
 	r.recent[k] = recentEntry{from: from, expires: now + r.window, gen: r.gen, answered: answered}
 	r.recentQ = append(r.recentQ, recentItem{key: k, gen: r.gen})
 }
@@ -490,6 +496,7 @@ func (r *Requester) evictLocked(now int64, force bool) bool {
 		r.recentHd++
 		if ok && e.gen == it.gen {
 			delete(r.recent, it.key)
+			r.idRefs[idBucket(it.key.id)].Add(-1)
 			break
 		}
 		// A stale item (its key was remembered again later): keep going.
@@ -505,8 +512,16 @@ func (r *Requester) evictLocked(now int64, force bool) bool {
 
 // Intercept takes replies to pending exchanges, and late and duplicate
 // replies to finished ones, out of the reader's stream. It never blocks.
+// idBuckets spreads callback ids over counters of pending and remembered
+// exchanges, so that Intercept can pass other ids by without the lock.
+const idBuckets = 256
+
+func idBucket(id transport.CbID) uint32 { return (id.Idx*0x9e3779b1 ^ id.Val) % idBuckets }
+
 func (r *Requester) Intercept(m *transport.Received) bool {
-	if r.active.Load() == 0 {
+	// Lock-free for the traffic of ids with no exchange pending or
+	// remembered, which is most of it.
+	if r.active.Load() == 0 || r.idRefs[idBucket(m.ID)].Load() == 0 {
 		return false
 	}
 	now := r.now()

@@ -346,9 +346,19 @@ func TestRequesterRecentWindowExpires(t *testing.T) {
 	if g.r.Intercept(rep) {
 		t.Fatal("a reply after the window was still taken as a duplicate")
 	}
-	if g.r.active.Load() != 0 {
-		t.Fatal("the recent set was not emptied")
+	if g.r.active.Load() != 0 || idRefsTotal(g.r) != 0 {
+		t.Fatalf("the recent set was not emptied (id buckets hold %d)", idRefsTotal(g.r))
 	}
+}
+
+// idRefsTotal sums the per-id-bucket counts, which must equal the pending
+// and remembered exchanges.
+func idRefsTotal(r *Requester) int32 {
+	var n int32
+	for i := range r.idRefs {
+		n += r.idRefs[i].Load()
+	}
+	return n
 }
 
 func TestRequesterDupCapacity(t *testing.T) {
@@ -367,6 +377,13 @@ func TestRequesterDupCapacity(t *testing.T) {
 	}
 	if !g.r.Intercept(reps[5]) {
 		t.Fatal("the newest finished exchange was evicted")
+	}
+	if n := idRefsTotal(g.r); n != 4 {
+		t.Fatalf("id buckets count %d exchanges, want the 4 remembered", n)
+	}
+	other := received(transport.Message{ID: transport.CbID{Idx: testID.Idx + 1, Val: 9}}, 7, 0)
+	if g.r.Intercept(other) {
+		t.Fatal("a message for another id was taken")
 	}
 }
 
