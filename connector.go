@@ -13,6 +13,7 @@ import (
 	"github.com/cnactor/cnactor/actors"
 	"github.com/cnactor/cnactor/dispatch"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/watch"
 	"github.com/cnactor/cnactor/supervisor"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
@@ -61,15 +62,11 @@ type Connector struct {
 
 	rootSup  *supervisor.Supervisor
 	sups     map[string]*supervisor.Supervisor // by name, the root included
-	supMu    sync.Mutex                        // guards supWatch
-	supWatch map[int]func(supervisor.Event)
-	supNext  int
+	supWatch watch.List[supervisor.Event]
 	failErr  atomic.Pointer[error] // set when the top supervisor fails the connector
 	failed   chan struct{}
 
-	watchMu  sync.Mutex
-	watchers map[int]func(Event)
-	nextW    int
+	watchers watch.List[Event]
 
 	controlApplied   atomic.Uint64
 	controlMalformed atomic.Uint64
@@ -114,9 +111,7 @@ func New(opts ...Option) (*Connector, error) {
 		system:    system,
 		table:     dispatch.NewTable(conn),
 		callbacks: map[transport.CbID]*callback{},
-		watchers:  map[int]func(Event){},
 		sups:      map[string]*supervisor.Supervisor{},
-		supWatch:  map[int]func(supervisor.Event){},
 		failed:    make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())

@@ -28,18 +28,7 @@ type Event struct {
 // that start or remove callbacks: keep it short, and do not call the
 // Connector's methods from it (they would wait for the call in progress).
 // The returned function stops the watch.
-func (c *Connector) Watch(fn func(Event)) (stop func()) {
-	c.watchMu.Lock()
-	defer c.watchMu.Unlock()
-	id := c.nextW
-	c.nextW++
-	c.watchers[id] = fn
-	return func() {
-		c.watchMu.Lock()
-		defer c.watchMu.Unlock()
-		delete(c.watchers, id)
-	}
-}
+func (c *Connector) Watch(fn func(Event)) (stop func()) { return c.watchers.Add(fn) }
 
 // notifyTimeout bounds the multicast of one notification.
 const notifyTimeout = time.Second
@@ -48,11 +37,7 @@ const notifyTimeout = time.Second
 // that id was added or removed. Callers are serialised by c.mu or run in
 // a supervisor actor.
 func (c *Connector) notify(id transport.CbID, name string, ev dispatch.Event, final actors.CallbackStats) {
-	c.watchMu.Lock()
-	for _, fn := range c.watchers {
-		fn(Event{ID: id, Name: name, Kind: ev, Stats: final})
-	}
-	c.watchMu.Unlock()
+	c.watchers.Emit(Event{ID: id, Name: name, Kind: ev, Stats: final})
 	for _, g := range c.subs.Groups(id) {
 		m := dispatch.Notification(id, ev)
 		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)

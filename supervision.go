@@ -49,16 +49,7 @@ func (c *Connector) AddSupervisor(name, parent string, spec supervisor.Spec, cs 
 // the supervisor's actor: keep it short, and do not call the Connector's
 // methods from it (they may wait for that actor). A panic in fn is ignored. The returned function stops it.
 func (c *Connector) WatchSupervision(fn func(supervisor.Event)) (stop func()) {
-	c.supMu.Lock()
-	defer c.supMu.Unlock()
-	id := c.supNext
-	c.supNext++
-	c.supWatch[id] = fn
-	return func() {
-		c.supMu.Lock()
-		defer c.supMu.Unlock()
-		delete(c.supWatch, id)
-	}
+	return c.supWatch.Add(fn)
 }
 
 func (c *Connector) supervisionEvent(e supervisor.Event) {
@@ -75,11 +66,7 @@ func (c *Connector) supervisionEvent(e supervisor.Event) {
 	case supervisor.EventEscalated:
 		c.log.Error("supervision: supervisor escalated", append(fields, zap.Error(e.Reason))...)
 	}
-	c.supMu.Lock()
-	defer c.supMu.Unlock()
-	for _, fn := range c.supWatch {
-		fn(e)
-	}
+	c.supWatch.Emit(e)
 }
 
 // topFailure applies the top policy to a failure that escalated past the

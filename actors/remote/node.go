@@ -19,6 +19,7 @@ import (
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/actors/remote/wire"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/watch"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -134,9 +135,7 @@ type Node struct {
 	closed bool
 	view   map[uint64]*subscription // for Stats
 
-	watchMu  sync.Mutex
-	watchers map[int]func(NodeEvent)
-	nextW    int
+	watchers watch.List[NodeEvent]
 }
 
 // NewNode starts a node that exports cfg.Exports of c. The connector stays
@@ -165,7 +164,7 @@ func NewNode(c *cnactor.Connector, cfg NodeConfig) (*Node, error) {
 		c: c, cfg: cfg, log: log.Named("remote-node"), name: cfg.Name, instance: randomID(),
 		boot: bootUnixNano(), exports: map[transport.CbID]*Export{},
 		tickStop: make(chan struct{}), tickDone: make(chan struct{}),
-		view: map[uint64]*subscription{}, watchers: map[int]func(NodeEvent){},
+		view: map[uint64]*subscription{},
 	}
 	for i := range cfg.Exports {
 		e := cfg.Exports[i]
@@ -267,26 +266,9 @@ type NodeEvent struct {
 
 // Watch calls fn for every subscription added or removed, from the node's
 // actor (keep it short). The returned function stops the watch.
-func (n *Node) Watch(fn func(NodeEvent)) (stop func()) {
-	n.watchMu.Lock()
-	defer n.watchMu.Unlock()
-	id := n.nextW
-	n.nextW++
-	n.watchers[id] = fn
-	return func() {
-		n.watchMu.Lock()
-		defer n.watchMu.Unlock()
-		delete(n.watchers, id)
-	}
-}
+func (n *Node) Watch(fn func(NodeEvent)) (stop func()) { return n.watchers.Add(fn) }
 
-func (n *Node) emit(ev NodeEvent) {
-	n.watchMu.Lock()
-	defer n.watchMu.Unlock()
-	for _, fn := range n.watchers {
-		fn(ev)
-	}
-}
+func (n *Node) emit(ev NodeEvent) { n.watchers.Emit(ev) }
 
 // SubscriptionStats are one subscription's counters on the node: Offered =
 // Sent + Dropped + Queued.

@@ -17,6 +17,7 @@ import (
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/actors/remote/wire"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/watch"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
 )
@@ -92,9 +93,7 @@ type Subscriber struct {
 	pendMu  sync.Mutex
 	pending map[uint64]chan *wire.SendResult
 
-	watchMu  sync.Mutex
-	watchers map[int]func(Event)
-	nextW    int
+	watchers watch.List[Event]
 
 	tickStop, tickDone chan struct{}
 }
@@ -120,7 +119,7 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	s := &Subscriber{
 		cfg: cfg, log: log.Named("remote-subscriber"), instance: randomID(), hb: cfg.Heartbeat,
 		regs: map[regKey]*registration{}, pending: map[uint64]chan *wire.SendResult{},
-		watchers: map[int]func(Event){}, tickStop: make(chan struct{}), tickDone: make(chan struct{}),
+		tickStop: make(chan struct{}), tickDone: make(chan struct{}),
 	}
 	if cfg.Name == "" {
 		host, _ := os.Hostname()
@@ -384,26 +383,9 @@ type Event struct {
 // Watch calls fn for every remote callback added or removed, in order per
 // callback, from the subscriber's control actor or from DelCallback (keep
 // it short). The returned function stops the watch.
-func (s *Subscriber) Watch(fn func(Event)) (stop func()) {
-	s.watchMu.Lock()
-	defer s.watchMu.Unlock()
-	id := s.nextW
-	s.nextW++
-	s.watchers[id] = fn
-	return func() {
-		s.watchMu.Lock()
-		defer s.watchMu.Unlock()
-		delete(s.watchers, id)
-	}
-}
+func (s *Subscriber) Watch(fn func(Event)) (stop func()) { return s.watchers.Add(fn) }
 
-func (s *Subscriber) emit(ev Event) {
-	s.watchMu.Lock()
-	defer s.watchMu.Unlock()
-	for _, fn := range s.watchers {
-		fn(ev)
-	}
-}
+func (s *Subscriber) emit(ev Event) { s.watchers.Emit(ev) }
 
 // RegistrationStats are a remote callback's counters on the subscriber,
 // over every subscription it had (one, plus one per resubscription).
