@@ -16,8 +16,12 @@ import (
 
 // Interceptor sees every admitted message before routing; returning true
 // consumes it. The requester uses it to take replies to pending exchanges.
+//
+// An Interceptor that consumes a message calls taken before anything that
+// lets a caller observe the consumption (waking a waiting request): the
+// reader's Intercepted counter must never lag behind what a caller has seen.
 type Interceptor interface {
-	Intercept(r *transport.Received) bool
+	Intercept(r *transport.Received, taken func()) bool
 }
 
 // ReaderConfig configures the socket-reader.
@@ -70,6 +74,7 @@ type Reader struct {
 	actorDone chan struct{}
 	stopOnce  sync.Once
 	c         readerCounters
+	taken     func() // counts an intercepted message; made once, not per call
 	limit     logLimiter
 }
 
@@ -105,6 +110,7 @@ func StartReader(root *actor.RootContext, cfg ReaderConfig) (*Reader, error) {
 		return nil, err
 	}
 	r.pid = pid
+	r.taken = func() { r.c.intercepted.Add(1) }
 	go r.loop()
 	return r, nil
 }
@@ -261,8 +267,7 @@ func (r *Reader) route(b *transport.Batch) {
 	}
 	for i := range b.Messages {
 		msg := &b.Messages[i]
-		if r.cfg.Intercept != nil && r.cfg.Intercept.Intercept(msg) {
-			r.c.intercepted.Add(1)
+		if r.cfg.Intercept != nil && r.cfg.Intercept.Intercept(msg, r.taken) {
 			continue
 		}
 		route := snap.Lookup(msg.ID)

@@ -518,7 +518,7 @@ const idBuckets = 256
 
 func idBucket(id transport.CbID) uint32 { return (id.Idx*0x9e3779b1 ^ id.Val) % idBuckets }
 
-func (r *Requester) Intercept(m *transport.Received) bool {
+func (r *Requester) Intercept(m *transport.Received, taken func()) bool {
 	// Lock-free for the traffic of ids with no exchange pending or
 	// remembered, which is most of it.
 	if r.active.Load() == 0 || r.idRefs[idBucket(m.ID)].Load() == 0 {
@@ -539,6 +539,7 @@ func (r *Requester) Intercept(m *transport.Received) bool {
 		ex.reply = Reply{Received: *m, RTT: time.Duration(now - ex.sent.Load()), Attempts: int(ex.attempts.Load())}
 		r.c.rtt.observe(ex.reply.RTT)
 		ex.reply.Data = append([]byte(nil), m.Data...)
+		taken() // before the caller wakes and may read the reader's counters
 		ex.ch <- evDone
 		return true
 	}
@@ -554,6 +555,7 @@ func (r *Requester) Intercept(m *transport.Received) bool {
 	if !ok || !e.from.accepts(m.From) {
 		return false
 	}
+	taken()
 	if e.answered {
 		r.c.duplicates.Add(1)
 	} else {

@@ -9,6 +9,7 @@ import (
 	"github.com/cnactor/cnactor"
 	_ "github.com/cnactor/cnactor/examples/plugin/upper"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/testutil"
 	"github.com/cnactor/cnactor/transport"
 	"github.com/cnactor/cnactor/transport/memory"
 )
@@ -53,7 +54,13 @@ func TestPluginFromConfig(t *testing.T) {
 	if got[0] != "> HELLO" || got[1] != "> BYE" {
 		t.Errorf("replies %q", got)
 	}
-	ci, _ := c.Callback(id)
+	// The handler counts a reply once Reply has returned, which may be
+	// after the peer has read it: wait for the count, then check it.
+	var ci cnactor.CallbackInfo
+	testutil.WaitFor(t, "the handled counter", func() bool {
+		ci, _ = c.Callback(id)
+		return ci.Handled+ci.Failed == 3
+	})
 	if ci.Failed != 1 || ci.Handler["replied"] != 2 {
 		t.Errorf("counters: failed=%d own=%v (the 2000-byte message is over max_len)", ci.Failed, ci.Handler)
 	}
