@@ -33,9 +33,10 @@ type Config struct {
 	Root          supervisor.Spec // the root supervisor; zero fields take the defaults
 
 	// Defaults of the callbacks that do not choose their own.
-	Mailbox  int
-	Overflow Overflow
-	Senders  SenderPolicy
+	Mailbox      int
+	Overflow     Overflow
+	StallTimeout time.Duration
+	Senders      SenderPolicy
 
 	Supervisors []SupervisorConfig
 	Callbacks   []CallbackConfig
@@ -61,10 +62,12 @@ type CallbackConfig struct {
 	Supervisor      string // "" for the root
 	Restart         supervisor.RestartType
 	ShutdownTimeout time.Duration // 0: DefaultShutdownTimeout
-	// Mailbox and Overflow: with both zero, the connector's default.
-	Mailbox  int
-	Overflow Overflow
-	Senders  SenderPolicy
+	// Mailbox, Overflow and StallTimeout: with all zero, the connector's
+	// default.
+	Mailbox      int
+	Overflow     Overflow
+	StallTimeout time.Duration
+	Senders      SenderPolicy
 
 	settings string // canonical text of the settings, to tell changes
 	parsed   bool   // Settings came from text: settings describes them
@@ -79,16 +82,19 @@ func (cb *CallbackConfig) Options() []CallbackOption {
 	if cb.ShutdownTimeout > 0 {
 		opts = append(opts, WithShutdownTimeout(cb.ShutdownTimeout))
 	}
-	if cb.Mailbox != 0 || cb.Overflow != DropNewest {
+	if cb.Mailbox != 0 || cb.Overflow != Backpressure {
 		opts = append(opts, WithMailbox(cb.Mailbox, cb.Overflow))
+	}
+	if cb.StallTimeout > 0 {
+		opts = append(opts, WithStallTimeout(cb.StallTimeout))
 	}
 	return opts
 }
 
 // key is equal for two callbacks that would run the same way.
 func (cb *CallbackConfig) key() string {
-	return fmt.Sprintf("%s|%s|%s|%s|%s|%d|%d|%s|%s|%s", cb.ID, cb.Name, cb.Handler, cb.Supervisor, cb.Restart,
-		cb.ShutdownTimeout, cb.Mailbox, cb.Overflow, cb.Senders, cb.settingsKey())
+	return fmt.Sprintf("%s|%s|%s|%s|%s|%d|%d|%s|%d|%s|%s", cb.ID, cb.Name, cb.Handler, cb.Supervisor, cb.Restart,
+		cb.ShutdownTimeout, cb.Mailbox, cb.Overflow, cb.StallTimeout, cb.Senders, cb.settingsKey())
 }
 
 func (cb *CallbackConfig) settingsKey() string {
@@ -107,8 +113,11 @@ func (cfg *Config) Options() []Option {
 	if cfg.BatchSize > 0 {
 		opts = append(opts, WithBatchSize(cfg.BatchSize))
 	}
-	if cfg.Mailbox != 0 || cfg.Overflow != DropNewest {
+	if cfg.Mailbox != 0 || cfg.Overflow != Backpressure {
 		opts = append(opts, WithDefaultMailbox(cfg.Mailbox, cfg.Overflow))
+	}
+	if cfg.StallTimeout > 0 {
+		opts = append(opts, WithDefaultStallTimeout(cfg.StallTimeout))
 	}
 	return opts
 }
@@ -120,7 +129,7 @@ func (cfg *Config) Options() []Option {
 //	  batch_size: 64              # datagrams per receive (needs a restart)
 //	  top_policy: keep-running    # or fail-connector (needs a restart)
 //	  root: {strategy: one-for-one, intensity: {max_restarts: 100, period: 10s}}
-//	  mailbox: {size: 1024, overflow: drop-newest}   # callbacks' default
+//	  mailbox: {size: 1024, overflow: backpressure, stall_timeout: 100ms} # callbacks' default
 //	  senders: anyone             # callbacks' default: anyone | kernel | {ports: [..]} | {uids: [..]}
 //	supervisors:
 //	  - name: workers
@@ -275,9 +284,10 @@ func (b *fileBackoff) UnmarshalYAMLNode(d *yamlconf.Decoder, n *yaml.Node, field
 }
 
 type fileMailbox struct {
-	At       yamlconf.Place `yaml:"-"`
-	Size     int            `yaml:"size"`
-	Overflow string         `yaml:"overflow"`
+	At           yamlconf.Place `yaml:"-"`
+	Size         int            `yaml:"size"`
+	Overflow     string         `yaml:"overflow"`
+	StallTimeout time.Duration  `yaml:"stall_timeout"`
 }
 
 type fileSenders struct {
@@ -338,7 +348,7 @@ type fileCallback struct {
 var (
 	restartNames  = []string{"permanent", "transient", "temporary"}
 	strategyNames = []string{"one-for-one", "one-for-all", "rest-for-one"}
-	overflowNames = map[string]Overflow{"drop-newest": DropNewest, "drop-oldest": DropOldest}
+	overflowNames = map[string]Overflow{"backpressure": Backpressure, "drop-newest": DropNewest, "drop-oldest": DropOldest}
 	topNames      = map[string]TopPolicy{"keep-running": KeepRunning, "fail-connector": FailConnector}
 )
 
@@ -353,12 +363,12 @@ func parseRestart(p yamlconf.Place, key, s string) (supervisor.RestartType, erro
 	return supervisor.RestartType(i), nil
 }
 
-func (m *fileMailbox) resolve(size int, overflow Overflow) (int, Overflow, error) {
+func (m *fileMailbox) resolve(size int, overflow Overflow, stall time.Duration) (int, Overflow, time.Duration, error) {
 	if m == nil {
-		return size, overflow, nil
+		return size, overflow, stall, nil
 	}
 	if m.Size < 0 {
-		return 0, 0, m.At.Errorf("size", "must not be negative")
+		return 0, 0, 0, m.At.Errorf("size", "must not be negative")
 	}
 	if m.At.Has("size") {
 		size = m.Size
@@ -366,11 +376,17 @@ func (m *fileMailbox) resolve(size int, overflow Overflow) (int, Overflow, error
 	if m.Overflow != "" {
 		o, ok := overflowNames[m.Overflow]
 		if !ok {
-			return 0, 0, m.At.Errorf("overflow", "unknown policy %q (want drop-newest or drop-oldest)", m.Overflow)
+			return 0, 0, 0, m.At.Errorf("overflow", "unknown policy %q (want backpressure, drop-newest or drop-oldest)", m.Overflow)
 		}
 		overflow = o
 	}
-	return size, overflow, nil
+	if m.StallTimeout < 0 {
+		return 0, 0, 0, m.At.Errorf("stall_timeout", "must not be negative")
+	}
+	if m.At.Has("stall_timeout") {
+		stall = m.StallTimeout
+	}
+	return size, overflow, stall, nil
 }
 
 func (fs *fileSpec) resolve() (supervisor.Spec, error) {
@@ -459,7 +475,7 @@ func (fc *fileConfig) resolve(d *yamlconf.Decoder, file string) (*Config, error)
 	if cfg.Root, err = cn.Root.resolve(); err != nil {
 		return nil, err
 	}
-	if cfg.Mailbox, cfg.Overflow, err = cn.Mailbox.resolve(0, DropNewest); err != nil {
+	if cfg.Mailbox, cfg.Overflow, cfg.StallTimeout, err = cn.Mailbox.resolve(0, Backpressure, 0); err != nil {
 		return nil, err
 	}
 	if cn.Senders != nil {
@@ -545,7 +561,7 @@ func (f *fileCallback) resolve(cfg *Config, sups map[string]int) (CallbackConfig
 	if cb.Restart, err = parseRestart(f.At, "restart", f.Restart); err != nil {
 		return cb, err
 	}
-	if cb.Mailbox, cb.Overflow, err = f.Mailbox.resolve(cfg.Mailbox, cfg.Overflow); err != nil {
+	if cb.Mailbox, cb.Overflow, cb.StallTimeout, err = f.Mailbox.resolve(cfg.Mailbox, cfg.Overflow, cfg.StallTimeout); err != nil {
 		return cb, err
 	}
 	cb.Senders = cfg.Senders

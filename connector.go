@@ -202,7 +202,7 @@ func (c *Connector) Logger() *zap.Logger { return c.log }
 
 func (c *Connector) defaultCallbackConfig() callbackConfig {
 	return callbackConfig{
-		mailbox: c.cfg.mailbox, overflow: c.cfg.overflow, supervisor: RootSupervisor,
+		mailbox: c.cfg.mailbox, overflow: c.cfg.overflow, stall: c.cfg.stall, supervisor: RootSupervisor,
 		child: supervisor.ChildSpec{Restart: supervisor.Permanent, ShutdownTimeout: DefaultShutdownTimeout},
 	}
 }
@@ -210,7 +210,7 @@ func (c *Connector) defaultCallbackConfig() callbackConfig {
 func (c *Connector) spawn(parent actor.SpawnerContext, id transport.CbID, name string, h handlers.Handler, cc callbackConfig, decide supervisor.Decider) (*actors.HandlerRef, error) {
 	spec := actors.HandlerSpec{
 		ID: id, Name: name, Handler: h,
-		MailboxSize: cc.mailbox, Overflow: cc.overflow,
+		MailboxSize: cc.mailbox, Overflow: cc.overflow, StallTimeout: cc.stall,
 		Logger: c.log, Sender: connSender{c}, Context: c.ctx,
 		DeadLetter: cc.deadLetter,
 	}

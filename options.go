@@ -22,6 +22,7 @@ type config struct {
 	fallback   handlers.Handler
 	mailbox    int
 	overflow   actors.Overflow
+	stall      time.Duration
 	rootSpec   supervisor.Spec
 	topPolicy  TopPolicy
 }
@@ -73,14 +74,26 @@ func WithDefaultMailbox(size int, overflow Overflow) Option {
 	return optionFunc(func(c *config) { c.mailbox, c.overflow = size, overflow })
 }
 
+// WithDefaultStallTimeout sets the stall timeout (see WithStallTimeout) of
+// callbacks that do not choose their own.
+func WithDefaultStallTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.stall = d })
+}
+
 // Overflow is what a full callback mailbox does with one more message.
 type Overflow = actors.Overflow
 
-// Overflow policies; both count what they drop.
+// Overflow policies; every one counts what it drops. Backpressure, the
+// default, holds the socket instead of dropping (see actors.Backpressure).
 const (
-	DropNewest = actors.DropNewest
-	DropOldest = actors.DropOldest
+	Backpressure = actors.Backpressure
+	DropNewest   = actors.DropNewest
+	DropOldest   = actors.DropOldest
 )
+
+// DefaultStallTimeout bounds how long one callback's full mailbox may hold
+// the socket under Backpressure before the callback sheds its messages.
+const DefaultStallTimeout = actors.DefaultStallTimeout
 
 // SenderPolicy says who may reach a callback; see dispatch.SenderPolicy.
 type SenderPolicy = dispatch.SenderPolicy
@@ -99,6 +112,7 @@ type CallbackOption interface{ applyCallback(*callbackConfig) }
 type callbackConfig struct {
 	mailbox    int
 	overflow   actors.Overflow
+	stall      time.Duration
 	policy     dispatch.SenderPolicy
 	supervisor string
 	child      supervisor.ChildSpec
@@ -113,9 +127,19 @@ func (f callbackOptionFunc) applyCallback(c *callbackConfig) { f(c) }
 // handler to finish what is queued to it.
 const DefaultShutdownTimeout = 5 * time.Second
 
-// WithMailbox sets the callback's mailbox capacity and overflow policy.
+// WithMailbox sets the callback's mailbox capacity (messages queued or being
+// handled) and overflow policy.
 func WithMailbox(size int, overflow Overflow) CallbackOption {
 	return callbackOptionFunc(func(c *callbackConfig) { c.mailbox, c.overflow = size, overflow })
+}
+
+// WithStallTimeout bounds how long the callback's full mailbox may hold the
+// socket-reader, and with it every other callback, under Backpressure
+// (default DefaultStallTimeout). Past it the callback sheds its messages
+// (counted as Dropped and Shed, with a loss notice) until its mailbox has
+// drained to half.
+func WithStallTimeout(d time.Duration) CallbackOption {
+	return callbackOptionFunc(func(c *callbackConfig) { c.stall = d })
 }
 
 // WithSenderPolicy restricts who may reach the callback.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cnactor/cnactor/handlers"
@@ -26,9 +27,12 @@ type HandlerSpec struct {
 	Name        string
 	Handler     handlers.Handler
 	MailboxSize int      // DefaultMailboxSize if 0
-	Overflow    Overflow // DropNewest by default
-	Logger      *zap.Logger
-	Sender      Sender
+	Overflow    Overflow // Backpressure by default
+	// StallTimeout bounds one wait of the reader on this handler's full
+	// mailbox under Backpressure (DefaultStallTimeout if 0).
+	StallTimeout time.Duration
+	Logger       *zap.Logger
+	Sender       Sender
 	// Context is done when the connector closes; handlers see it.
 	Context context.Context
 	// Escalate decides whether an error returned by the handler goes to
@@ -57,6 +61,8 @@ type HandlerRef struct {
 	stopped  chan struct{}
 	root     *actor.RootContext
 	batch    uint64 // the reader's last batch that fed it (the reader's own)
+	shedding bool   // Backpressure gave up waiting: shed until drained (the reader's own)
+	batcher  handlers.BatchHandler
 }
 
 // SpawnHandler starts a handler actor as a child of spawner.
@@ -77,6 +83,10 @@ func SpawnHandler(spawner actor.SpawnerContext, root *actor.RootContext, spec Ha
 		stopped: make(chan struct{}),
 		root:    root,
 	}
+	if spec.StallTimeout <= 0 {
+		h.spec.StallTimeout = DefaultStallTimeout
+	}
+	h.batcher, _ = spec.Handler.(handlers.BatchHandler)
 	h.mb = newMailbox(spec.MailboxSize, spec.Overflow, &h.counters)
 	_, h.mb.notifyLoss = spec.Handler.(handlers.LossObserver)
 	h.mb.onPanic = h.onPanic
@@ -98,19 +108,15 @@ func (h *HandlerRef) PID() *actor.PID { return h.pid }
 // Spec returns what the handler was spawned with.
 func (h *HandlerRef) Spec() HandlerSpec { return h.spec }
 
-// Deliver copies r into an envelope and queues it; a full mailbox applies
-// the overflow policy. It never blocks.
+// Deliver copies r into the mailbox and wakes the handler; a full mailbox
+// applies the overflow policy, except that under Backpressure a full
+// mailbox drops r (counted) instead of waiting: waiting is the reader's.
 func (h *HandlerRef) Deliver(r *transport.Received) {
-	h.Enqueue(r)
-	h.Wake()
-}
-
-// Enqueue is Deliver without waking the handler: the reader queues a whole
-// batch and then wakes each handler it fed once (Wake), instead of once per
-// message.
-func (h *HandlerRef) Enqueue(r *transport.Received) {
 	h.counters.received.Add(1)
-	h.mb.enqueue(newEnvelope(r))
+	if h.mb.put(r) == putFull {
+		h.mb.shed()
+	}
+	h.Wake()
 }
 
 // Wake makes the handler actor process what is queued.
@@ -120,7 +126,7 @@ func (h *HandlerRef) Wake() { h.mb.schedule() }
 // datagrams were lost by the socket before what is queued next.
 func (h *HandlerRef) NotifyLoss(n uint64) {
 	if h.mb.notifyLoss {
-		h.mb.PostUserMessage(&lossNotice{n: n, source: handlers.LossSocket})
+		h.mb.notify(n, handlers.LossSocket)
 	}
 }
 
@@ -140,6 +146,8 @@ func (h *HandlerRef) Stats() CallbackStats {
 	return CallbackStats{
 		Received: received, Handled: handled, Failed: failed, Dropped: dropped,
 		Queued: queued, Rejected: h.counters.rejected.Load(),
+		Stalls: h.counters.stalls.Load(), Stalled: time.Duration(h.counters.stallNanos.Load()),
+		Shed: h.counters.shed.Load(), Sheddings: h.counters.sheddings.Load(),
 	}
 }
 
@@ -183,28 +191,34 @@ func (h *HandlerRef) Stopped() <-chan struct{} { return h.stopped }
 // failure reason the supervisor sees, and accounts for the message.
 func (h *HandlerRef) onPanic(value, msg any) any {
 	reason := &handlers.PanicError{Value: value, Stack: debug.Stack()}
-	env, ok := msg.(*envelope)
-	if !ok {
+	d, ok := msg.(*delivery)
+	if !ok || d.kind != slotMessage {
 		h.log.Error("handler actor panicked outside a message", zap.Any("panic", value), zap.ByteString("stack", reason.Stack))
 		return reason
 	}
-	h.fail(env, reason, true)
+	if h.batcher != nil {
+		// Which message of the batch panicked is unknown: all failed.
+		for i := d.done; i < d.k; i++ {
+			h.fail(&d.msgs[i], reason, i == d.done)
+		}
+		d.done = d.k - 1
+		return reason
+	}
+	h.fail(&d.msgs[d.done], reason, true)
 	return reason
 }
 
-// fail counts, logs and dead-letters a message whose handling failed, and
-// releases it.
-func (h *HandlerRef) fail(env *envelope, reason error, panicked bool) {
+// fail counts, logs and dead-letters a message whose handling failed.
+func (h *HandlerRef) fail(r *transport.Received, reason error, withStack bool) {
 	h.counters.failed.Add(1)
-	fields := []zap.Field{zap.Uint32("seq", env.Seq), zap.Uint32("ack", env.Ack), zap.Uint32("from", env.From), zap.Error(reason)}
-	if p, ok := reason.(*handlers.PanicError); ok && panicked {
+	fields := []zap.Field{zap.Uint32("seq", r.Seq), zap.Uint32("ack", r.Ack), zap.Uint32("from", r.From), zap.Error(reason)}
+	if p, ok := reason.(*handlers.PanicError); ok && withStack {
 		fields = append(fields, zap.ByteString("stack", p.Stack))
 	}
 	h.log.Warn("handler failed; message dropped", fields...)
 	if h.spec.DeadLetter != nil {
-		h.guard("dead-letter hook", func() { h.spec.DeadLetter(&env.Received, reason) })
+		h.guard("dead-letter hook", func() { h.spec.DeadLetter(r, reason) })
 	}
-	env.release()
 }
 
 // handlerActor runs a Handler inside protoactor.
@@ -215,12 +229,10 @@ type handlerActor struct {
 
 func (a *handlerActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
-	case *envelope:
-		a.handle(m)
+	case *delivery:
+		a.deliver(m)
 	case *drainMarker:
 		close(m.done)
-	case *lossNotice:
-		a.ref.spec.Handler.(handlers.LossObserver).Lost(m.n, m.source)
 	case *actor.Restarting:
 		if r, ok := a.ref.spec.Handler.(handlers.Restarter); ok {
 			a.ref.guard("Restart", r.Restart)
@@ -247,32 +259,80 @@ func (h *HandlerRef) guard(hook string, f func()) {
 	f()
 }
 
-func (a *handlerActor) handle(env *envelope) {
+// deliver handles one run from the mailbox: messages (one Receive each, or
+// one ReceiveBatch), or a loss notice.
+func (a *handlerActor) deliver(d *delivery) {
 	h := a.ref
-	a.hc = handlerContext{Context: h.spec.Context, ref: h, env: env}
-	err := h.spec.Handler.Receive(&a.hc, &env.Message)
-	a.hc.env = nil
-	switch {
-	case err == nil:
-		h.counters.handled.Add(1)
-		env.release()
-	case errors.Is(err, handlers.ErrStop):
-		h.counters.handled.Add(1)
-		env.release()
-		h.mb.invoker.EscalateFailure(err, nil)
-	default:
-		h.fail(env, err, false)
-		if h.spec.Escalate != nil && h.spec.Escalate(err) {
-			h.mb.invoker.EscalateFailure(err, nil)
+	if d.kind == slotLoss {
+		h.spec.Handler.(handlers.LossObserver).Lost(d.loss.n, d.loss.source)
+		return
+	}
+	if h.batcher != nil {
+		a.deliverBatch(d)
+		return
+	}
+	for d.done = 0; d.done < d.k; d.done++ {
+		if a.handle(&d.msgs[d.done]) {
+			// The supervisor decides before the next message.
+			d.consumed = d.done + 1
+			return
 		}
 	}
 }
 
-// handlerContext is the handlers.Context of the message being handled.
+func (a *handlerActor) deliverBatch(d *delivery) {
+	h := a.ref
+	a.hc = handlerContext{Context: h.spec.Context, ref: h}
+	n, err := h.batcher.ReceiveBatch(&a.hc, d.msgs)
+	if err == nil {
+		h.counters.handled.Add(uint64(d.k))
+		return
+	}
+	n = min(max(n, 0), d.k-1)
+	h.counters.handled.Add(uint64(n))
+	d.done, d.consumed = n, n+1
+	if a.failed(&d.msgs[n], err) {
+		return
+	}
+}
+
+// handle runs the handler on one message and reports whether the
+// supervisor was asked to decide (the run stops there).
+func (a *handlerActor) handle(r *transport.Received) (escalated bool) {
+	h := a.ref
+	a.hc = handlerContext{Context: h.spec.Context, ref: h, r: r}
+	err := h.spec.Handler.Receive(&a.hc, &r.Message)
+	a.hc.r = nil
+	if err == nil {
+		h.counters.handled.Add(1)
+		return false
+	}
+	return a.failed(r, err)
+}
+
+// failed accounts for a handler's error on r and escalates it if it
+// should go to the supervisor.
+func (a *handlerActor) failed(r *transport.Received, err error) (escalated bool) {
+	h := a.ref
+	if errors.Is(err, handlers.ErrStop) {
+		h.counters.handled.Add(1)
+		h.mb.invoker.EscalateFailure(err, nil)
+		return true
+	}
+	h.fail(r, err, false)
+	if h.spec.Escalate != nil && h.spec.Escalate(err) {
+		h.mb.invoker.EscalateFailure(err, nil)
+		return true
+	}
+	return false
+}
+
+// handlerContext is the handlers.Context of the message being handled (r),
+// or the handlers.CallbackContext of a batch (r nil).
 type handlerContext struct {
 	context.Context
 	ref   *HandlerRef
-	env   *envelope
+	r     *transport.Received
 	reply transport.Message
 }
 
@@ -282,13 +342,13 @@ func (c *handlerContext) Logger() *zap.Logger { return c.ref.log }
 func (c *handlerContext) Callback() (transport.CbID, string) {
 	return c.ref.spec.ID, c.ref.spec.Name
 }
-func (c *handlerContext) From() uint32                 { return c.env.From }
-func (c *handlerContext) Group() uint32                { return c.env.Group }
-func (c *handlerContext) Creds() transport.Credentials { return c.env.Creds }
+func (c *handlerContext) From() uint32                 { return c.r.From }
+func (c *handlerContext) Group() uint32                { return c.r.Group }
+func (c *handlerContext) Creds() transport.Credentials { return c.r.Creds }
 
 func (c *handlerContext) Reply(data []byte) error {
-	c.reply = handlers.ReplyTo(&c.env.Message, data) // reused: a reply allocates nothing
-	return c.send(&c.reply, transport.Addr{Port: c.env.From})
+	c.reply = handlers.ReplyTo(&c.r.Message, data) // reused: a reply allocates nothing
+	return c.send(&c.reply, transport.Addr{Port: c.r.From})
 }
 
 // send is bounded by the transport's send timeout when a unicast peer's

@@ -94,7 +94,8 @@ func TestHandlerAccounting(t *testing.T) {
 		ref.Deliver(&transport.Received{Message: transport.Message{ID: ref.Spec().ID, Seq: seq, Data: []byte("x")}})
 	}
 
-	// Phase 1: the handler is stuck in seq 0; 8 fit, the rest are dropped.
+	// Phase 1: the handler is stuck in seq 0; 8 fit (the one in progress
+	// included), the rest are dropped.
 	deliver(0)
 	if seq := <-h.entered; seq != 0 {
 		t.Fatalf("handler entered seq %d first", seq)
@@ -104,8 +105,8 @@ func TestHandlerAccounting(t *testing.T) {
 	}
 	s := ref.Stats()
 	checkInvariant(t, "stuck", s)
-	if s.Received != 100 || s.Dropped != 91 || s.Queued != 9 || s.Handled+s.Failed != 0 {
-		t.Errorf("stuck: %+v, want 100 received, 91 dropped, 9 queued (8 waiting, 1 in progress)", s)
+	if s.Received != 100 || s.Dropped != 92 || s.Queued != 8 || s.Handled+s.Failed != 0 {
+		t.Errorf("stuck: %+v, want 100 received, 92 dropped, 8 queued (7 waiting, 1 in progress)", s)
 	}
 
 	// Phase 2: unblocked, with traffic and concurrent readers of the stats.

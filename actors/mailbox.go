@@ -4,50 +4,115 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/transport"
 )
 
-// Overflow is what a full handler mailbox does with one more message.
+// Overflow is what a handler mailbox does with one more message when it is
+// full.
 type Overflow uint8
 
 const (
-	// DropNewest refuses the message that does not fit (the default).
-	DropNewest Overflow = iota
-	// DropOldest discards the oldest queued message to make room.
+	// Backpressure (the default) makes the socket-reader wait for room: it
+	// stops taking datagrams from the socket, so the kernel's receive queue
+	// absorbs the burst and a unicast sender waits instead of losing
+	// anything. A wait longer than the callback's stall timeout puts the
+	// callback into shedding: its messages are dropped (counted, with a
+	// loss notice) while every other callback flows, until its mailbox has
+	// drained to half, when it rejoins flow control.
+	Backpressure Overflow = iota
+	// DropNewest refuses the message that does not fit; the reader never
+	// waits.
+	DropNewest
+	// DropOldest discards the oldest queued message to make room; the
+	// reader never waits.
 	DropOldest
 )
 
 func (o Overflow) String() string {
-	if o == DropOldest {
+	switch o {
+	case DropNewest:
+		return "drop-newest"
+	case DropOldest:
 		return "drop-oldest"
 	}
-	return "drop-newest"
+	return "backpressure"
 }
 
 // DefaultMailboxSize is a handler mailbox's capacity unless configured.
 const DefaultMailboxSize = 1024
 
-// mailbox is a protoactor Mailbox whose user queue holds at most limit
-// envelopes and never blocks its sender. Other user messages (drain markers)
-// are not limited, so that control always gets through. Its scheduling
-// mirrors protoactor's default mailbox: system messages first, suspension on
-// failure, a bounded run per dispatch.
+// DefaultStallTimeout bounds how long one callback's full mailbox may hold
+// the socket-reader (and with it every other callback) before the callback
+// sheds its own messages instead.
+const DefaultStallTimeout = 100 * time.Millisecond
+
+// maxRun is how many messages a handler is given per invocation: one
+// protoactor invocation, one lock to take them and one to release them per
+// run rather than per message.
+const maxRun = 256
+
+// bigBuf and bigBudget bound the payload memory a mailbox keeps between
+// messages: slots keep buffers up to bigBuf for reuse, and larger ones while
+// their total stays under bigBudget (a burst of 16 KiB messages must not
+// pin 16 MiB per callback for ever, nor allocate per message).
+const (
+	bigBuf    = 2 << 10
+	bigBudget = 1 << 20
+)
+
+type slotKind uint8
+
+const (
+	slotFree    slotKind = iota
+	slotMessage          // recv[i] is a message (payload in bufs[i])
+	slotLoss             // loss[i] messages were lost here
+	slotControl          // ctl[i] is a control message (a drain marker)
+)
+
+// mailbox is the protoactor Mailbox of a handler actor: a ring of slots
+// that the socket-reader fills and the handler empties a run at a time.
+//
+// The slots are parallel arrays so that a run of messages is a
+// []transport.Received the handler reads in place: the reader copies each
+// payload once, into the slot's own buffer, and nothing is allocated or
+// pooled per message. The ring is [tail, head) taken by the handler, then
+// [head, head+n) queued, then free. At most limit message slots are queued
+// or taken; loss and control slots are not limited (they merge or are
+// rare), so control always gets through.
+//
+// Scheduling mirrors protoactor's default mailbox: system messages first,
+// suspension on failure, a yield every so often.
 type mailbox struct {
-	mu       sync.Mutex
-	ring     []any
-	head, n  int
-	envs     int // envelopes in ring
-	limit    int
-	overflow Overflow
-	sys      []any
+	mu        sync.Mutex
+	kind      []slotKind
+	recv      []transport.Received
+	bufs      [][]byte
+	loss      []lossNotice
+	ctl       []any
+	tail      int // first slot taken by the handler
+	taken     int // slots in [tail, head): being handled, or dead
+	head      int // first queued slot
+	n         int // queued slots
+	envs      int // message slots queued or taken
+	limit     int
+	overflow  Overflow
+	bigBytes  int // capacity of kept buffers larger than bigBuf
+	leftFirst int // a run interrupted by a panic, handed out again first
+	leftK     int
+	inRun     bool // a run is taken (m.run) and not yet released
+	// waiting: the reader waits on space for a slot to free.
+	waiting bool
+	space   chan struct{}
 	// notifyLoss makes the mailbox tell the handler, in order, how many
-	// messages it dropped (a lossNotice before the next admitted one).
+	// messages it dropped: a loss slot before the next admitted message.
 	notifyLoss  bool
 	pendingLoss uint64
 
-	userCount atomic.Int32
+	userCount atomic.Int32 // queued slots, for protoactor
 	sysCount  atomic.Int32
 	status    atomic.Int32 // idle or running
 	suspended atomic.Bool
@@ -55,7 +120,9 @@ type mailbox struct {
 
 	invoker    actor.MessageInvoker
 	dispatcher actor.Dispatcher
+	sys        []any
 	counters   *counters
+	run        delivery // the run being handled, reused
 	// onPanic sees the message that was being handled when the handler
 	// panicked and returns the reason escalated to the supervisor.
 	onPanic func(value, msg any) any
@@ -66,83 +133,21 @@ const (
 	running
 )
 
-func newMailbox(limit int, overflow Overflow, c *counters) *mailbox {
-	if limit <= 0 {
-		limit = DefaultMailboxSize
-	}
-	return &mailbox{ring: make([]any, 16), limit: limit, overflow: overflow, counters: c}
-}
-
-// PostUserMessage queues msg, applying the overflow policy to envelopes.
-func (m *mailbox) PostUserMessage(msg any) {
-	m.enqueue(msg)
-	m.schedule()
-}
-
-// enqueue queues msg without waking the actor (see HandlerRef.Enqueue).
-func (m *mailbox) enqueue(msg any) {
-	env, isEnv := msg.(*envelope)
-	var dropped *envelope
-	m.mu.Lock()
-	if isEnv && m.envs >= m.limit {
-		if m.overflow == DropNewest {
-			if m.notifyLoss {
-				m.pendingLoss++
-			}
-			m.mu.Unlock()
-			m.counters.dropped.Add(1)
-			env.release()
-			return
-		}
-		dropped = m.removeOldestEnvelope()
-		if m.notifyLoss && dropped != nil {
-			m.lossAtHead()
-		}
-	}
-	if isEnv && m.pendingLoss > 0 {
-		m.push(&lossNotice{n: m.pendingLoss, source: handlers.LossMailbox})
-		m.pendingLoss = 0
-		m.userCount.Add(1)
-	}
-	m.push(msg)
-	if isEnv {
-		m.envs++
-	}
-	m.mu.Unlock()
-	if dropped != nil {
-		m.counters.dropped.Add(1)
-		dropped.release()
-	} else {
-		m.userCount.Add(1)
-	}
-}
-
-// lossAtHead records one message lost at the head of the queue, where the
-// oldest was dropped: the handler hears of it before the survivors. Called
-// with mu held.
-func (m *mailbox) lossAtHead() {
-	if m.n > 0 {
-		if ln, ok := m.ring[m.head].(*lossNotice); ok {
-			ln.n++
-			return
-		}
-	}
-	if m.n == len(m.ring) {
-		m.grow()
-	}
-	m.head = (m.head - 1 + len(m.ring)) % len(m.ring)
-	m.ring[m.head] = &lossNotice{n: 1, source: handlers.LossMailbox}
-	m.n++
-	m.userCount.Add(1)
-}
-
-// push appends msg to the ring, growing it; called with mu held.
-func (m *mailbox) push(msg any) {
-	if m.n == len(m.ring) {
-		m.grow()
-	}
-	m.ring[(m.head+m.n)%len(m.ring)] = msg
-	m.n++
+// delivery is the one user message a handler actor gets for a run of
+// slots: msgs for a run of messages, or one loss or control slot.
+type delivery struct {
+	first, k int
+	kind     slotKind
+	msgs     []transport.Received
+	loss     lossNotice
+	ctl      any
+	// done is set by the handler actor as it goes: on a panic, msgs[:done]
+	// are finished, msgs[done] failed and the rest are handed out again.
+	done int
+	// consumed is how many slots the run used up (k unless the handler
+	// stopped early after a failure); the rest are handed out again, after
+	// the supervisor's decision.
+	consumed int
 }
 
 // lossNotice tells a handlers.LossObserver that n messages were lost here.
@@ -151,47 +156,335 @@ type lossNotice struct {
 	source handlers.LossSource
 }
 
-// removeOldestEnvelope takes the oldest envelope out of the ring, keeping
-// the order of the rest. Called with mu held when envs == limit > 0.
-func (m *mailbox) removeOldestEnvelope() *envelope {
-	for i := 0; i < m.n; i++ {
-		idx := (m.head + i) % len(m.ring)
-		if env, ok := m.ring[idx].(*envelope); ok {
-			for j := i; j > 0; j-- { // shift the older control messages up by one
-				m.ring[(m.head+j)%len(m.ring)] = m.ring[(m.head+j-1)%len(m.ring)]
+func newMailbox(limit int, overflow Overflow, c *counters) *mailbox {
+	if limit <= 0 {
+		limit = DefaultMailboxSize
+	}
+	m := &mailbox{limit: limit, overflow: overflow, counters: c, space: make(chan struct{}, 1)}
+	m.resize(min(limit, 64) + 8)
+	return m
+}
+
+// resize moves the ring into arrays of size slots, keeping its order;
+// called with mu held (or before the mailbox is shared). Runs being handled
+// keep reading the old arrays, which nothing writes any more.
+func (m *mailbox) resize(size int) {
+	kind, recv, bufs := make([]slotKind, size), make([]transport.Received, size), make([][]byte, size)
+	loss, ctl := make([]lossNotice, size), make([]any, size)
+	old := len(m.kind)
+	for i := 0; i < m.taken+m.n; i++ {
+		j := (m.tail + i) % old
+		kind[i], recv[i], bufs[i], loss[i], ctl[i] = m.kind[j], m.recv[j], m.bufs[j], m.loss[j], m.ctl[j]
+	}
+	// Keep the free slots' buffers too: they are what makes reuse work.
+	for i, j := m.taken+m.n, 0; j < old-m.taken-m.n && i < size; i, j = i+1, j+1 {
+		bufs[i] = m.bufs[(m.tail+m.taken+m.n+j)%old]
+	}
+	if m.leftK > 0 {
+		m.leftFirst = (m.leftFirst - m.tail + old) % old
+	}
+	if m.inRun { // the handler's run moves with its slots
+		m.run.first = (m.run.first - m.tail + old) % old
+	}
+	m.kind, m.recv, m.bufs, m.loss, m.ctl = kind, recv, bufs, loss, ctl
+	m.head = m.taken
+	m.tail = 0
+}
+
+// reserve returns the index of the next free slot, growing the ring when
+// it is full; called with mu held.
+func (m *mailbox) reserve() int {
+	if m.taken+m.n == len(m.kind) {
+		m.resize(2 * len(m.kind))
+	}
+	return (m.head + m.n) % len(m.kind)
+}
+
+// Outcome of put.
+type putResult uint8
+
+const (
+	putQueued  putResult = iota
+	putDropped           // the overflow policy or a stopped actor dropped it (counted)
+	putFull              // Backpressure: no room; the caller waits or sheds
+)
+
+// put queues a copy of r, applying the overflow policy. It never blocks.
+func (m *mailbox) put(r *transport.Received) putResult {
+	m.mu.Lock()
+	if m.stopped.Load() {
+		m.mu.Unlock()
+		m.counters.dropped.Add(1)
+		return putDropped
+	}
+	if m.envs >= m.limit {
+		switch m.overflow {
+		case Backpressure:
+			m.mu.Unlock()
+			return putFull
+		case DropNewest:
+			if m.notifyLoss {
+				m.pendingLoss++
 			}
-			m.ring[m.head] = nil
-			m.head = (m.head + 1) % len(m.ring)
-			m.n--
-			m.envs--
-			return env
+			m.mu.Unlock()
+			m.counters.dropped.Add(1)
+			return putDropped
+		}
+		if !m.dropOldest() {
+			// Every message is being handled: nothing older can go.
+			if m.notifyLoss {
+				m.pendingLoss++
+			}
+			m.mu.Unlock()
+			m.counters.dropped.Add(1)
+			return putDropped
 		}
 	}
-	return nil
-}
-
-func (m *mailbox) grow() {
-	next := make([]any, 2*len(m.ring))
-	for i := 0; i < m.n; i++ {
-		next[i] = m.ring[(m.head+i)%len(m.ring)]
+	if m.pendingLoss > 0 {
+		m.pushLoss(m.pendingLoss, handlers.LossMailbox)
+		m.pendingLoss = 0
 	}
-	m.ring, m.head = next, 0
+	i := m.reserve()
+	buf := append(m.bufs[i][:0], r.Data...)
+	if old := cap(m.bufs[i]); cap(buf) != old { // grown: account for big buffers kept
+		if old > bigBuf {
+			m.bigBytes -= old
+		}
+		if cap(buf) > bigBuf {
+			m.bigBytes += cap(buf)
+		}
+	}
+	m.kind[i], m.bufs[i] = slotMessage, buf
+	m.recv[i] = *r
+	m.recv[i].Data = buf
+	m.n++
+	m.envs++
+	m.mu.Unlock()
+	m.userCount.Add(1)
+	return putQueued
 }
 
-func (m *mailbox) popUser() any {
+// shed drops r for a callback that is shedding: counted, and told to a
+// loss observer before the next message it gets.
+func (m *mailbox) shed() {
+	m.mu.Lock()
+	if m.notifyLoss {
+		m.pendingLoss++
+	}
+	m.mu.Unlock()
+	m.counters.dropped.Add(1)
+	m.counters.shed.Add(1)
+}
+
+// drained reports whether the queue is down to half its capacity, when a
+// shedding callback rejoins flow control.
+func (m *mailbox) drained() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.n == 0 {
+	return m.envs <= m.limit/2
+}
+
+// awaitSpace returns a channel that is signalled when a slot is freed, or
+// nil if there is room already (or the actor has stopped, so that put
+// will not block).
+func (m *mailbox) awaitSpace() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.envs < m.limit || m.stopped.Load() {
 		return nil
 	}
-	msg := m.ring[m.head]
-	m.ring[m.head] = nil
-	m.head = (m.head + 1) % len(m.ring)
-	m.n--
-	if _, ok := msg.(*envelope); ok {
-		m.envs--
+	m.waiting = true
+	return m.space
+}
+
+// signalSpace wakes a waiting reader; called with mu held.
+func (m *mailbox) signalSpace() {
+	if m.waiting {
+		m.waiting = false
+		select {
+		case m.space <- struct{}{}:
+		default:
+		}
 	}
-	return msg
+}
+
+// dropOldest drops the oldest queued message to make room for a new one
+// (DropOldest), keeping the order of the rest; a loss observer hears of it
+// before the survivors. It returns false if no message is queued. Called
+// with mu held.
+func (m *mailbox) dropOldest() bool {
+	size := len(m.kind)
+	at := -1
+	for i := 0; i < m.n; i++ {
+		if m.kind[(m.head+i)%size] == slotMessage {
+			at = i
+			break
+		}
+	}
+	if at < 0 {
+		return false
+	}
+	j := (m.head + at) % size
+	m.envs--
+	m.counters.dropped.Add(1)
+	// With a loss observer, the dropped message becomes a loss notice,
+	// merged with one just before it: at most one loss slot leads the
+	// queue, however many are dropped.
+	merge := false
+	if at > 0 {
+		p := (j - 1 + size) % size
+		if m.kind[p] == slotLoss && m.loss[p].source == handlers.LossMailbox {
+			m.loss[p].n++
+			merge = true
+		}
+	}
+	if !m.notifyLoss || merge {
+		// Shift the older loss and control slots up by one over the
+		// dropped message; the slot at head dies (and is reclaimed with
+		// the taken ones).
+		for k := at; k > 0; k-- {
+			d, s := (m.head+k)%size, (m.head+k-1)%size
+			m.kind[d], m.recv[d], m.loss[d], m.ctl[d] = m.kind[s], m.recv[s], m.loss[s], m.ctl[s]
+			m.bufs[d], m.bufs[s] = m.bufs[s], m.bufs[d]
+		}
+		m.kill(m.head)
+		return true
+	}
+	m.kind[j], m.recv[j], m.loss[j] = slotLoss, transport.Received{}, lossNotice{n: 1, source: handlers.LossMailbox}
+	return true
+}
+
+// kill turns the queued slot at head into a dead one in the taken region;
+// called with mu held.
+func (m *mailbox) kill(i int) {
+	m.kind[i], m.recv[i], m.loss[i], m.ctl[i] = slotFree, transport.Received{}, lossNotice{}, nil
+	m.head = (m.head + 1) % len(m.kind)
+	m.n--
+	m.taken++
+	m.userCount.Add(-1)
+	m.reclaim()
+}
+
+// pushLoss queues a loss notice, merged into a loss notice of the same
+// source at the end of the queue; called with mu held.
+func (m *mailbox) pushLoss(n uint64, source handlers.LossSource) {
+	if m.n > 0 {
+		last := (m.head + m.n - 1) % len(m.kind)
+		if m.kind[last] == slotLoss && m.loss[last].source == source {
+			m.loss[last].n += n
+			return
+		}
+	}
+	i := m.reserve()
+	m.kind[i], m.loss[i] = slotLoss, lossNotice{n: n, source: source}
+	m.n++
+	m.userCount.Add(1)
+}
+
+// notify queues a loss notice from the socket (datagrams the kernel
+// dropped) for a loss observer, in order with the messages.
+func (m *mailbox) notify(n uint64, source handlers.LossSource) {
+	m.mu.Lock()
+	m.pushLoss(n, source)
+	m.mu.Unlock()
+}
+
+// PostUserMessage queues a control message (never limited) and schedules
+// the actor.
+func (m *mailbox) PostUserMessage(msg any) {
+	m.mu.Lock()
+	i := m.reserve()
+	m.kind[i], m.ctl[i] = slotControl, msg
+	m.n++
+	m.mu.Unlock()
+	m.userCount.Add(1)
+	m.schedule()
+}
+
+// take hands the handler the next run: the run a panic interrupted, or up
+// to maxRun queued messages in a row (not across the ring's end), or one
+// loss or control slot. ok is false when nothing is queued.
+func (m *mailbox) take(d *delivery) (ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.leftK > 0 {
+		d.first, d.k, d.kind = m.leftFirst, m.leftK, slotMessage
+		d.done, d.consumed = 0, d.k
+		d.msgs = m.recv[d.first : d.first+d.k]
+		m.leftK = 0
+		m.inRun = true
+		return true
+	}
+	if m.n == 0 {
+		return false
+	}
+	first := m.head
+	k := 1
+	d.first, d.kind = first, m.kind[first]
+	switch d.kind {
+	case slotMessage:
+		for k < m.n && k < maxRun && first+k < len(m.kind) && m.kind[first+k] == slotMessage {
+			k++
+		}
+		d.msgs = m.recv[first : first+k]
+	case slotLoss:
+		d.loss = m.loss[first]
+	case slotControl:
+		d.ctl = m.ctl[first]
+	}
+	d.k, d.done, d.consumed = k, 0, k
+	m.head = (first + k) % len(m.kind)
+	m.n -= k
+	m.taken += k
+	m.inRun = true
+	m.userCount.Add(-int32(k))
+	return true
+}
+
+// release frees the first done slots of run d; the rest of it, if a panic
+// interrupted it, is handed out again by the next take.
+func (m *mailbox) release(d *delivery, done int) {
+	m.mu.Lock()
+	m.inRun = false
+	for i := d.first; i < d.first+done; i++ {
+		m.free(i)
+	}
+	if done < d.k {
+		m.leftFirst, m.leftK = d.first+done, d.k-done
+	}
+	m.reclaim()
+	m.signalSpace()
+	m.mu.Unlock()
+	d.msgs, d.ctl = nil, nil
+}
+
+// free marks slot i finished; called with mu held.
+func (m *mailbox) free(i int) {
+	if m.kind[i] == slotMessage {
+		m.envs--
+		if c := cap(m.bufs[i]); c > bigBuf && m.bigBytes > bigBudget {
+			m.bigBytes -= c
+			m.bufs[i] = nil
+		}
+	}
+	m.kind[i], m.recv[i], m.ctl[i] = slotFree, transport.Received{}, nil
+}
+
+// reclaim moves the tail past finished and dead slots; called with mu held.
+func (m *mailbox) reclaim() {
+	for m.taken > 0 && m.kind[m.tail] == slotFree {
+		m.tail = (m.tail + 1) % len(m.kind)
+		m.taken--
+	}
+}
+
+// PostSystemMessage queues a protoactor system message.
+func (m *mailbox) PostSystemMessage(msg any) {
+	m.mu.Lock()
+	m.sys = append(m.sys, msg)
+	m.mu.Unlock()
+	m.sysCount.Add(1)
+	m.schedule()
 }
 
 func (m *mailbox) popSys() any {
@@ -206,15 +499,6 @@ func (m *mailbox) popSys() any {
 	return msg
 }
 
-// PostSystemMessage queues a protoactor system message.
-func (m *mailbox) PostSystemMessage(msg any) {
-	m.mu.Lock()
-	m.sys = append(m.sys, msg)
-	m.mu.Unlock()
-	m.sysCount.Add(1)
-	m.schedule()
-}
-
 // RegisterHandlers is called by protoactor when the actor is spawned.
 func (m *mailbox) RegisterHandlers(invoker actor.MessageInvoker, dispatcher actor.Dispatcher) {
 	m.invoker, m.dispatcher = invoker, dispatcher
@@ -226,33 +510,45 @@ func (m *mailbox) Start() {}
 // UserMessageCount is the number of queued user messages.
 func (m *mailbox) UserMessageCount() int { return int(m.userCount.Load()) }
 
-// queuedEnvelopes is the number of messages waiting for the handler.
+// queuedEnvelopes is the number of messages waiting for the handler or
+// being handled.
 func (m *mailbox) queuedEnvelopes() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.envs
 }
 
-// discard drops every queued envelope, counting each; used once the actor
-// is stopped so that nothing queued is lost silently.
+// discard drops every queued message, counting each; used once the actor
+// is stopped so that nothing queued is lost silently. A reader waiting for
+// room is woken (it will find the mailbox stopped).
 func (m *mailbox) discard() int {
 	m.mu.Lock()
-	var envs []*envelope
+	dropped := 0
 	for i := 0; i < m.n; i++ {
-		idx := (m.head + i) % len(m.ring)
-		if env, ok := m.ring[idx].(*envelope); ok {
-			envs = append(envs, env)
+		j := (m.head + i) % len(m.kind)
+		if m.kind[j] == slotMessage {
+			dropped++
 		}
-		m.ring[idx] = nil
+		m.free(j)
+	}
+	if m.leftK > 0 {
+		for i := m.leftFirst; i < m.leftFirst+m.leftK; i++ {
+			dropped++
+			m.free(i)
+		}
+		m.leftK = 0
 	}
 	m.userCount.Add(-int32(m.n))
-	m.head, m.n, m.envs = 0, 0, 0
+	m.taken += m.n
+	m.head = (m.head + m.n) % len(m.kind)
+	m.n = 0
+	m.pendingLoss = 0
+	m.reclaim()
+	m.waiting = true
+	m.signalSpace()
 	m.mu.Unlock()
-	for _, env := range envs {
-		m.counters.dropped.Add(1)
-		env.release()
-	}
-	return len(envs)
+	m.counters.dropped.Add(uint64(dropped))
+	return dropped
 }
 
 func (m *mailbox) schedule() {
@@ -263,9 +559,9 @@ func (m *mailbox) schedule() {
 
 func (m *mailbox) process() {
 	for {
-		m.run()
+		m.runQueue()
 		m.status.Store(idle)
-		if m.sysCount.Load() == 0 && (m.suspended.Load() || m.userCount.Load() == 0) {
+		if m.sysCount.Load() == 0 && (m.suspended.Load() || m.userCount.Load() == 0 && !m.hasLeftover()) {
 			return
 		}
 		if !m.status.CompareAndSwap(idle, running) {
@@ -274,12 +570,31 @@ func (m *mailbox) process() {
 	}
 }
 
-func (m *mailbox) run() {
-	var msg any
+func (m *mailbox) hasLeftover() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.leftK > 0
+}
+
+// runQueue handles system messages first, then runs of user slots, until
+// the mailbox is empty or suspended.
+func (m *mailbox) runQueue() {
+	d := &m.run
+	inRun := false
 	defer func() {
 		if r := recover(); r != nil {
+			var msg any
+			if inRun {
+				msg = d
+			}
 			if m.onPanic != nil {
 				r = m.onPanic(r, msg)
+			}
+			if inRun {
+				// msgs[done] failed (onPanic counted it): free it
+				// with those before it; the rest wait for the
+				// supervisor's decision.
+				m.release(d, min(d.done+1, d.k))
 			}
 			m.invoker.EscalateFailure(r, nil)
 		}
@@ -289,38 +604,40 @@ func (m *mailbox) run() {
 			i = 0
 			runtime.Gosched()
 		}
-		if m.sysCount.Load() > 0 { // no lock per message when there is none
-			msg = m.popSys()
-		} else {
-			msg = nil
-		}
-		if msg != nil {
-			m.sysCount.Add(-1)
-			switch msg.(type) {
-			case *actor.SuspendMailbox:
-				m.suspended.Store(true)
-			case *actor.ResumeMailbox:
-				m.suspended.Store(false)
-			default:
-				m.invoker.InvokeSystemMessage(msg)
+		if m.sysCount.Load() > 0 { // no lock per run when there is none
+			if msg := m.popSys(); msg != nil {
+				m.sysCount.Add(-1)
+				switch msg.(type) {
+				case *actor.SuspendMailbox:
+					m.suspended.Store(true)
+				case *actor.ResumeMailbox:
+					m.suspended.Store(false)
+				default:
+					m.invoker.InvokeSystemMessage(msg)
+				}
+				continue
 			}
-			continue
 		}
-		if m.suspended.Load() {
+		if m.suspended.Load() || !m.take(d) {
 			return
 		}
-		if msg = m.popUser(); msg == nil {
-			return
-		}
-		m.userCount.Add(-1)
 		if m.stopped.Load() {
 			// protoactor ignores messages to a stopped actor: count them.
-			if env, ok := msg.(*envelope); ok {
-				m.counters.dropped.Add(1)
-				env.release()
+			if d.kind == slotMessage {
+				m.counters.dropped.Add(uint64(d.k))
 			}
+			m.release(d, d.k)
 			continue
 		}
-		m.invoker.InvokeUserMessage(msg)
+		if d.kind == slotControl {
+			// Drain markers, and protoactor's own user messages.
+			m.invoker.InvokeUserMessage(d.ctl)
+			m.release(d, d.k)
+			continue
+		}
+		inRun = true
+		m.invoker.InvokeUserMessage(d)
+		inRun = false
+		m.release(d, d.consumed)
 	}
 }

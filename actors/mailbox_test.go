@@ -37,8 +37,18 @@ func (r *recordingInvoker) InvokeSystemMessage(msg any) {
 }
 func (r *recordingInvoker) InvokeUserMessage(msg any) {
 	switch m := msg.(type) {
-	case *envelope:
-		r.log = append(r.log, fmt.Sprintf("env %d", m.Seq))
+	case *delivery:
+		if m.kind == slotLoss {
+			r.log = append(r.log, fmt.Sprintf("lost %d %s", m.loss.n, m.loss.source))
+			return
+		}
+		for m.done = 0; m.done < m.k; m.done++ {
+			r.log = append(r.log, fmt.Sprintf("env %d", m.msgs[m.done].Seq))
+			if r.onUser != nil {
+				r.onUser(&m.msgs[m.done])
+			}
+		}
+		return
 	case *drainMarker:
 		r.log = append(r.log, "marker")
 	default:
@@ -46,9 +56,6 @@ func (r *recordingInvoker) InvokeUserMessage(msg any) {
 	}
 	if r.onUser != nil {
 		r.onUser(msg)
-	}
-	if e, ok := msg.(*envelope); ok {
-		e.release()
 	}
 }
 func (r *recordingInvoker) EscalateFailure(reason, _ any) {
@@ -64,16 +71,17 @@ func testMailbox(limit int, o Overflow) (*mailbox, *counters, *manualDispatcher,
 	return m, c, d, inv
 }
 
-func env(seq uint32) *envelope {
-	return newEnvelope(&transport.Received{Message: transport.Message{Seq: seq, Data: []byte{byte(seq)}}})
+func msg(seq uint32) *transport.Received {
+	return &transport.Received{Message: transport.Message{Seq: seq, Data: []byte{byte(seq)}}}
 }
 
 // post delivers seqs the way HandlerRef.Deliver does: counted as received,
-// then posted.
+// then put and the actor scheduled.
 func post(m *mailbox, c *counters, seqs ...uint32) {
 	for _, s := range seqs {
 		c.received.Add(1)
-		m.PostUserMessage(env(s))
+		m.put(msg(s))
+		m.schedule()
 	}
 }
 
@@ -233,7 +241,7 @@ func TestMailboxPanic(t *testing.T) {
 	var panicked []any
 	m.onPanic = func(reason, msg any) any { panicked = append(panicked, msg); return reason }
 	inv.onUser = func(msg any) {
-		if e, ok := msg.(*envelope); ok && e.Seq == 1 {
+		if r, ok := msg.(*transport.Received); ok && r.Seq == 1 {
 			panic("boom")
 		}
 	}
@@ -266,39 +274,20 @@ func TestMailboxLossNoticePlacement(t *testing.T) {
 		overflow Overflow
 		want     []string
 	}{
-		{DropNewest, []string{"msg 0", "msg 1", "lost 2 mailbox", "msg 4"}},
-		{DropOldest, []string{"lost 2 mailbox", "msg 2", "msg 3"}},
+		{DropNewest, []string{"env 0", "env 1", "lost 2 mailbox", "env 4"}},
+		{DropOldest, []string{"lost 2 mailbox", "env 2", "env 3"}},
 	} {
 		t.Run(tt.overflow.String(), func(t *testing.T) {
-			var c counters
-			m := newMailbox(2, tt.overflow, &c)
+			m, c, d, inv := testMailbox(2, tt.overflow)
 			m.notifyLoss = true
-			for seq := range uint32(4) { // 0..3 into a mailbox of 2
-				m.enqueue(newEnvelope(&transport.Received{Message: transport.Message{Seq: seq}}))
-			}
-			h := &lossRecorder{}
-			drain := func() {
-				for {
-					msg := m.popUser()
-					if msg == nil {
-						return
-					}
-					switch x := msg.(type) {
-					case *envelope:
-						h.Receive(nil, &x.Message)
-						x.release()
-					case *lossNotice:
-						h.Lost(x.n, x.source)
-					}
-				}
-			}
+			post(m, c, 0, 1, 2, 3) // into a mailbox of 2
 			if tt.overflow == DropNewest {
-				drain()
-				m.enqueue(newEnvelope(&transport.Received{Message: transport.Message{Seq: 4}}))
+				d.runAll()
+				post(m, c, 4)
 			}
-			drain()
-			if !slices.Equal(h.log, tt.want) {
-				t.Fatalf("handler heard %v, want %v", h.log, tt.want)
+			d.runAll()
+			if !slices.Equal(inv.log, tt.want) {
+				t.Fatalf("handler heard %v, want %v", inv.log, tt.want)
 			}
 			if c.dropped.Load() != 2 {
 				t.Fatalf("dropped %d, want 2", c.dropped.Load())

@@ -75,7 +75,10 @@ type Reader struct {
 	stopOnce  sync.Once
 	c         readerCounters
 	taken     func() // counts an intercepted message; made once, not per call
-	limit     logLimiter
+	// stopCh is closed by StopIntake: a flow-control wait gives up.
+	stopCh chan struct{}
+	timer  *time.Timer // the flow-control wait's, reused
+	limit  logLimiter
 }
 
 // readerThroughput is how many batches the reader routes before yielding.
@@ -96,7 +99,10 @@ func StartReader(root *actor.RootContext, cfg ReaderConfig) (*Reader, error) {
 		free:      make(chan *transport.Batch, 2),
 		loopDone:  make(chan struct{}),
 		actorDone: make(chan struct{}),
+		stopCh:    make(chan struct{}),
+		timer:     time.NewTimer(time.Hour),
 	}
+	r.timer.Stop()
 	// Two batches: the loop fills one while the actor routes the other.
 	r.free <- transport.NewBatch(cfg.BatchSize)
 	r.free <- transport.NewBatch(cfg.BatchSize)
@@ -193,7 +199,9 @@ func (r *Reader) Barrier(ctx context.Context) error {
 func (r *Reader) StopIntake(ctx context.Context) (drained bool) {
 	r.stopMu.Lock()
 	r.stopAt.Store(time.Now().UnixNano())
-	r.stopping.Store(true)
+	if !r.stopping.Swap(true) {
+		close(r.stopCh)
+	}
 	r.cfg.Conn.SetReadDeadline(time.Unix(1, 0)) // wakes a blocked receive
 	r.stopMu.Unlock()
 	select {
@@ -256,6 +264,7 @@ func (r *Reader) route(b *transport.Batch) {
 		// Handlers that watch for loss hear of it before the messages
 		// received after it.
 		snap.Each(func(rt *dispatch.Route) { rt.Target.(*HandlerRef).NotifyLoss(b.Lost) })
+		r.wakeAll(snap)
 	}
 	for i := range b.Malformed {
 		m := &b.Malformed[i]
@@ -291,14 +300,27 @@ func (r *Reader) route(b *transport.Batch) {
 			h.batch = r.batch
 			r.fed = append(r.fed, h)
 		}
-		h.Enqueue(msg)
+		r.admit(h, msg)
 	}
 	// One wake-up per handler per batch, not per message.
-	for i, h := range r.fed {
-		h.Wake()
+	r.wakeFed()
+	for i := range r.fed {
 		r.fed[i] = nil
 	}
 	r.fed = r.fed[:0]
+}
+
+// wakeFed wakes every handler the current batch has fed so far.
+func (r *Reader) wakeFed() {
+	for _, h := range r.fed {
+		h.Wake()
+	}
+}
+
+// wakeAll wakes every handler (after a loss notice, so that it is heard
+// even if no message follows).
+func (r *Reader) wakeAll(snap *dispatch.Snapshot) {
+	snap.Each(func(rt *dispatch.Route) { rt.Target.(*HandlerRef).Wake() })
 }
 
 // logLimiter lets through one log line per interval and counts the rest, so

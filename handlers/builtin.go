@@ -15,9 +15,15 @@ func Echo() Handler {
 	return HandlerFunc(func(ctx Context, m *transport.Message) error { return ctx.Reply(m.Data) })
 }
 
-// Sink accepts every message and does nothing with it.
-func Sink() Handler {
-	return HandlerFunc(func(Context, *transport.Message) error { return nil })
+// Sink accepts every message and does nothing with it. It is a
+// BatchHandler: a run of messages costs it one call.
+func Sink() Handler { return sink{} }
+
+type sink struct{}
+
+func (sink) Receive(Context, *transport.Message) error { return nil }
+func (sink) ReceiveBatch(_ CallbackContext, msgs []transport.Received) (int, error) {
+	return len(msgs), nil
 }
 
 // Counter counts the messages and bytes it receives.
@@ -31,6 +37,17 @@ func (c *Counter) Receive(_ Context, m *transport.Message) error {
 	c.messages.Add(1)
 	c.bytes.Add(uint64(len(m.Data)))
 	return nil
+}
+
+// ReceiveBatch counts a run of messages with one update of each counter.
+func (c *Counter) ReceiveBatch(_ CallbackContext, msgs []transport.Received) (int, error) {
+	var bytes uint64
+	for i := range msgs {
+		bytes += uint64(len(msgs[i].Data))
+	}
+	c.messages.Add(uint64(len(msgs)))
+	c.bytes.Add(bytes)
+	return len(msgs), nil
 }
 
 // Messages is the number of messages received.

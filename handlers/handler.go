@@ -36,15 +36,44 @@ type HandlerFunc func(ctx Context, m *transport.Message) error
 // Receive calls f.
 func (f HandlerFunc) Receive(ctx Context, m *transport.Message) error { return f(ctx, m) }
 
-// Context is what a handler knows about the message it is handling and how
-// it can answer. It is valid only during Receive.
-type Context interface {
+// BatchHandler is a Handler that can also take the messages of one wake-up
+// at once: a handler that implements it gets each run of queued messages
+// (up to a few hundred, in arrival order) in one call instead of one
+// Receive per message, which saves a call and the per-message bookkeeping
+// where throughput matters. Loss notices and supervision work as for
+// Receive; the built-in count and sink handlers are BatchHandlers.
+//
+// ReceiveBatch returns how many messages it handled. With a nil error that
+// is all of them. With an error, msgs[:n] count as handled, msgs[n] as
+// failed (as if Receive had returned the error), and msgs[n+1:] are handed
+// to a later call, after the supervisor's decision. A panic fails every
+// message of msgs. The messages and their Data are lent for the call only.
+type BatchHandler interface {
+	Handler
+	ReceiveBatch(ctx CallbackContext, msgs []transport.Received) (n int, err error)
+}
+
+// CallbackContext is what a handler knows outside of any one message: its
+// callback, the connector's logger and cancellation, and how to send. A
+// BatchHandler answers a message m with
+// ctx.Send(&reply, transport.Addr{Port: m.From}) where reply is
+// handlers.ReplyTo(&m.Message, data).
+type CallbackContext interface {
 	// Context carries cancellation: it is done when the connector closes.
 	context.Context
 	// Logger is the connector's logger with the callback's id and name.
 	Logger() *zap.Logger
 	// Callback is the id and name the handler was registered with.
 	Callback() (transport.CbID, string)
+	// Send sends a message from the connector's socket; a zero m.Seq is
+	// replaced by the connector's next sequence number.
+	Send(m *transport.Message, to transport.Addr) error
+}
+
+// Context is what a handler knows about the message it is handling and how
+// it can answer. It is valid only during Receive.
+type Context interface {
+	CallbackContext
 	// From is the sender's port id (0 = the kernel), taken from the socket
 	// address, never from the message header.
 	From() uint32
@@ -55,9 +84,6 @@ type Context interface {
 	// Reply answers the message as the connector protocol wants: same id,
 	// same seq, ack + 1, sent to the sender's port (the kernel if From is 0).
 	Reply(data []byte) error
-	// Send sends a message from the connector's socket; a zero m.Seq is
-	// replaced by the connector's next sequence number.
-	Send(m *transport.Message, to transport.Addr) error
 }
 
 // ReplyTo builds the reply the connector protocol expects to m: same id,

@@ -198,7 +198,7 @@ func TestIntegrationServeReload(t *testing.T) {
 	write(reloadBad)
 	s.send("reload")
 	waitOutput(t, s.stdout, regexp.MustCompile(regexp.QuoteMeta(
-		`error: `+file+`:7: callbacks[1].mailbox.overflow: unknown policy "drop-random" (want drop-newest or drop-oldest) (keeping the running configuration)`)))
+		`error: `+file+`:7: callbacks[1].mailbox.overflow: unknown policy "drop-random" (want backpressure, drop-newest or drop-oldest) (keeping the running configuration)`)))
 	write(reloadBadSettings)
 	s.send("reload")
 	waitOutput(t, s.stdout, regexp.MustCompile(regexp.QuoteMeta(

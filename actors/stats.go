@@ -1,0 +1,37 @@
+package actors
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// counters are one callback's, updated by the reader and the handler actor.
+type counters struct {
+	received   atomic.Uint64 // routed to the callback and admitted by its policy
+	handled    atomic.Uint64
+	failed     atomic.Uint64
+	dropped    atomic.Uint64 // mailbox overflow, shedding, or left queued at stop
+	rejected   atomic.Uint64 // refused by the sender policy
+	shed       atomic.Uint64 // dropped while shedding (part of dropped)
+	sheddings  atomic.Uint64 // times a stall ran past the stall timeout
+	stalls     atomic.Uint64 // times a full mailbox held the reader
+	stallNanos atomic.Int64  // how long, in all
+}
+
+// CallbackStats is a snapshot of one callback's counters. At any time
+// Received = Handled + Failed + Dropped + Queued.
+type CallbackStats struct {
+	Received uint64 // messages routed to the callback
+	Handled  uint64 // processed without error
+	Failed   uint64 // the handler returned an error or panicked
+	Dropped  uint64 // discarded by the overflow policy (Shed included) or at stop
+	Queued   uint64 // in the mailbox or being handled right now
+	Rejected uint64 // refused by the sender policy (not in Received)
+	// Flow control (Backpressure): how often and for how long the full
+	// mailbox held the socket-reader, how often a hold ran past the stall
+	// timeout, and how many messages were shed while it drained.
+	Stalls    uint64
+	Stalled   time.Duration
+	Sheddings uint64
+	Shed      uint64
+}
