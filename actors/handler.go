@@ -62,7 +62,10 @@ type HandlerRef struct {
 	root     *actor.RootContext
 	batch    uint64 // the reader's last batch that fed it (the reader's own)
 	shedding bool   // Backpressure gave up waiting: shed until drained (the reader's own)
-	batcher  handlers.BatchHandler
+	// asleepSince is the reader's batch that first fed it since it was
+	// last woken, 0 if none (the reader's own).
+	asleepSince uint64
+	batcher     handlers.BatchHandler
 }
 
 // SpawnHandler starts a handler actor as a child of spawner.
@@ -260,7 +263,7 @@ func (h *HandlerRef) guard(hook string, f func()) {
 }
 
 // deliver handles one run from the mailbox: messages (one Receive each, or
-// one ReceiveBatch), or a loss notice.
+// one ReceiveBatch), or a loss notice. Successes are counted once per run.
 func (a *handlerActor) deliver(d *delivery) {
 	h := a.ref
 	if d.kind == slotLoss {
@@ -271,8 +274,10 @@ func (a *handlerActor) deliver(d *delivery) {
 		a.deliverBatch(d)
 		return
 	}
+	d.handled = 0
+	defer func() { h.counters.handled.Add(d.handled) }() // also when it panics
 	for d.done = 0; d.done < d.k; d.done++ {
-		if a.handle(&d.msgs[d.done]) {
+		if a.handle(&d.msgs[d.done], d) {
 			// The supervisor decides before the next message.
 			d.consumed = d.done + 1
 			return
@@ -291,36 +296,37 @@ func (a *handlerActor) deliverBatch(d *delivery) {
 	n = min(max(n, 0), d.k-1)
 	h.counters.handled.Add(uint64(n))
 	d.done, d.consumed = n, n+1
-	if a.failed(&d.msgs[n], err) {
-		return
-	}
+	a.failed(&d.msgs[n], err, d)
 }
 
 // handle runs the handler on one message and reports whether the
 // supervisor was asked to decide (the run stops there).
-func (a *handlerActor) handle(r *transport.Received) (escalated bool) {
+func (a *handlerActor) handle(r *transport.Received, d *delivery) (escalated bool) {
 	h := a.ref
 	a.hc = handlerContext{Context: h.spec.Context, ref: h, r: r}
 	err := h.spec.Handler.Receive(&a.hc, &r.Message)
 	a.hc.r = nil
 	if err == nil {
-		h.counters.handled.Add(1)
+		d.handled++
 		return false
 	}
-	return a.failed(r, err)
+	return a.failed(r, err, d)
 }
 
 // failed accounts for a handler's error on r and escalates it if it
 // should go to the supervisor.
-func (a *handlerActor) failed(r *transport.Received, err error) (escalated bool) {
+func (a *handlerActor) failed(r *transport.Received, err error, d *delivery) (escalated bool) {
 	h := a.ref
 	if errors.Is(err, handlers.ErrStop) {
-		h.counters.handled.Add(1)
+		h.counters.handled.Add(d.handled + 1)
+		d.handled = 0
 		h.mb.invoker.EscalateFailure(err, nil)
 		return true
 	}
 	h.fail(r, err, false)
 	if h.spec.Escalate != nil && h.spec.Escalate(err) {
+		h.counters.handled.Add(d.handled) // before the supervisor hears
+		d.handled = 0
 		h.mb.invoker.EscalateFailure(err, nil)
 		return true
 	}

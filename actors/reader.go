@@ -64,9 +64,13 @@ type Reader struct {
 	stopping atomic.Bool
 	stopMu   sync.Mutex // orders StopIntake's deadline against the loop's
 	// batch numbers route calls; fed lists the handlers the current one
-	// queued messages for. Both belong to the reader actor.
-	batch    uint64
-	fed      []*HandlerRef
+	// queued messages for; asleep lists those fed but not yet woken. All
+	// belong to the reader actor.
+	batch  uint64
+	fed    []*HandlerRef
+	asleep []*HandlerRef
+	// sleepers is len(asleep), for the loop: it wakes them before waiting.
+	sleepers atomic.Int32
 	stopAt   atomic.Int64 // unix nanos when StopIntake began
 	loopDone chan struct{}
 	// actorDone is closed once the reader actor has stopped: a barrier
@@ -86,6 +90,25 @@ const readerThroughput = 64
 
 // barrier is processed by the reader actor after every batch sent before it.
 type barrier struct{ done chan struct{} }
+
+// wakeSleepers makes the reader actor wake every handler it fed and left
+// asleep.
+type wakeSleepers struct{}
+
+// receive fills b, waiting for the first datagram. Handlers left asleep
+// are woken before the wait, never after it: a handler's messages wait for
+// at most the batches it takes to fill its run, or until the socket is
+// empty.
+func (r *Reader) receive(ctx context.Context, b *transport.Batch) error {
+	if r.sleepers.Load() == 0 {
+		return r.cfg.Conn.ReceiveBatch(ctx, b)
+	}
+	if got, err := r.cfg.Conn.TryReceiveBatch(b); got || err != nil {
+		return err
+	}
+	r.root.Send(r.pid, wakeSleepers{})
+	return r.cfg.Conn.ReceiveBatch(ctx, b)
+}
 
 // StartReader spawns the reader actor and starts the receive loop.
 func StartReader(root *actor.RootContext, cfg ReaderConfig) (*Reader, error) {
@@ -149,7 +172,7 @@ func (r *Reader) loop() {
 				return
 			}
 		} else {
-			err = r.cfg.Conn.ReceiveBatch(ctx, b)
+			err = r.receive(ctx, b)
 		}
 		if err != nil {
 			r.free <- b
@@ -244,7 +267,10 @@ func (a *readerActor) Receive(c actor.Context) {
 		defer func() { r.free <- m }() // even if routing panics
 		r.route(m)
 	case *barrier:
+		r.wakeAsleep()
 		close(m.done)
+	case wakeSleepers:
+		r.wakeAsleep()
 	}
 }
 
@@ -302,19 +328,54 @@ func (r *Reader) route(b *transport.Batch) {
 		}
 		r.admit(h, msg)
 	}
-	// One wake-up per handler per batch, not per message.
-	r.wakeFed()
-	for i := range r.fed {
+	// A handler is woken once it has a run's worth queued, or its oldest
+	// message has waited sleepBatches batches; otherwise when the socket
+	// is empty (receive). Under sustained load that is one wake-up per
+	// few hundred messages, not per batch: fewer futex wakes and idle
+	// spinning on the CPU the sender and the reader need.
+	for i, h := range r.fed {
 		r.fed[i] = nil
+		if h.asleepSince == 0 {
+			h.asleepSince = r.batch
+			r.asleep = append(r.asleep, h)
+		}
 	}
 	r.fed = r.fed[:0]
+	kept := r.asleep[:0]
+	for _, h := range r.asleep {
+		if r.batch-h.asleepSince+1 >= sleepBatches || h.mb.UserMessageCount() >= maxRun {
+			h.asleepSince = 0
+			h.Wake()
+			continue
+		}
+		kept = append(kept, h)
+	}
+	clear(r.asleep[len(kept):])
+	r.asleep = kept
+	r.sleepers.Store(int32(len(kept)))
 }
 
-// wakeFed wakes every handler the current batch has fed so far.
+// sleepBatches bounds how many batches a handler's messages may wait
+// before it is woken.
+const sleepBatches = 4
+
+// wakeAsleep wakes every handler left asleep.
+func (r *Reader) wakeAsleep() {
+	for i, h := range r.asleep {
+		h.asleepSince = 0
+		h.Wake()
+		r.asleep[i] = nil
+	}
+	r.asleep = r.asleep[:0]
+	r.sleepers.Store(0)
+}
+
+// wakeFed wakes every handler fed and not yet woken.
 func (r *Reader) wakeFed() {
 	for _, h := range r.fed {
 		h.Wake()
 	}
+	r.wakeAsleep()
 }
 
 // wakeAll wakes every handler (after a loss notice, so that it is heard

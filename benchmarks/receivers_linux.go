@@ -304,7 +304,7 @@ func newCnRecv(o cnOptions) (*cnRecv, error) {
 	}
 	opts := []cnactor.Option{cnactor.WithTransport(&gatedConn{Conn: conn, g: r.g})}
 	if o.mailbox > 0 {
-		opts = append(opts, cnactor.WithDefaultMailbox(o.mailbox, cnactor.DropNewest))
+		opts = append(opts, cnactor.WithDefaultMailbox(o.mailbox, cnactor.Backpressure))
 	}
 	c, err := cnactor.New(opts...)
 	if err != nil {

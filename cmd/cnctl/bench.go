@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -58,8 +59,20 @@ func runBench(ctx context.Context, args []string, e *env) error {
 	fs.StringVar(&cfg.Peers, "peers", "", "proc: path of cnbench-peers (built from benchmarks/peers); looked up in PATH if empty")
 	jsonOut := fs.Bool("json", false, "print the result as one JSON object")
 	strict := fs.Bool("strict", false, "exit 1 also when a target is missed")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this `file` (go tool pprof)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if cfg.Scenario != benchmarks.Throughput {
 		cfg.Method = ""
