@@ -1,0 +1,96 @@
+//go:build linux
+
+package cnactor_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/internal/testutil"
+	"github.com/cnactor/cnactor/transport"
+)
+
+// On the real kernel, with the default overflow policy: a unicast sender
+// faster than the handler loses nothing. The connector's small receive
+// buffer fills while its reader waits for the handler, and the kernel
+// makes the sender wait.
+func TestIntegrationBackpressureUnicastNoLoss(t *testing.T) {
+	testutil.Privileged(t)
+	t.Parallel()
+	c, err := cnactor.New(cnactor.WithReadBuffer(64 << 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	id := transport.CbID{Idx: 0x7810, Val: 1} // above 32: no group
+	h := &slowHandler{d: 5 * time.Microsecond}
+	if err := c.AddCallback(id, "slow", h, cnactor.WithMailbox(64, cnactor.Backpressure),
+		cnactor.WithStallTimeout(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	peer := dialKernel(t)
+	n := 20000
+	if testutil.RaceEnabled {
+		n = 5000
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range uint32(n) {
+		if err := peer.Send(ctx, transport.Addr{Port: c.Port()}, &transport.Message{ID: id, Seq: i, Data: []byte("x")}); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	testutil.WaitFor(t, "every message handled", func() bool { return info(t, c, id).Handled == uint64(n) })
+	ci, st := info(t, c, id), c.Stats()
+	if ci.Dropped != 0 || ci.Shed != 0 || st.Reader.KernelDrops != 0 {
+		t.Errorf("callback %+v, kernel drops %d: want nothing lost", ci.CallbackStats, st.Reader.KernelDrops)
+	}
+	if ci.Stalls == 0 {
+		t.Error("the mailbox never filled: the test did not exercise flow control")
+	}
+	if !h.inOrder(n) {
+		t.Error("messages were not handled once each, in order")
+	}
+}
+
+// Multicast senders never wait: while the reader waits for a slow handler,
+// the kernel drops for the full socket and counts it. Every message is
+// handled or counted as a kernel drop; none is dropped in userspace.
+func TestIntegrationBackpressureMulticastCountsKernelDrops(t *testing.T) {
+	testutil.Privileged(t)
+	t.Parallel()
+	group := testutil.Group(t)
+	c, err := cnactor.New(cnactor.WithReadBuffer(64 << 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	id := transport.CbID{Idx: group, Val: 0x7811}
+	h := &slowHandler{d: 20 * time.Microsecond}
+	if err := c.AddCallback(id, "slow", h, cnactor.WithMailbox(64, cnactor.Backpressure),
+		cnactor.WithStallTimeout(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	peer := dialKernel(t)
+	const n = 5000
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range uint32(n) {
+		if err := peer.Send(ctx, transport.Addr{Group: group}, &transport.Message{ID: id, Seq: i, Data: []byte("x")}); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	testutil.WaitFor(t, "every message handled or counted as a kernel drop", func() bool {
+		return info(t, c, id).Handled+c.Stats().Reader.KernelDrops == n
+	})
+	ci, st := info(t, c, id), c.Stats()
+	if ci.Dropped != 0 || ci.Failed != 0 {
+		t.Errorf("callback %+v: want nothing dropped in userspace", ci.CallbackStats)
+	}
+	if st.Reader.KernelDrops == 0 {
+		t.Error("the kernel dropped nothing: the test did not overflow the socket")
+	}
+	t.Logf("%d handled, %d dropped by the kernel, reader held %d times for %v", ci.Handled, st.Reader.KernelDrops, ci.Stalls, ci.Stalled)
+}

@@ -1,0 +1,210 @@
+package cnactor_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/transport"
+)
+
+// slowHandler takes about d per message and records the seqs it saw.
+type slowHandler struct {
+	d    time.Duration
+	mu   sync.Mutex
+	seqs []uint32
+}
+
+func (h *slowHandler) Receive(_ handlers.Context, m *transport.Message) error {
+	for start := time.Now(); time.Since(start) < h.d; {
+	}
+	h.mu.Lock()
+	h.seqs = append(h.seqs, m.Seq)
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *slowHandler) inOrder(n int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.seqs) != n {
+		return false
+	}
+	for i, s := range h.seqs {
+		if s != uint32(i) {
+			return false
+		}
+	}
+	return true
+}
+
+// Under Backpressure (the default) a handler slower than its sender loses
+// nothing: the reader stops reading while the mailbox is full, the
+// transport's queue fills, and the unicast sender waits.
+func TestBackpressureSlowHandlerLosesNothing(t *testing.T) {
+	t.Parallel()
+	c, net := newMemConnector(t)
+	peer := dialPeer(t, net)
+	id := transport.CbID{Idx: 0x7800, Val: 1}
+	h := &slowHandler{d: 20 * time.Microsecond}
+	// A long stall timeout: this test is about losing nothing, not about
+	// shedding on a machine slowed down by the race detector.
+	if err := c.AddCallback(id, "slow", h, cnactor.WithMailbox(16, cnactor.Backpressure),
+		cnactor.WithStallTimeout(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	for i := range uint32(n) {
+		sendTo(t, peer, c, id, i, "x")
+	}
+	waitFor(t, "every message handled", func() bool { return info(t, c, id).Handled == n })
+	ci := info(t, c, id)
+	if ci.Dropped != 0 || ci.Shed != 0 || ci.Sheddings != 0 || ci.Failed != 0 || ci.Overflow != cnactor.Backpressure {
+		t.Errorf("stats %+v, want all %d handled, nothing dropped", ci.CallbackStats, n)
+	}
+	// The positive control: the mailbox did fill and hold the reader,
+	// so nothing above came from a mailbox that never overflowed.
+	if ci.Stalls == 0 || ci.Stalled <= 0 {
+		t.Errorf("the reader was never held (stalls %d, %v): the test did not exercise flow control", ci.Stalls, ci.Stalled)
+	}
+	if !h.inOrder(n) {
+		t.Error("messages were not handled once each, in order")
+	}
+	if st := c.Stats(); st.Reader.KernelDrops != 0 {
+		t.Errorf("transport drops %d", st.Reader.KernelDrops)
+	}
+}
+
+// gatedObserver blocks in Receive until its gate opens and records the
+// losses it is told of.
+type gatedObserver struct {
+	entered chan struct{}
+	gate    chan struct{}
+	mu      sync.Mutex
+	lost    uint64
+	got     int
+}
+
+func (g *gatedObserver) Receive(handlers.Context, *transport.Message) error {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	<-g.gate
+	g.mu.Lock()
+	g.got++
+	g.mu.Unlock()
+	return nil
+}
+
+func (g *gatedObserver) Lost(n uint64, s handlers.LossSource) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s == handlers.LossMailbox {
+		g.lost += n
+	}
+}
+
+// A stalled handler holds the reader for at most its stall timeout; then it
+// sheds its own messages (counted, and told in order to a loss observer)
+// while the others flow, and rejoins flow control once it has drained.
+func TestBackpressureStalledHandlerShedsThenRejoins(t *testing.T) {
+	t.Parallel()
+	c, net := newMemConnector(t)
+	peer := dialPeer(t, net)
+	stuckID, healthyID := transport.CbID{Idx: 0x7801, Val: 1}, transport.CbID{Idx: 0x7801, Val: 2}
+	const mailbox, stall = 16, 50 * time.Millisecond
+	stuck := &gatedObserver{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	released := false
+	defer func() {
+		if !released {
+			close(stuck.gate)
+		}
+	}()
+	if err := c.AddCallback(stuckID, "stuck", stuck, cnactor.WithMailbox(mailbox, cnactor.Backpressure),
+		cnactor.WithStallTimeout(stall)); err != nil {
+		t.Fatal(err)
+	}
+	healthy := &handlers.Counter{}
+	if err := c.AddCallback(healthyID, "healthy", healthy); err != nil {
+		t.Fatal(err)
+	}
+	sendTo(t, peer, c, stuckID, 0, "first")
+	<-stuck.entered
+	const n = 2000
+	toStuck := uint64(1)
+	for i := range uint32(n) {
+		sendTo(t, peer, c, healthyID, i, "ok")
+		if i%8 == 0 {
+			sendTo(t, peer, c, stuckID, i+1, "more")
+			toStuck++
+		}
+	}
+	waitFor(t, "the healthy handler to get everything", func() bool { return info(t, c, healthyID).Handled == n })
+	waitFor(t, "every message to the stuck one routed", func() bool { return info(t, c, stuckID).Received == toStuck })
+	hs, s := info(t, c, healthyID), info(t, c, stuckID)
+	if hs.Dropped != 0 || hs.Stalls != 0 {
+		t.Errorf("healthy: %+v, want nothing dropped and no stall", hs.CallbackStats)
+	}
+	// 16 fit (the one in progress included); the 17th held the reader
+	// for the stall timeout and started the shedding; every later one was
+	// shed at once, without holding the reader again.
+	if want := toStuck - mailbox; s.Shed != want || s.Dropped != want || s.Queued != mailbox {
+		t.Errorf("stuck: %+v, want %d shed and dropped, %d queued", s.CallbackStats, want, mailbox)
+	}
+	if s.Stalls != 1 || s.Sheddings != 1 || s.Stalled < stall {
+		t.Errorf("stuck: %d stalls, %d sheddings, held %v; want 1, 1, at least %v", s.Stalls, s.Sheddings, s.Stalled, stall)
+	}
+
+	// Released, it drains; the next message is queued again (it rejoined),
+	// and the handler hears of the loss before it.
+	close(stuck.gate)
+	released = true
+	waitFor(t, "the stuck handler to drain", func() bool { return info(t, c, stuckID).Handled == mailbox })
+	sendTo(t, peer, c, stuckID, 9999, "after")
+	waitFor(t, "the message after the drain", func() bool { return info(t, c, stuckID).Handled == mailbox+1 })
+	s = info(t, c, stuckID)
+	if s.Shed != toStuck-mailbox || s.Received != s.Handled+s.Dropped || s.Queued != 0 {
+		t.Errorf("after the drain: %+v", s.CallbackStats)
+	}
+	stuck.mu.Lock()
+	lost := stuck.lost
+	stuck.mu.Unlock()
+	if lost != s.Shed {
+		t.Errorf("loss notices told %d lost, %d were shed", lost, s.Shed)
+	}
+}
+
+// drop-newest and drop-oldest stay explicit choices: the reader never
+// waits for them.
+func TestDropPoliciesNeverHoldTheReader(t *testing.T) {
+	t.Parallel()
+	for _, o := range []cnactor.Overflow{cnactor.DropNewest, cnactor.DropOldest} {
+		c, net := newMemConnector(t)
+		peer := dialPeer(t, net)
+		id := transport.CbID{Idx: 0x7802, Val: uint32(o)}
+		stuck := &gatedObserver{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+		if err := c.AddCallback(id, "stuck", stuck, cnactor.WithMailbox(4, o)); err != nil {
+			t.Fatal(err)
+		}
+		sendTo(t, peer, c, id, 0, "first")
+		<-stuck.entered
+		for i := range uint32(100) {
+			sendTo(t, peer, c, id, i+1, "more")
+		}
+		waitFor(t, "every message routed", func() bool { return info(t, c, id).Received == 101 })
+		ci := info(t, c, id)
+		if ci.Stalls != 0 || ci.Shed != 0 || ci.Dropped != 101-4 {
+			t.Errorf("%v: %+v, want 97 dropped, no stall, nothing shed", o, ci.CallbackStats)
+		}
+		close(stuck.gate)
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		if err := c.Close(ctx); err != nil {
+			t.Error(err)
+		}
+		cancel()
+	}
+}
