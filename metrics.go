@@ -24,6 +24,10 @@ import (
 //	reader_receive_errors_total        failed receive calls
 //	callback_{received,handled,failed,dropped,rejected,restarts}_total{id,name}
 //	callback_queued{id,name}           mailbox depth
+//	callback_stalls_total{id,name}     times its full mailbox held the reader (flow control)
+//	callback_stalled_seconds_total{id,name}  how long it held the reader, in all
+//	callback_sheddings_total{id,name}  holds that ran past the stall timeout
+//	callback_shed_total{id,name}       messages shed while it drained (part of dropped)
 //	callback_mailbox_capacity{id,name}
 //	callback_up{id,name}               1 running, 0 waiting for a restart or stopped
 //	requester_in_flight
@@ -62,7 +66,8 @@ var (
 	}
 
 	cbDescs = struct {
-		received, handled, failed, dropped, rejected, restarts, queued, capacity, up *prometheus.Desc
+		received, handled, failed, dropped, rejected, restarts, queued, capacity, up,
+		stalls, stalled, sheddings, shed *prometheus.Desc
 	}{
 		desc("callback_received_total", "Messages routed to the callback.", cbLabels...),
 		desc("callback_handled_total", "Messages the callback's handler processed without error.", cbLabels...),
@@ -73,6 +78,10 @@ var (
 		desc("callback_queued", "Messages waiting in the callback's mailbox.", cbLabels...),
 		desc("callback_mailbox_capacity", "Capacity of the callback's mailbox.", cbLabels...),
 		desc("callback_up", "1 while the callback's handler runs, 0 while it waits for a restart or is stopped.", cbLabels...),
+		desc("callback_stalls_total", "Times the callback's full mailbox held the socket-reader (flow control).", cbLabels...),
+		desc("callback_stalled_seconds_total", "Time the callback's full mailbox held the socket-reader.", cbLabels...),
+		desc("callback_sheddings_total", "Holds of the reader that ran past the callback's stall timeout.", cbLabels...),
+		desc("callback_shed_total", "Messages the callback shed while draining after a stall (part of dropped).", cbLabels...),
 	}
 
 	reqDescs = struct {
@@ -112,7 +121,7 @@ func (m *Collector) Describe(ch chan<- *prometheus.Desc) {
 		readerDescs.datagrams, readerDescs.bytes, readerDescs.messages, readerDescs.kernelDrops, readerDescs.overflows,
 		readerDescs.malformed, readerDescs.rejected, readerDescs.unknown, readerDescs.intercepted, readerDescs.receiveErrors,
 		cbDescs.received, cbDescs.handled, cbDescs.failed, cbDescs.dropped, cbDescs.rejected, cbDescs.restarts,
-		cbDescs.queued, cbDescs.capacity, cbDescs.up,
+		cbDescs.queued, cbDescs.capacity, cbDescs.up, cbDescs.stalls, cbDescs.stalled, cbDescs.sheddings, cbDescs.shed,
 		reqDescs.inFlight, reqDescs.requests, reqDescs.replies, reqDescs.timeouts, reqDescs.retries, reqDescs.cancelled,
 		reqDescs.failed, reqDescs.duplicates, reqDescs.late, reqDescs.rtt,
 		controlDescs.applied, controlDescs.malformed, controlDescs.subscriptions,
@@ -157,6 +166,10 @@ func (m *Collector) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		gauge(cbDescs.up, up, l...)
+		counter(cbDescs.stalls, cb.Stalls, l...)
+		ch <- prometheus.MustNewConstMetric(cbDescs.stalled, prometheus.CounterValue, cb.Stalled.Seconds(), l...)
+		counter(cbDescs.sheddings, cb.Sheddings, l...)
+		counter(cbDescs.shed, cb.Shed, l...)
 	}
 
 	q := s.Requester

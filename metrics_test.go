@@ -255,3 +255,59 @@ func TestHealthHandler(t *testing.T) {
 		t.Errorf("closed: %d %q", code, body)
 	}
 }
+
+// The flow-control counters of a callback that held the reader and shed.
+func TestMetricsFlowControl(t *testing.T) {
+	t.Parallel()
+	c, net := newMemConnector(t)
+	peer := dialPeer(t, net)
+	id := transport.CbID{Idx: 0x7803, Val: 1}
+	stuck := &gatedObserver{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	defer close(stuck.gate)
+	if err := c.AddCallback(id, "stuck", stuck, cnactor.WithMailbox(2, cnactor.Backpressure),
+		cnactor.WithStallTimeout(20*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	sendTo(t, peer, c, id, 0, "first")
+	<-stuck.entered
+	for i := range uint32(10) {
+		sendTo(t, peer, c, id, i+1, "more")
+	}
+	waitFor(t, "every message routed", func() bool { return info(t, c, id).Received == 11 })
+	// 2 fit; the third held the reader 20 ms and began the shedding of 9.
+	const want = `
+# HELP cnactor_callback_shed_total Messages the callback shed while draining after a stall (part of dropped).
+# TYPE cnactor_callback_shed_total counter
+cnactor_callback_shed_total{id="4294967295:4294967295",name="connector"} 0
+cnactor_callback_shed_total{id="30723:1",name="stuck"} 9
+# HELP cnactor_callback_sheddings_total Holds of the reader that ran past the callback's stall timeout.
+# TYPE cnactor_callback_sheddings_total counter
+cnactor_callback_sheddings_total{id="4294967295:4294967295",name="connector"} 0
+cnactor_callback_sheddings_total{id="30723:1",name="stuck"} 1
+# HELP cnactor_callback_stalls_total Times the callback's full mailbox held the socket-reader (flow control).
+# TYPE cnactor_callback_stalls_total counter
+cnactor_callback_stalls_total{id="4294967295:4294967295",name="connector"} 0
+cnactor_callback_stalls_total{id="30723:1",name="stuck"} 1
+`
+	col := cnactor.NewCollector(c)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(col)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"cnactor_callback_shed_total", "cnactor_callback_sheddings_total", "cnactor_callback_stalls_total"); err != nil {
+		t.Error(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "cnactor_callback_stalled_seconds_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if v := m.GetCounter().GetValue(); m.GetLabel()[0].GetValue() == "30723:1" && v < 0.02 {
+				t.Errorf("stalled %v s, want at least the 20 ms stall timeout", v)
+			}
+		}
+	}
+}

@@ -291,13 +291,13 @@ func (s *server) list(w io.Writer) {
 		counters := map[string]uint64{
 			"received": cb.Received, "handled": cb.Handled, "failed": cb.Failed,
 			"dropped": cb.Dropped, "queued": cb.Queued, "rejected": cb.Rejected,
-			"restarts": cb.Restarts,
+			"restarts": cb.Restarts, "stalls": cb.Stalls, "shed": cb.Shed,
 		}
 		for k, v := range cb.Handler {
 			counters[k] = v
 		}
-		fmt.Fprintf(w, "%s name=%s handler=%s group=%d %s state=%s backoff=%s\n", cb.ID, cb.Name, handler, cb.Group,
-			handlers.FormatStats(counters), cb.State, cb.Backoff)
+		fmt.Fprintf(w, "%s name=%s handler=%s group=%d %s stalled=%s overflow=%s state=%s backoff=%s\n", cb.ID, cb.Name, handler, cb.Group,
+			handlers.FormatStats(counters), cb.Stalled.Round(time.Microsecond), cb.Overflow, cb.State, cb.Backoff)
 	}
 	r := st.Reader
 	fmt.Fprintf(w, "reader datagrams=%d messages=%d malformed=%d kernel_drops=%d unknown=%d rejected=%d\n",
