@@ -27,6 +27,19 @@ import (
 //	  ▲                            │
 //	  └── not read while waiting ◄─┘  (at most the stall timeout, then shed)
 
+// admitRun queues msgs, consecutive messages of one batch for h, under
+// one lock while there is room; the rest go through admit.
+func (r *Reader) admitRun(h *HandlerRef, msgs []transport.Received) {
+	if !h.shedding {
+		n := h.mb.putRun(msgs)
+		h.counters.received.Add(uint64(n))
+		msgs = msgs[n:]
+	}
+	for i := range msgs {
+		r.admit(h, &msgs[i])
+	}
+}
+
 // admit queues msg for h, waiting for room under Backpressure.
 func (r *Reader) admit(h *HandlerRef, msg *transport.Received) {
 	h.counters.received.Add(1)

@@ -215,21 +215,50 @@ const (
 // put queues a copy of r, applying the overflow policy. It never blocks.
 func (m *mailbox) put(r *transport.Received) putResult {
 	m.mu.Lock()
+	res := m.putLocked(r)
+	m.mu.Unlock()
+	if res == putQueued {
+		m.userCount.Add(1)
+	}
+	return res
+}
+
+// putRun puts each of rs in order under one lock, and stops at the first
+// that finds the mailbox full under Backpressure. It returns how many it
+// took (queued, or dropped by the policy).
+func (m *mailbox) putRun(rs []transport.Received) int {
+	queued := int32(0)
+	m.mu.Lock()
+	i := 0
+	for ; i < len(rs); i++ {
+		res := m.putLocked(&rs[i])
+		if res == putFull {
+			break
+		}
+		if res == putQueued {
+			queued++
+		}
+	}
+	m.mu.Unlock()
+	m.userCount.Add(queued)
+	return i
+}
+
+// putLocked is put with mu held; the caller counts what it queued in
+// userCount.
+func (m *mailbox) putLocked(r *transport.Received) putResult {
 	if m.stopped.Load() {
-		m.mu.Unlock()
 		m.counters.dropped.Add(1)
 		return putDropped
 	}
 	if m.envs >= m.limit {
 		switch m.overflow {
 		case Backpressure:
-			m.mu.Unlock()
 			return putFull
 		case DropNewest:
 			if m.notifyLoss {
 				m.pendingLoss++
 			}
-			m.mu.Unlock()
 			m.counters.dropped.Add(1)
 			return putDropped
 		}
@@ -238,7 +267,6 @@ func (m *mailbox) put(r *transport.Received) putResult {
 			if m.notifyLoss {
 				m.pendingLoss++
 			}
-			m.mu.Unlock()
 			m.counters.dropped.Add(1)
 			return putDropped
 		}
@@ -262,8 +290,6 @@ func (m *mailbox) put(r *transport.Received) putResult {
 	m.recv[i].Data = buf
 	m.n++
 	m.envs++
-	m.mu.Unlock()
-	m.userCount.Add(1)
 	return putQueued
 }
 

@@ -300,20 +300,33 @@ func (r *Reader) route(b *transport.Batch) {
 				zap.Error(m.Err), zap.Int("suppressed", n))
 		}
 	}
+	// Consecutive messages for one handler are admitted as a run: one
+	// lock and one counter update for all of them.
+	var runH *HandlerRef
+	runStart := 0
+	flush := func(end int) {
+		if runH != nil {
+			r.admitRun(runH, b.Messages[runStart:end])
+			runH = nil
+		}
+	}
 	for i := range b.Messages {
 		msg := &b.Messages[i]
 		if r.cfg.Intercept != nil && r.cfg.Intercept.Intercept(msg, r.taken) {
+			flush(i)
 			continue
 		}
 		route := snap.Lookup(msg.ID)
 		if route == nil {
 			r.c.unknown.Add(1)
 			if route = snap.Fallback(); route == nil {
+				flush(i)
 				continue
 			}
 		}
 		h := route.Target.(*HandlerRef)
 		if !route.Policy.Allows(msg.From, msg.Creds) {
+			flush(i)
 			r.c.rejected.Add(1)
 			h.Reject()
 			if ok, n := r.limit.allow(); ok {
@@ -326,8 +339,12 @@ func (r *Reader) route(b *transport.Batch) {
 			h.batch = r.batch
 			r.fed = append(r.fed, h)
 		}
-		r.admit(h, msg)
+		if h != runH {
+			flush(i)
+			runH, runStart = h, i
+		}
 	}
+	flush(len(b.Messages))
 	// A handler is woken once it has a run's worth queued, or its oldest
 	// message has waited sleepBatches batches; otherwise when the socket
 	// is empty (receive). Under sustained load that is one wake-up per
