@@ -60,7 +60,7 @@ func drainBench(b *testing.B, cfg Config, baselines bool) {
 	if cfg.Transport != Memory {
 		testutil.Privileged(b)
 	}
-	cfg.Scenario = Throughput
+	cfg.Scenario, cfg.Method = Throughput, Drain
 	if err := cfg.Normalize(); err != nil {
 		b.Fatal(err)
 	}
@@ -117,6 +117,9 @@ func drainBench(b *testing.B, cfg Config, baselines bool) {
 		}
 		if r == receiver(t.cn) {
 			b.ReportMetric(float64(m.mallocs)/float64(m.msgs), "cnactor-allocs/msg")
+		}
+		if m.cpuMsgs > 0 {
+			b.ReportMetric(float64(m.cpu.Nanoseconds())/float64(m.cpuMsgs), r.name()+"-cpu-ns/msg")
 		}
 	}
 	for name, v := range rates {

@@ -30,15 +30,15 @@ const (
 	Unicast   = "unicast"
 	Multicast = "multicast"
 
+	// Live (the default) runs the sender at full rate against one
+	// receiver at a time, each for the same time, and compares delivered
+	// rates: sender and receiver share the machine, as in production.
+	Live = "live"
 	// Drain pre-fills a receiver's socket queue (made large enough with
 	// SO_RCVBUFFORCE) while it is held back, then times how long the
 	// receiver takes to empty it: the receive path alone, without the
 	// sender competing for the CPUs.
 	Drain = "drain"
-	// Live runs the sender at full rate against one receiver at a time,
-	// each for the same time, and compares delivered rates: sender and
-	// receiver share the machine, as in production.
-	Live = "live"
 )
 
 // Errors of Run.
@@ -101,7 +101,7 @@ func (c *Config) Normalize() error {
 		c.Mode = Unicast
 	}
 	if c.Method == "" && c.Scenario == Throughput {
-		c.Method = Drain
+		c.Method = Live
 	}
 	if c.Handlers == 0 {
 		c.Handlers = 1
@@ -135,7 +135,7 @@ func (c *Config) Normalize() error {
 		bad = append(bad, fmt.Sprintf("mode %q (want unicast or multicast)", c.Mode))
 	}
 	if c.Scenario == Throughput && c.Method != Drain && c.Method != Live {
-		bad = append(bad, fmt.Sprintf("method %q (want drain or live)", c.Method))
+		bad = append(bad, fmt.Sprintf("method %q (want live or drain)", c.Method))
 	}
 	if c.Handlers < 1 || c.Handlers > 4096 {
 		bad = append(bad, fmt.Sprintf("handlers %d (want 1..4096)", c.Handlers))
@@ -177,6 +177,10 @@ type Result struct {
 	Receivers []ReceiverResult `json:"receivers,omitempty"`
 	// Ratios are cnactor's delivered rate over each baseline's.
 	Ratios map[string]float64 `json:"ratios,omitempty"`
+	// CPURatios are cnactor's CPU time per delivered message over each
+	// baseline's (ReceiverResult.CPUNsPerMsg), keyed like Ratios: below 1
+	// means cnactor spends less CPU per message.
+	CPURatios map[string]float64 `json:"cpu_ratios,omitempty"`
 
 	Latency  *LatencyResult  `json:"latency,omitempty"`
 	Overload *OverloadResult `json:"overload,omitempty"`
@@ -199,9 +203,18 @@ type ReceiverResult struct {
 	// while the receiver ran (runtime.MemStats.Mallocs).
 	AllocsPerMsg float64 `json:"allocs_per_msg"`
 	BytesPerMsg  float64 `json:"bytes_per_msg"`
-	// SentRate is the sender's rate (live method).
-	SentRate float64 `json:"sent_rate,omitempty"`
-	Drops    uint64  `json:"drops"` // kernel and mailbox drops
+	// CPUSeconds is the process's CPU time (user + system, getrusage)
+	// while the receiver ran, the sender's own thread excluded, from the
+	// start of each slot (drain: of each timed drain) until the receiver
+	// had settled; CPUNsPerMsg divides it by the messages delivered in the
+	// same windows. See cpuWindow for how the sender is taken out.
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	CPUNsPerMsg float64 `json:"cpu_ns_per_msg"`
+	// SentRate is the sender's rate (live method); SenderCPUSeconds the
+	// CPU time of the sender's thread, which CPUSeconds excludes.
+	SentRate         float64 `json:"sent_rate,omitempty"`
+	SenderCPUSeconds float64 `json:"sender_cpu_seconds,omitempty"`
+	Drops            uint64  `json:"drops"` // kernel and mailbox drops
 }
 
 // Accounting is one receiver's books: Sent must equal the sum of the rest.

@@ -37,7 +37,7 @@ func TestNormalize(t *testing.T) {
 		t.Fatalf("overload defaults: %+v", c)
 	}
 	c = Config{}
-	if err := c.Normalize(); err != nil || c.Scenario != Throughput || c.Method != Drain || c.Handlers != 1 {
+	if err := c.Normalize(); err != nil || c.Scenario != Throughput || c.Method != Live || c.Handlers != 1 {
 		t.Fatalf("throughput defaults: %+v %v", c, err)
 	}
 	for _, bad := range []Config{

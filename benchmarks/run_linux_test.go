@@ -45,11 +45,37 @@ func checkReceivers(t *testing.T, res *Result, n int) {
 	if res.Receivers[n-1].Name != NameCnactor || res.Ratios[NameCnactor+"/"+res.Receivers[0].Name] <= 0 {
 		t.Errorf("receivers %+v, ratios %v", res.Receivers, res.Ratios)
 	}
+	for _, r := range res.Receivers {
+		if r.CPUSeconds <= 0 || r.CPUNsPerMsg <= 0 {
+			t.Errorf("receiver %s: no CPU time measured: %+v", r.Name, r)
+		}
+		if res.Config.Method == Live && r.SenderCPUSeconds <= 0 {
+			t.Errorf("receiver %s: no sender CPU time measured: %+v", r.Name, r)
+		}
+	}
+	if res.CPURatios[NameCnactor+"/"+res.Receivers[0].Name] <= 0 {
+		t.Errorf("cpu ratios %v", res.CPURatios)
+	}
+}
+
+// checkTargets checks that res has the named targets (met or not: short
+// runs on a busy machine measure little).
+func checkTargets(t *testing.T, res *Result, names ...string) {
+	t.Helper()
+	have := map[string]bool{}
+	for _, tg := range res.Targets {
+		have[tg.Name] = true
+	}
+	for _, n := range names {
+		if !have[n] {
+			t.Errorf("no target %q in %+v", n, res.Targets)
+		}
+	}
 }
 
 func TestThroughputMemory(t *testing.T) {
 	for _, cfg := range []Config{
-		{Transport: Memory, Handlers: 4, Duration: 50 * time.Millisecond, Chunk: 1000},
+		{Transport: Memory, Method: Drain, Handlers: 4, Duration: 50 * time.Millisecond, Chunk: 1000},
 		{Transport: Memory, Mode: Multicast, Method: Live, Handlers: 2, Duration: 150 * time.Millisecond},
 	} {
 		res := run(t, cfg)
@@ -75,10 +101,20 @@ func TestLatencyMemory(t *testing.T) {
 func TestKernelScenarios(t *testing.T) {
 	testutil.Privileged(t)
 	t.Run("throughput-drain", func(t *testing.T) {
-		checkReceivers(t, run(t, Config{Handlers: 2, Duration: 50 * time.Millisecond, Chunk: 500}), 3)
+		checkReceivers(t, run(t, Config{Method: Drain, Handlers: 2, Duration: 50 * time.Millisecond, Chunk: 500}), 3)
+	})
+	t.Run("throughput-live-unicast", func(t *testing.T) { // the default method
+		res := run(t, Config{Duration: 150 * time.Millisecond})
+		checkReceivers(t, res, 3)
+		if res.Config.Method != Live {
+			t.Errorf("method %q, want live by default", res.Config.Method)
+		}
+		checkTargets(t, res, "cnactor/recvmmsg, 1 handler", "CPU per message cnactor/recvmmsg", "dropped in userspace (cnactor)")
 	})
 	t.Run("throughput-live-multicast", func(t *testing.T) {
-		checkReceivers(t, run(t, Config{Mode: Multicast, Method: Live, Duration: 150 * time.Millisecond}), 3)
+		res := run(t, Config{Mode: Multicast, Method: Live, Duration: 150 * time.Millisecond})
+		checkReceivers(t, res, 3)
+		checkTargets(t, res, "cnactor/recvmmsg, multicast, 1 handler", "CPU per message cnactor/recvmmsg")
 	})
 	t.Run("latency", func(t *testing.T) {
 		run(t, Config{Scenario: Latency, Duration: 100 * time.Millisecond})

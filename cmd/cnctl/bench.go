@@ -21,7 +21,8 @@ const benchUsage = `usage: cnctl bench [throughput|latency|overload|proc] [flags
 
   throughput  a sender at full rate; cnactor (socket to handler) beside a plain
               recvmmsg loop and an mdlayher/netlink Conn.Receive loop, same run,
-              same traffic; prints cnactor's ratio to each
+              same traffic; prints each one's rate and CPU time per message
+              (the sender's thread excluded) and cnactor's ratios to each
   latency     request/reply RTT percentiles beside a raw two-socket ping-pong
   overload    one handler stalls while traffic runs at full rate: memory,
               the other handlers' delivery, the drops
@@ -48,7 +49,7 @@ func runBench(ctx context.Context, args []string, e *env) error {
 	cfg.Scenario = scenario
 	fs.StringVar(&cfg.Transport, "transport", benchmarks.Netlink, "netlink or memory (the in-process transport)")
 	fs.StringVar(&cfg.Mode, "mode", benchmarks.Unicast, "unicast (to the receiver's port) or multicast (to a group it joined)")
-	fs.StringVar(&cfg.Method, "method", benchmarks.Drain, "throughput: drain (time emptying a pre-filled queue) or live (sender running alongside)")
+	fs.StringVar(&cfg.Method, "method", benchmarks.Live, "throughput: live (sender running alongside, each receiver in turn) or drain (time emptying a pre-filled queue)")
 	fs.IntVar(&cfg.Handlers, "handlers", 0, "callback ids the traffic is spread over (default 1; overload 4)")
 	fs.IntVar(&cfg.Payload, "payload", 64, "payload bytes per message, 16..16384")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "how long to run (default 5s; overload 10s)")
@@ -186,19 +187,25 @@ func printBench(w io.Writer, r *benchmarks.Result) {
 	}
 	fmt.Fprintln(tw, head)
 	if len(r.Receivers) > 0 {
-		fmt.Fprintln(tw, "\nreceiver\tmessages\tseconds\tmsgs/s\tMB/s\tallocs/msg\tB/msg\tdrops\t")
+		fmt.Fprintln(tw, "\nreceiver\tmessages\tseconds\tmsgs/s\tMB/s\tcpu s\tcpu ns/msg\tallocs/msg\tB/msg\tdrops\t")
 		for _, rr := range r.Receivers {
-			fmt.Fprintf(tw, "%s\t%d\t%.3f\t%s\t%.1f\t%.3f\t%.0f\t%d\t\n", rr.Name, rr.Messages, rr.Seconds, human(rr.Rate), rr.MBps, rr.AllocsPerMsg, rr.BytesPerMsg, rr.Drops)
+			fmt.Fprintf(tw, "%s\t%d\t%.3f\t%s\t%.1f\t%.3f\t%.0f\t%.3f\t%.0f\t%d\t\n", rr.Name, rr.Messages, rr.Seconds, human(rr.Rate), rr.MBps,
+				rr.CPUSeconds, rr.CPUNsPerMsg, rr.AllocsPerMsg, rr.BytesPerMsg, rr.Drops)
 		}
 		for _, rr := range r.Receivers {
 			if rr.SentRate > 0 {
-				fmt.Fprintf(tw, "sender rate against %s: %s/s\n", rr.Name, human(rr.SentRate))
+				fmt.Fprintf(tw, "sender rate against %s: %s/s (sender thread cpu %.3fs, not counted above)\n", rr.Name, human(rr.SentRate), rr.SenderCPUSeconds)
 			}
 		}
 		tw.Flush()
 		for _, rr := range r.Receivers[:len(r.Receivers)-1] {
 			if v, ok := r.Ratios[benchmarks.NameCnactor+"/"+rr.Name]; ok {
 				fmt.Fprintf(tw, "ratio cnactor/%s: %.2fx\n", rr.Name, v)
+			}
+		}
+		for _, rr := range r.Receivers[:len(r.Receivers)-1] {
+			if v, ok := r.CPURatios[benchmarks.NameCnactor+"/"+rr.Name]; ok {
+				fmt.Fprintf(tw, "cpu/msg ratio cnactor/%s: %.2fx (lower is better)\n", rr.Name, v)
 			}
 		}
 	}

@@ -10,7 +10,7 @@ import (
 
 func TestBenchMemoryJSON(t *testing.T) {
 	status, stdout, stderr := runCmd(t, "bench", "throughput", "-transport", "memory", "-handlers", "2",
-		"-duration", "50ms", "-chunk", "500", "-json")
+		"-method", "drain", "-duration", "50ms", "-chunk", "500", "-json")
 	if status != 0 {
 		t.Fatalf("status %d: %s", status, stderr)
 	}
@@ -28,6 +28,28 @@ func TestBenchMemoryJSON(t *testing.T) {
 	}
 	if _, ok := res.Ratios["cnactor/memory-raw"]; !ok {
 		t.Errorf("ratios: %v", res.Ratios)
+	}
+	if _, ok := res.CPURatios["cnactor/memory-raw"]; !ok {
+		t.Errorf("cpu ratios: %v", res.CPURatios)
+	}
+	for _, r := range res.Receivers {
+		if r.CPUNsPerMsg <= 0 {
+			t.Errorf("%s: cpu_ns_per_msg %v", r.Name, r.CPUNsPerMsg)
+		}
+	}
+}
+
+// TestBenchLiveDefault: throughput runs the live method unless told
+// otherwise, and its table shows CPU per message and the CPU ratio.
+func TestBenchLiveDefault(t *testing.T) {
+	status, stdout, stderr := runCmd(t, "bench", "throughput", "-transport", "memory", "-duration", "120ms")
+	if status != 0 {
+		t.Fatalf("status %d: %s", status, stderr)
+	}
+	for _, want := range []string{"live method", "cpu ns/msg", "cpu/msg ratio cnactor/memory-raw", "sender rate against cnactor"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout)
+		}
 	}
 }
 
