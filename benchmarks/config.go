@@ -59,11 +59,12 @@ type Config struct {
 	Transport string        `json:"transport"` // netlink (default) or memory
 	Mode      string        `json:"mode"`      // unicast (default) or multicast
 	Method    string        `json:"method,omitempty"`
-	Handlers  int           `json:"handlers"` // callback ids the traffic is spread over
-	Payload   int           `json:"payload"`  // bytes per message, 16..16384
-	Duration  time.Duration `json:"duration"` // how long the run lasts (roughly, for drain)
-	InFlight  int           `json:"inflight"` // latency: requests in flight
-	Mailbox   int           `json:"mailbox"`  // handler mailbox size (cnactor's default if 0)
+	Handlers  int           `json:"handlers"`        // callback ids the traffic is spread over
+	Payload   int           `json:"payload"`         // bytes per message, 16..16384
+	Duration  time.Duration `json:"duration"`        // how long the run lasts (roughly, for drain)
+	InFlight  int           `json:"inflight"`        // latency: requests in flight
+	Mailbox   int           `json:"mailbox"`         // handler mailbox size (cnactor's default if 0)
+	Batch     bool          `json:"batch,omitempty"` // cnactor's handlers take each run as a slice (handlers.BatchHandler)
 	Procs     int           `json:"procs,omitempty"`
 	Chunk     int           `json:"chunk,omitempty"` // drain: messages queued before each timed drain
 	// Peers is the path of the cnbench-peers program (benchmarks/peers),

@@ -278,6 +278,7 @@ type cnOptions struct {
 	group   uint32
 	mailbox int
 	stall   bool            // the first id's handler blocks until release
+	batch   bool            // handlers are handlers.BatchHandlers (a run per call)
 	network *memory.Network // memory transport if set
 }
 
@@ -319,6 +320,9 @@ func newCnRecv(o cnOptions) (*cnRecv, error) {
 			r.cnt.add(1)
 			return nil
 		})
+		if o.batch {
+			h = batchCounter{pc: pc, all: r.cnt}
+		}
 		if o.stall && i == 0 {
 			h = handlers.HandlerFunc(func(handlers.Context, *transport.Message) error {
 				<-r.stall
@@ -467,4 +471,19 @@ func (r *memRecv) close() error {
 	r.conn.Close()
 	<-r.exited
 	return nil
+}
+
+// batchCounter is the batch path's counting handler: one update per run.
+type batchCounter struct{ pc, all *counter }
+
+func (b batchCounter) Receive(handlers.Context, *transport.Message) error {
+	b.pc.add(1)
+	b.all.add(1)
+	return nil
+}
+
+func (b batchCounter) ReceiveBatch(_ handlers.CallbackContext, msgs []transport.Received) (int, error) {
+	b.pc.add(uint64(len(msgs)))
+	b.all.add(uint64(len(msgs)))
+	return len(msgs), nil
 }

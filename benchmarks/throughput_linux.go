@@ -120,7 +120,7 @@ func newTraffic(cfg *Config, baselines bool, stall bool) (t *traffic, err error)
 	if cfg.Chunk == 0 {
 		cfg.Chunk = chunkFor(cfg.Payload)
 	}
-	cnOpts := cnOptions{ids: ids, group: cnGroup, mailbox: cfg.Mailbox, stall: stall}
+	cnOpts := cnOptions{ids: ids, group: cnGroup, mailbox: cfg.Mailbox, stall: stall, batch: cfg.Batch}
 	if cfg.Transport == Memory {
 		net := memory.NewNetwork(memory.WithQueueLen(cfg.Chunk))
 		if t.snd, err = newMemSender(net, ids, cfg.Payload); err != nil {

@@ -55,6 +55,7 @@ func runBench(ctx context.Context, args []string, e *env) error {
 	fs.DurationVar(&cfg.Duration, "duration", 0, "how long to run (default 5s; overload 10s)")
 	fs.IntVar(&cfg.InFlight, "inflight", 1, "latency: requests in flight")
 	fs.IntVar(&cfg.Mailbox, "mailbox", 0, "handler mailbox size (default: cnactor's, 1024)")
+	fs.BoolVar(&cfg.Batch, "batch", false, "cnactor's counting handlers take each run as a slice (handlers.BatchHandler) instead of one call per message")
 	fs.IntVar(&cfg.Procs, "procs", 0, "proc: processes in the storm (default 3000)")
 	fs.IntVar(&cfg.Chunk, "chunk", 0, "throughput drain: messages queued per timed drain (default 20000, fewer for big payloads)")
 	fs.StringVar(&cfg.Peers, "peers", "", "proc: path of cnbench-peers (built from benchmarks/peers); looked up in PATH if empty")
@@ -180,6 +181,9 @@ func printBench(w io.Writer, r *benchmarks.Result) {
 	switch c.Scenario {
 	case benchmarks.Throughput:
 		head += ", " + c.Method + " method"
+		if c.Batch {
+			head += ", batch handlers"
+		}
 	case benchmarks.Latency:
 		head = fmt.Sprintf("latency: %s %s, %d in flight, %d-byte payloads, %v", c.Transport, c.Mode, c.InFlight, c.Payload, c.Duration)
 	case benchmarks.Proc:
