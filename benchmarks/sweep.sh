@@ -27,16 +27,24 @@ bench() { # file, args...
 	"$bin/cnctl" bench "$@" -json >>"$f"
 }
 
+# The headline: live (the default method), sender at full rate alongside.
+for m in unicast multicast; do
+	for h in 1 4 16; do
+		bench "$out/throughput.jsonl" throughput -method live -mode "$m" -handlers "$h" -payload 64 -duration "$d"
+	done
+done
+# Second rows: the receive path alone (drain), by handlers and payload size.
 for h in 1 4 16; do
-	bench "$out/throughput.jsonl" throughput -handlers "$h" -payload 64 -duration "$d"
+	bench "$out/throughput.jsonl" throughput -method drain -handlers "$h" -payload 64 -duration "$d"
 done
 for p in 16 256 1024 4096 16384; do
-	bench "$out/throughput.jsonl" throughput -handlers 1 -payload "$p" -duration "$d"
+	bench "$out/throughput.jsonl" throughput -method drain -handlers 1 -payload "$p" -duration "$d"
 done
-bench "$out/throughput.jsonl" throughput -handlers 1 -payload 64 -method live -duration "$d"
-bench "$out/throughput.jsonl" throughput -handlers 1 -payload 64 -mode multicast -method live -duration "$d"
-bench "$out/throughput.jsonl" throughput -handlers 1 -payload 64 -transport memory -duration "$d"
-bench "$out/throughput.jsonl" throughput -handlers 16 -payload 64 -transport memory -duration "$d"
+# The runtime alone, on the in-memory transport: plain Handler and batch path.
+for h in 1 16; do
+	bench "$out/throughput.jsonl" throughput -method drain -handlers "$h" -payload 64 -transport memory -duration "$d"
+	bench "$out/throughput.jsonl" throughput -method drain -handlers "$h" -payload 64 -transport memory -batch -duration "$d"
+done
 bench "$out/other.jsonl" latency -duration "$d"
 bench "$out/other.jsonl" latency -inflight 8 -duration "$d"
 bench "$out/other.jsonl" overload -handlers 4 -duration 10s
