@@ -25,7 +25,7 @@ func TestIntegrationBackpressureUnicastNoLoss(t *testing.T) {
 	}
 	defer c.Close(context.Background())
 	id := transport.CbID{Idx: 0x7810, Val: 1} // above 32: no group
-	h := &slowHandler{d: 5 * time.Microsecond}
+	h := newSlowHandler()
 	if err := c.AddCallback(id, "slow", h, cnactor.WithMailbox(64, cnactor.Backpressure),
 		cnactor.WithStallTimeout(time.Minute)); err != nil {
 		t.Fatal(err)
@@ -37,18 +37,27 @@ func TestIntegrationBackpressureUnicastNoLoss(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for i := range uint32(n) {
-		if err := peer.Send(ctx, transport.Addr{Port: c.Port()}, &transport.Message{ID: id, Seq: i, Data: []byte("x")}); err != nil {
-			t.Fatalf("send %d: %v", i, err)
+	sendErr := make(chan error, 1)
+	go func() {
+		for i := range uint32(n) {
+			if err := peer.Send(ctx, transport.Addr{Port: c.Port()}, &transport.Message{ID: id, Seq: i, Data: []byte("x")}); err != nil {
+				sendErr <- err
+				return
+			}
 		}
+		sendErr <- nil
+	}()
+	// The handler stays shut until its full mailbox holds the reader; the
+	// socket's queue fills behind it and the kernel makes the sender wait.
+	testutil.WaitFor(t, "the full mailbox to hold the reader", func() bool { return info(t, c, id).Stalls > 0 })
+	close(h.gate)
+	if err := <-sendErr; err != nil {
+		t.Fatal(err)
 	}
 	testutil.WaitFor(t, "every message handled", func() bool { return info(t, c, id).Handled == uint64(n) })
 	ci, st := info(t, c, id), c.Stats()
 	if ci.Dropped != 0 || ci.Shed != 0 || st.Reader.KernelDrops != 0 {
 		t.Errorf("callback %+v, kernel drops %d: want nothing lost", ci.CallbackStats, st.Reader.KernelDrops)
-	}
-	if ci.Stalls == 0 {
-		t.Error("the mailbox never filled: the test did not exercise flow control")
 	}
 	if !h.inOrder(n) {
 		t.Error("messages were not handled once each, in order")
@@ -68,12 +77,15 @@ func TestIntegrationBackpressureMulticastCountsKernelDrops(t *testing.T) {
 	}
 	defer c.Close(context.Background())
 	id := transport.CbID{Idx: group, Val: 0x7811}
-	h := &slowHandler{d: 20 * time.Microsecond}
+	h := newSlowHandler()
 	if err := c.AddCallback(id, "slow", h, cnactor.WithMailbox(64, cnactor.Backpressure),
 		cnactor.WithStallTimeout(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	peer := dialKernel(t)
+	// The handler is shut while everything is sent: 5,000 multicasts
+	// cannot fit in 64 mailbox slots and a 64 KiB socket, so the kernel
+	// must drop (multicast senders never wait).
 	const n = 5000
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -82,6 +94,7 @@ func TestIntegrationBackpressureMulticastCountsKernelDrops(t *testing.T) {
 			t.Fatalf("send %d: %v", i, err)
 		}
 	}
+	close(h.gate)
 	testutil.WaitFor(t, "every message handled or counted as a kernel drop", func() bool {
 		return info(t, c, id).Handled+c.Stats().Reader.KernelDrops == n
 	})

@@ -81,16 +81,7 @@ func (g *reqRig) reply(ctx context.Context, m transport.Received, data []byte) {
 
 func requesterStats(c *cnactor.Connector) cnactor.RequesterStats { return c.Stats().Requester }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+var waitUntil = testutil.WaitFor
 
 // Every one of n exchanges is in flight at once; the peer then answers all
 // of them in shuffled order, and each caller gets its own reply.

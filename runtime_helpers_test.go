@@ -3,6 +3,7 @@ package cnactor_test
 import (
 	"bytes"
 	"context"
+	"github.com/cnactor/cnactor/internal/testutil"
 	"sync"
 	"testing"
 	"time"
@@ -17,17 +18,8 @@ import (
 // more than a fraction of it.
 const waitTimeout = 5 * time.Second
 
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-		}
-		time.Sleep(500 * time.Microsecond)
-	}
-}
+// waitFor polls cond until it holds (testutil.WaitFor).
+var waitFor = testutil.WaitFor
 
 // newMemConnector starts a Connector on its own in-memory network, closed
 // at the end of the test.

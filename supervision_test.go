@@ -87,17 +87,7 @@ func (r *supRig) eventsOf(kind supervisor.EventKind, child string) []supervisor.
 
 func (r *supRig) info(id transport.CbID) (cnactor.CallbackInfo, bool) { return r.c.Callback(id) }
 
-// eventually polls cond until it holds or 10 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+var eventually = testutil.WaitFor
 
 // supHandler is a handler that records the seqs it handled, panics on
 // "panic", returns handlers.ErrStop on "stop" and counts restarts.

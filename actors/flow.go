@@ -74,10 +74,8 @@ func (r *Reader) hold(h *HandlerRef, msg *transport.Received) (queued bool) {
 	h.Wake()
 	start := time.Now()
 	deadline := start.Add(h.spec.StallTimeout)
-	defer func() {
-		h.counters.stalls.Add(1)
-		h.counters.stallNanos.Add(int64(time.Since(start)))
-	}()
+	h.counters.stalls.Add(1) // counted as it begins: a hold is visible while it lasts
+	defer func() { h.counters.stallNanos.Add(int64(time.Since(start))) }()
 	for {
 		if space := h.mb.awaitSpace(); space != nil {
 			wait := time.Until(deadline)

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"github.com/cnactor/cnactor/internal/testutil"
 	"log/slog"
 	"sync"
 	"testing"
@@ -22,16 +23,7 @@ func newSystem(t *testing.T) *actor.ActorSystem {
 	return s
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+var waitFor = testutil.WaitFor
 
 func checkInvariant(t *testing.T, when string, s CallbackStats) {
 	t.Helper()
