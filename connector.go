@@ -70,6 +70,8 @@ type Connector struct {
 
 	controlApplied   atomic.Uint64
 	controlMalformed atomic.Uint64
+	controlRejected  atomic.Uint64 // subscriptions over the bounds
+	controlLog       logLimiter
 }
 
 type callback struct {
@@ -478,6 +480,9 @@ func (c *Connector) Close(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	c.system.Shutdown()
+	if n := c.controlLog.flush(); n > 0 {
+		c.log.Warn("control messages refused or malformed without a warning of their own", zap.Int("suppressed", n))
+	}
 	c.log.Info("connector closed")
 	return errors.Join(errs...)
 }

@@ -33,7 +33,7 @@ import (
 //	requester_in_flight
 //	requester_{requests,replies,timeouts,retries,cancelled,failed,duplicates,late}_total
 //	requester_rtt_seconds              histogram of reply round-trip times
-//	control_{applied,malformed}_total, control_subscriptions
+//	control_{applied,malformed,rejected}_total, control_subscriptions
 type Collector struct {
 	c *Connector
 }
@@ -99,9 +99,10 @@ var (
 		desc("requester_rtt_seconds", "Round-trip time of delivered replies, from the first send."),
 	}
 
-	controlDescs = struct{ applied, malformed, subscriptions *prometheus.Desc }{
+	controlDescs = struct{ applied, malformed, rejected, subscriptions *prometheus.Desc }{
 		desc("control_applied_total", "Notification control messages applied."),
 		desc("control_malformed_total", "Notification control messages ignored as malformed."),
+		desc("control_rejected_total", "Notification subscriptions refused: over the total or per-subscription bound."),
 		desc("control_subscriptions", "Notification subscriptions in force."),
 	}
 )
@@ -124,7 +125,7 @@ func (m *Collector) Describe(ch chan<- *prometheus.Desc) {
 		cbDescs.queued, cbDescs.capacity, cbDescs.up, cbDescs.stalls, cbDescs.stalled, cbDescs.sheddings, cbDescs.shed,
 		reqDescs.inFlight, reqDescs.requests, reqDescs.replies, reqDescs.timeouts, reqDescs.retries, reqDescs.cancelled,
 		reqDescs.failed, reqDescs.duplicates, reqDescs.late, reqDescs.rtt,
-		controlDescs.applied, controlDescs.malformed, controlDescs.subscriptions,
+		controlDescs.applied, controlDescs.malformed, controlDescs.rejected, controlDescs.subscriptions,
 	} {
 		ch <- d
 	}
@@ -192,6 +193,7 @@ func (m *Collector) Collect(ch chan<- prometheus.Metric) {
 
 	counter(controlDescs.applied, s.Control.Applied)
 	counter(controlDescs.malformed, s.Control.Malformed)
+	counter(controlDescs.rejected, s.Control.Rejected)
 	gauge(controlDescs.subscriptions, float64(s.Control.Subscriptions))
 }
 

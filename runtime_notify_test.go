@@ -12,6 +12,8 @@ import (
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
 	"github.com/cnactor/cnactor/transport/memory"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // The seed's notification protocol: peers subscribe with control messages
@@ -150,4 +152,62 @@ func TestNotifications(t *testing.T) {
 		t.Errorf("Watch called after stop: %q", events[len(want):])
 	}
 	mu.Unlock()
+}
+
+// Issue 13, item 1: control messages from a peer cannot grow the core's
+// subscriptions without bound. Equal subscriptions are stored once (and so
+// notify once), distinct ones up to dispatch.DefaultMaxSubscriptions, and
+// what is over a bound is counted as rejected with a rate-limited warning,
+// while the connector keeps serving.
+func TestControlSubscriptionsBounded(t *testing.T) {
+	t.Parallel()
+	const g = 30
+	core, logs := observer.New(zap.WarnLevel)
+	c, net := newMemConnector(t, cnactor.WithLogger(zap.New(core)))
+	p := dialPeer(t, net, memory.WithGroups(g))
+	all := []dispatch.Range{{First: 0, Count: 0xffffffff}}
+	control := func(s dispatch.Subscription) {
+		t.Helper()
+		send(t, p, transport.Addr{Port: c.Port()}, &transport.Message{ID: dispatch.CoreID, Data: dispatch.AppendControl(nil, &s)})
+	}
+	start := time.Now()
+	const dups, distinct = 3000, dispatch.DefaultMaxSubscriptions + 100
+	for range dups {
+		control(dispatch.Subscription{Group: g, IdxRanges: all, ValRanges: all})
+	}
+	// Idx ranges {i, 1} with i below 0x1000: none matches the ids added below.
+	for i := range uint32(distinct) {
+		control(dispatch.Subscription{Group: g, IdxRanges: []dispatch.Range{{First: i, Count: 1}}, ValRanges: all})
+	}
+	control(dispatch.Subscription{Group: g, IdxRanges: make([]dispatch.Range, dispatch.DefaultMaxSubscriptionRanges+1), ValRanges: all})
+	const total = dups + distinct + 1
+	waitFor(t, "every control message handled", func() bool {
+		s := c.Stats().Control
+		return s.Applied+s.Rejected+s.Malformed == total
+	})
+	elapsed := time.Since(start)
+	s := c.Stats().Control
+	wantRejected := uint64(distinct - (dispatch.DefaultMaxSubscriptions - 1) + 1)
+	if s.Subscriptions != dispatch.DefaultMaxSubscriptions || s.Rejected != wantRejected || s.Malformed != 0 {
+		t.Fatalf("control stats %+v; want %d subscriptions, %d rejected", s, dispatch.DefaultMaxSubscriptions, wantRejected)
+	}
+	// One warning per second at most, the first at once.
+	warned := logs.FilterMessage("notification subscription refused").Len()
+	if warned < 1 || warned > 1+int(elapsed/time.Second) {
+		t.Errorf("%d refusal warnings for %d refusals in %v; want 1 per second", warned, s.Rejected, elapsed)
+	}
+
+	// One notification per registration, however often it was asked for:
+	// the next message after the first add's notice is the second add's.
+	first, second := transport.CbID{Idx: 0x7700, Val: 1}, transport.CbID{Idx: 0x7700, Val: 2}
+	for _, id := range []transport.CbID{first, second} {
+		if err := c.AddCallback(id, "bounded", handlers.Sink()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []transport.CbID{first, second} {
+		if r := recvFrom(t, p, c.Port()); r.ID != id || r.Ack != uint32(dispatch.EventAdded) || r.Group != g {
+			t.Fatalf("got notification %v ack %d on group %d, want %v added on group %d", r.ID, r.Ack, r.Group, id, g)
+		}
+	}
 }

@@ -41,8 +41,11 @@ type CallbackInfo struct {
 
 // ControlStats count the notification protocol's control messages.
 type ControlStats struct {
-	Applied       uint64
-	Malformed     uint64
+	Applied   uint64
+	Malformed uint64
+	// Rejected control messages were well formed but over a bound
+	// (dispatch.DefaultMaxSubscriptions, DefaultMaxSubscriptionRanges).
+	Rejected      uint64
 	Subscriptions int
 }
 
@@ -52,7 +55,7 @@ func (c *Connector) Stats() Stats {
 		Port:   c.conn.Port(),
 		Reader: c.reader.Stats(), Requester: c.reqs.Stats(),
 		Control: ControlStats{
-			Applied: c.controlApplied.Load(), Malformed: c.controlMalformed.Load(), Subscriptions: c.subs.Len(),
+			Applied: c.controlApplied.Load(), Malformed: c.controlMalformed.Load(), Rejected: c.controlRejected.Load(), Subscriptions: c.subs.Len(),
 		},
 	}
 	c.cbMu.Lock()

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"slices"
@@ -115,36 +116,84 @@ func AppendControl(b []byte, s *Subscription) []byte {
 	return b
 }
 
-// Subscriptions is the core's list of notification requests.
+// Limits on what peers can store with control messages: every control
+// message is one datagram from anyone allowed to reach the core, so without
+// them a peer grows the list (and every notification's fan-out) at will.
+const (
+	// DefaultMaxSubscriptions bounds the distinct subscriptions stored.
+	DefaultMaxSubscriptions = 1024
+	// DefaultMaxSubscriptionRanges bounds the idx plus val ranges of one
+	// subscription (a 16 KiB control message could carry 2,046).
+	DefaultMaxSubscriptionRanges = 64
+)
+
+var (
+	// ErrSubscriptionsFull: the subscription would exceed the total bound.
+	ErrSubscriptionsFull = errors.New("dispatch: notification subscriptions full")
+	// ErrSubscriptionTooLarge: the subscription has more ranges than allowed.
+	ErrSubscriptionTooLarge = errors.New("dispatch: notification subscription has too many ranges")
+)
+
+// Subscriptions is the core's list of notification requests. Equal
+// subscriptions (same group, same ranges) are stored once, at most Max of
+// them, each with at most MaxRanges ranges. Its zero value uses the
+// defaults.
 type Subscriptions struct {
+	// Max and MaxRanges bound the list; 0 means the defaults. Set them
+	// before the first Apply.
+	Max       int
+	MaxRanges int
+
 	mu   sync.Mutex
 	list []Subscription
 }
 
-// Apply adds s when its group is non-zero, as the kernel does (duplicates
-// included), and otherwise removes every stored subscription with the same
-// ranges. It returns how many subscriptions were removed.
-func (ss *Subscriptions) Apply(s Subscription) (removed int) {
+// Apply adds s when its group is non-zero and otherwise removes every
+// stored subscription with the same ranges, whatever its group; it returns
+// how many were removed. Unlike the kernel, which kept duplicates, adding a
+// subscription equal to a stored one changes nothing (added is false, err
+// nil): a duplicate would only repeat the same notification to the same
+// group. A subscription over MaxRanges gives ErrSubscriptionTooLarge and
+// one past Max gives ErrSubscriptionsFull; neither is stored.
+func (ss *Subscriptions) Apply(s Subscription) (added bool, removed int, err error) {
+	if s.Group != 0 && len(s.IdxRanges)+len(s.ValRanges) > cmp.Or(ss.MaxRanges, DefaultMaxSubscriptionRanges) {
+		return false, 0, ErrSubscriptionTooLarge
+	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if s.Group != 0 {
+		if slices.ContainsFunc(ss.list, func(o Subscription) bool { return o.Group == s.Group && o.equalRanges(&s) }) {
+			return false, 0, nil
+		}
+		if len(ss.list) >= cmp.Or(ss.Max, DefaultMaxSubscriptions) {
+			return false, 0, ErrSubscriptionsFull
+		}
 		ss.list = append(ss.list, s)
-		return 0
+		return true, 0, nil
 	}
 	n := len(ss.list)
 	ss.list = slices.DeleteFunc(ss.list, func(o Subscription) bool { return o.equalRanges(&s) })
-	return n - len(ss.list)
+	clear(ss.list[len(ss.list):n]) // let the removed ranges be collected
+	return false, n - len(ss.list), nil
 }
 
-// Groups returns the group of every subscription matching id, once per
-// subscription.
+// Groups returns the groups of the subscriptions matching id, each group
+// once and in ascending order: one multicast reaches every member of a
+// group, so a second message to the same group would only repeat it. At
+// most MaxGroup groups, whatever the number of subscriptions.
 func (ss *Subscriptions) Groups(id transport.CbID) []uint32 {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	var out []uint32
+	var seen uint64 // bit g for group g (1..32)
 	for i := range ss.list {
-		if ss.list[i].Matches(id) {
-			out = append(out, ss.list[i].Group)
+		if g := ss.list[i].Group; seen&(1<<g) == 0 && ss.list[i].Matches(id) {
+			seen |= 1 << g
+		}
+	}
+	var out []uint32
+	for g := uint32(1); g <= transport.MaxGroup; g++ {
+		if seen&(1<<g) != 0 {
+			out = append(out, g)
 		}
 	}
 	return out

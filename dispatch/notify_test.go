@@ -163,32 +163,33 @@ func TestSubscriptionsApply(t *testing.T) {
 	id := transport.CbID{Idx: 101, Val: 1}
 
 	var ss dispatch.Subscriptions
-	for _, s := range []dispatch.Subscription{a, a, b, c} { // a twice: duplicates are kept
-		if n := ss.Apply(s); n != 0 {
-			t.Fatalf("adding returned %d", n)
+	for i, s := range []dispatch.Subscription{a, a, b, c} { // a twice: stored once
+		added, n, err := ss.Apply(s)
+		if n != 0 || err != nil || added != (i != 1) {
+			t.Fatalf("adding #%d: added %v, removed %d, %v", i, added, n, err)
 		}
 	}
-	if n := ss.Len(); n != 4 {
-		t.Fatalf("Len = %d, want 4", n)
+	if n := ss.Len(); n != 3 {
+		t.Fatalf("Len = %d, want 3", n)
 	}
-	if g := fmt.Sprint(ss.Groups(id)); g != "[5 5 6]" {
-		t.Errorf("Groups(%v) = %s, want one per matching subscription: [5 5 6]", id, g)
+	if g := fmt.Sprint(ss.Groups(id)); g != "[5 6]" {
+		t.Errorf("Groups(%v) = %s, want each matching group once: [5 6]", id, g)
 	}
 	if g := ss.Groups(transport.CbID{Idx: 300}); len(g) != 0 {
 		t.Errorf("Groups of an id nobody asked for = %v", g)
 	}
 
 	// Removal with ranges nobody has removes nothing.
-	if n := ss.Apply(sub(0, dispatch.Range{100, 10}, dispatch.Range{0, 6})); n != 0 || ss.Len() != 4 {
+	if _, n, _ := ss.Apply(sub(0, dispatch.Range{100, 10}, dispatch.Range{0, 6})); n != 0 || ss.Len() != 3 {
 		t.Errorf("removing unequal ranges removed %d (len %d)", n, ss.Len())
 	}
 	// A removal with fewer ranges is not equal either.
-	if n := ss.Apply(dispatch.Subscription{IdxRanges: []dispatch.Range{{100, 10}}}); n != 0 {
+	if _, n, _ := ss.Apply(dispatch.Subscription{IdxRanges: []dispatch.Range{{100, 10}}}); n != 0 {
 		t.Errorf("removing without val ranges removed %d", n)
 	}
 	// Removal takes every subscription with equal ranges, whatever its group.
-	if n := ss.Apply(sub(0, dispatch.Range{100, 10}, dispatch.Range{0, 5})); n != 3 {
-		t.Errorf("removal removed %d, want 3 (a, a, b)", n)
+	if _, n, _ := ss.Apply(sub(0, dispatch.Range{100, 10}, dispatch.Range{0, 5})); n != 2 {
+		t.Errorf("removal removed %d, want 2 (a, b)", n)
 	}
 	if ss.Len() != 1 || len(ss.Groups(id)) != 0 {
 		t.Errorf("after removal: len %d, groups %v", ss.Len(), ss.Groups(id))
@@ -196,8 +197,67 @@ func TestSubscriptionsApply(t *testing.T) {
 	if g := fmt.Sprint(ss.Groups(transport.CbID{Idx: 200, Val: 0})); g != "[7]" {
 		t.Errorf("the unrelated subscription is gone: groups %s", g)
 	}
-	if n := ss.Apply(sub(0, dispatch.Range{200, 1}, dispatch.Range{0, 1})); n != 1 || ss.Len() != 0 {
+	if _, n, _ := ss.Apply(sub(0, dispatch.Range{200, 1}, dispatch.Range{0, 1})); n != 1 || ss.Len() != 0 {
 		t.Errorf("last removal removed %d, len %d", n, ss.Len())
+	}
+}
+
+// Issue 13, item 1: a peer repeating one subscription, or sending ever
+// new ones, or huge ones, must not grow the list without bound nor
+// multiply the notifications of one registration.
+func TestSubscriptionsBounds(t *testing.T) {
+	t.Parallel()
+	all := []dispatch.Range{{0, 0xffffffff}}
+	ss := dispatch.Subscriptions{Max: 8, MaxRanges: 4}
+	dup := dispatch.Subscription{Group: 30, IdxRanges: all, ValRanges: all}
+	for range 1000 {
+		if _, _, err := ss.Apply(dup); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ss.Len() != 1 {
+		t.Fatalf("1000 equal subscriptions stored %d times, want once", ss.Len())
+	}
+	// Distinct ones up to the bound, then refused.
+	for i := range uint32(20) {
+		s := dispatch.Subscription{Group: 30, IdxRanges: []dispatch.Range{{i, 1}}, ValRanges: all}
+		added, _, err := ss.Apply(s)
+		switch {
+		case i < 7 && (!added || err != nil):
+			t.Fatalf("subscription %d: added %v, %v; want it stored", i, added, err)
+		case i >= 7 && (added || !errors.Is(err, dispatch.ErrSubscriptionsFull)):
+			t.Fatalf("subscription %d past the bound: added %v, %v; want ErrSubscriptionsFull", i, added, err)
+		}
+	}
+	if ss.Len() != 8 {
+		t.Fatalf("Len = %d, want the bound 8", ss.Len())
+	}
+	// Every one matches id 0:0 on group 30: one notification, not eight.
+	if g := fmt.Sprint(ss.Groups(transport.CbID{})); g != "[30]" {
+		t.Errorf("Groups = %s, want [30]", g)
+	}
+	// Too many ranges: refused, even with room in the list.
+	big := dispatch.Subscription{Group: 2, IdxRanges: make([]dispatch.Range, 3), ValRanges: make([]dispatch.Range, 2)}
+	if added, _, err := ss.Apply(big); added || !errors.Is(err, dispatch.ErrSubscriptionTooLarge) {
+		t.Errorf("5 ranges over a bound of 4: added %v, %v", added, err)
+	}
+	// A removal frees room; removals are never refused.
+	if _, n, err := ss.Apply(dispatch.Subscription{IdxRanges: all, ValRanges: all}); n != 1 || err != nil {
+		t.Fatalf("removal: removed %d, %v", n, err)
+	}
+	if added, _, err := ss.Apply(dispatch.Subscription{Group: 3, IdxRanges: all, ValRanges: all}); !added || err != nil {
+		t.Errorf("after a removal: added %v, %v; want room for one", added, err)
+	}
+	// The zero value takes the defaults.
+	var def dispatch.Subscriptions
+	for i := range uint32(dispatch.DefaultMaxSubscriptions + 1) {
+		_, _, err := def.Apply(dispatch.Subscription{Group: 1, IdxRanges: []dispatch.Range{{i, 1}}})
+		if (err != nil) != (i == dispatch.DefaultMaxSubscriptions) {
+			t.Fatalf("default bound: subscription %d: %v", i, err)
+		}
+	}
+	if _, _, err := def.Apply(dispatch.Subscription{Group: 1, IdxRanges: make([]dispatch.Range, dispatch.DefaultMaxSubscriptionRanges+1)}); !errors.Is(err, dispatch.ErrSubscriptionTooLarge) {
+		t.Errorf("default range bound: %v", err)
 	}
 }
 
