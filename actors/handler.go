@@ -263,7 +263,7 @@ func (h *HandlerRef) guard(hook string, f func()) {
 }
 
 // deliver handles one run from the mailbox: messages (one Receive each, or
-// one ReceiveBatch), or a loss notice. Successes are counted once per run.
+// one ReceiveBatch), or a loss notice.
 func (a *handlerActor) deliver(d *delivery) {
 	h := a.ref
 	if d.kind == slotLoss {
@@ -274,10 +274,8 @@ func (a *handlerActor) deliver(d *delivery) {
 		a.deliverBatch(d)
 		return
 	}
-	d.handled = 0
-	defer func() { h.counters.handled.Add(d.handled) }() // also when it panics
 	for d.done = 0; d.done < d.k; d.done++ {
-		if a.handle(&d.msgs[d.done], d) {
+		if a.handle(&d.msgs[d.done]) {
 			// The supervisor decides before the next message.
 			d.consumed = d.done + 1
 			return
@@ -296,37 +294,37 @@ func (a *handlerActor) deliverBatch(d *delivery) {
 	n = min(max(n, 0), d.k-1)
 	h.counters.handled.Add(uint64(n))
 	d.done, d.consumed = n, n+1
-	a.failed(&d.msgs[n], err, d)
+	a.failed(&d.msgs[n], err)
 }
 
 // handle runs the handler on one message and reports whether the
 // supervisor was asked to decide (the run stops there).
-func (a *handlerActor) handle(r *transport.Received, d *delivery) (escalated bool) {
+func (a *handlerActor) handle(r *transport.Received) (escalated bool) {
 	h := a.ref
 	a.hc = handlerContext{Context: h.spec.Context, ref: h, r: r}
 	err := h.spec.Handler.Receive(&a.hc, &r.Message)
 	a.hc.r = nil
 	if err == nil {
-		d.handled++
+		// Per message, as soon as it is done: a caller who saw the
+		// handler's effect must find it counted. The counter's cache
+		// line is the handler's alone, so this costs no transfer.
+		h.counters.handled.Add(1)
 		return false
 	}
-	return a.failed(r, err, d)
+	return a.failed(r, err)
 }
 
 // failed accounts for a handler's error on r and escalates it if it
 // should go to the supervisor.
-func (a *handlerActor) failed(r *transport.Received, err error, d *delivery) (escalated bool) {
+func (a *handlerActor) failed(r *transport.Received, err error) (escalated bool) {
 	h := a.ref
 	if errors.Is(err, handlers.ErrStop) {
-		h.counters.handled.Add(d.handled + 1)
-		d.handled = 0
+		h.counters.handled.Add(1)
 		h.mb.invoker.EscalateFailure(err, nil)
 		return true
 	}
 	h.fail(r, err, false)
 	if h.spec.Escalate != nil && h.spec.Escalate(err) {
-		h.counters.handled.Add(d.handled) // before the supervisor hears
-		d.handled = 0
 		h.mb.invoker.EscalateFailure(err, nil)
 		return true
 	}

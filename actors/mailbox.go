@@ -148,9 +148,6 @@ type delivery struct {
 	// stopped early after a failure); the rest are handed out again, after
 	// the supervisor's decision.
 	consumed int
-	// handled counts the run's successes so far (added to the counter
-	// once per run).
-	handled uint64
 }
 
 // lossNotice tells a handlers.LossObserver that n messages were lost here.

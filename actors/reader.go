@@ -385,7 +385,7 @@ func (r *Reader) route(b *transport.Batch) {
 
 // sleepBatches bounds how many batches a handler's messages may wait
 // before it is woken.
-const sleepBatches = 4
+const sleepBatches = 16
 
 // wakeAsleep wakes every handler left asleep.
 func (r *Reader) wakeAsleep() {

@@ -19,7 +19,7 @@ type counters struct {
 	stalls     atomic.Uint64 // times a full mailbox held the reader
 	stallNanos atomic.Int64  // how long, in all
 	_          [64]byte
-	// Written by the handler actor, once per run.
+	// Written by the handler actor.
 	handled atomic.Uint64
 	failed  atomic.Uint64
 	_       [64]byte

@@ -143,7 +143,9 @@ func runOverload(ctx context.Context, cfg *Config, res *Result) error {
 	for i := 1; i < len(cn.ids); i++ {
 		st, _ := cn.c.Callback(cn.ids[i])
 		othersDropped += st.Dropped
-		sh := HandlerShare{ID: cn.ids[i].String(), Sent: perSent[i], Delivered: st.Handled}
+		// Delivered is what the handler itself counted: the
+		// callback's Handled moves just after it returns.
+		sh := HandlerShare{ID: cn.ids[i].String(), Sent: perSent[i], Delivered: cn.perID[i].n.Load()}
 		if sh.Sent > 0 {
 			sh.Fraction = float64(sh.Delivered) / float64(sh.Sent)
 		}
