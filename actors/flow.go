@@ -60,7 +60,7 @@ func (r *Reader) admit(h *HandlerRef, msg *transport.Received) {
 	h.shedding = true
 	h.counters.sheddings.Add(1)
 	h.mb.shed()
-	if ok, n := r.limit.allow(); ok {
+	if ok, n := r.limit.allow(warnShedding); ok {
 		h.log.Warn("callback held the reader past its stall timeout; shedding its messages until it drains",
 			zap.Duration("stall_timeout", h.spec.StallTimeout), zap.Int("suppressed", n))
 	}

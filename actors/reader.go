@@ -82,7 +82,7 @@ type Reader struct {
 	// stopCh is closed by StopIntake: a flow-control wait gives up.
 	stopCh chan struct{}
 	timer  *time.Timer // the flow-control wait's, reused
-	limit  logLimiter
+	limit  *logLimiter
 }
 
 // readerThroughput is how many batches the reader routes before yielding.
@@ -125,6 +125,7 @@ func StartReader(root *actor.RootContext, cfg ReaderConfig) (*Reader, error) {
 		stopCh:    make(chan struct{}),
 		timer:     time.NewTimer(time.Hour),
 	}
+	r.limit = newLogLimiter(r.log)
 	r.timer.Stop()
 	// Two batches: the loop fills one while the actor routes the other.
 	r.free <- transport.NewBatch(cfg.BatchSize)
@@ -183,7 +184,7 @@ func (r *Reader) loop() {
 				return
 			}
 			r.c.receiveErrors.Add(1)
-			if ok, n := r.limit.allow(); ok {
+			if ok, n := r.limit.allow(warnReceive); ok {
 				r.log.Warn("receive failed", zap.Error(err), zap.Int("suppressed", n))
 			}
 			time.Sleep(10 * time.Millisecond) // a persistent error must not spin
@@ -245,6 +246,7 @@ func (r *Reader) Stop() {
 		r.Barrier(context.Background())
 		r.root.StopFuture(r.pid).Wait()
 		close(r.actorDone)
+		r.limit.close()
 	})
 }
 
@@ -284,7 +286,7 @@ func (r *Reader) route(b *transport.Batch) {
 	if b.Lost > 0 {
 		r.c.kernelDrops.Add(b.Lost)
 		r.c.overflows.Add(1)
-		if ok, n := r.limit.allow(); ok {
+		if ok, n := r.limit.allow(warnOverflow); ok {
 			r.log.Warn("receive queue overflowed; datagrams lost", zap.Uint64("lost", b.Lost), zap.Int("suppressed", n))
 		}
 		// Handlers that watch for loss hear of it before the messages
@@ -295,7 +297,7 @@ func (r *Reader) route(b *transport.Batch) {
 	for i := range b.Malformed {
 		m := &b.Malformed[i]
 		r.c.malformed.Add(1)
-		if ok, n := r.limit.allow(); ok {
+		if ok, n := r.limit.allow(warnMalformed); ok {
 			r.log.Warn("malformed datagram rejected", zap.Uint32("from", m.From), zap.Int("len", len(m.Data)),
 				zap.Error(m.Err), zap.Int("suppressed", n))
 		}
@@ -329,7 +331,7 @@ func (r *Reader) route(b *transport.Batch) {
 			flush(i)
 			r.c.rejected.Add(1)
 			h.Reject()
-			if ok, n := r.limit.allow(); ok {
+			if ok, n := r.limit.allow(warnRefused); ok {
 				r.log.Warn("sender refused by policy", zap.Stringer("id", msg.ID), zap.Uint32("from", msg.From),
 					zap.Uint32("uid", msg.Creds.UID), zap.Stringer("policy", route.Policy), zap.Int("suppressed", n))
 			}
@@ -410,29 +412,4 @@ func (r *Reader) wakeFed() {
 // even if no message follows).
 func (r *Reader) wakeAll(snap *dispatch.Snapshot) {
 	snap.Each(func(rt *dispatch.Route) { rt.Target.(*HandlerRef).Wake() })
-}
-
-// logLimiter lets through one log line per interval and counts the rest, so
-// that a flood of bad input cannot flood the log.
-type logLimiter struct {
-	mu         sync.Mutex
-	next       time.Time
-	suppressed int
-}
-
-const logInterval = time.Second
-
-// allow reports whether to log now and how many lines were suppressed
-// since the last one.
-func (l *logLimiter) allow() (ok bool, suppressed int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if now.Before(l.next) {
-		l.suppressed++
-		return false, 0
-	}
-	l.next = now.Add(logInterval)
-	suppressed, l.suppressed = l.suppressed, 0
-	return true, suppressed
 }
