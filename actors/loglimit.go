@@ -40,8 +40,8 @@ type logLimiter struct {
 	log      *zap.Logger
 	interval time.Duration
 	mu       sync.Mutex
-	kinds [numWarnKinds]limitState
-	done  bool
+	kinds    [numWarnKinds]limitState
+	done     bool
 }
 
 type limitState struct {
