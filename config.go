@@ -1,8 +1,10 @@
 package cnactor
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"slices"
@@ -125,8 +127,8 @@ func (cfg *Config) Options() []Option {
 // LoadConfig reads and checks a configuration file:
 //
 //	connector:                    # all optional
-//	  receive_buffer: 4194304     # bytes (needs a restart to change)
-//	  batch_size: 64              # datagrams per receive (needs a restart)
+//	  receive_buffer: 4194304     # bytes, at most MaxReadBuffer (needs a restart to change)
+//	  batch_size: 64              # datagrams per receive, at most 1024 (needs a restart)
 //	  top_policy: keep-running    # or fail-connector (needs a restart)
 //	  root: {strategy: one-for-one, intensity: {max_restarts: 100, period: 10s}}
 //	  mailbox: {size: 1024, overflow: backpressure, stall_timeout: 100ms} # callbacks' default
@@ -168,12 +170,36 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := oneDocument(file, data); err != nil {
+		return nil, err
+	}
 	d := &yamlconf.Decoder{File: file}
 	var fc fileConfig
 	if err := d.Decode(n, "", &fc); err != nil {
 		return nil, err
 	}
 	return fc.resolve(d, file)
+}
+
+// oneDocument refuses a second YAML document: the parser reads only the
+// first, and a file whose callbacks sit after a "---" would otherwise run
+// without them, silently.
+func oneDocument(file string, data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var first, second yaml.Node
+	if err := dec.Decode(&first); err != nil {
+		return nil // empty, or an error yamlconf.Parse has reported
+	}
+	switch err := dec.Decode(&second); {
+	case errors.Is(err, io.EOF):
+		return nil
+	case err != nil:
+		return &yamlconf.Error{File: file, Err: fmt.Errorf("a second YAML document: %v", err)}
+	}
+	if len(second.Content) == 0 || second.Content[0].ShortTag() == "!!null" {
+		return nil // a trailing "---" adds nothing
+	}
+	return &yamlconf.Error{File: file, Line: second.Content[0].Line, Err: errors.New("a second YAML document starts here: a configuration is one document")}
 }
 
 // ParseCallback parses one callback, as a callbacks entry of a
@@ -457,11 +483,11 @@ func resolveSpec(p yamlconf.Place, strategy string, in *fileIntensity, bo *fileB
 func (fc *fileConfig) resolve(d *yamlconf.Decoder, file string) (*Config, error) {
 	cfg := &Config{File: file}
 	cn := &fc.Connector
-	if cn.ReceiveBuffer < 0 {
-		return nil, cn.At.Errorf("receive_buffer", "must not be negative")
+	if cn.ReceiveBuffer < 0 || cn.ReceiveBuffer > MaxReadBuffer {
+		return nil, cn.At.Errorf("receive_buffer", "%d bytes: want 0..%d (the most the kernel takes)", cn.ReceiveBuffer, MaxReadBuffer)
 	}
-	if cn.BatchSize < 0 {
-		return nil, cn.At.Errorf("batch_size", "must not be negative")
+	if cn.BatchSize < 0 || cn.BatchSize > MaxBatchSize {
+		return nil, cn.At.Errorf("batch_size", "%d: want 0..%d (recvmmsg takes no more per call)", cn.BatchSize, MaxBatchSize)
 	}
 	cfg.ReceiveBuffer, cfg.BatchSize = cn.ReceiveBuffer, cn.BatchSize
 	if cn.TopPolicy != "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/supervisor"
 	"github.com/cnactor/cnactor/transport"
+	"github.com/cnactor/cnactor/transport/memory"
 )
 
 const fullConfig = `# every field
@@ -105,7 +106,7 @@ func TestParseConfig(t *testing.T) {
 }
 
 func TestParseConfigEmpty(t *testing.T) {
-	for _, text := range []string{"", "# nothing\n", "callbacks: []\n"} {
+	for _, text := range []string{"", "# nothing\n", "callbacks: []\n", "callbacks: []\n---\n", "---\ncallbacks: []\n...\n"} {
 		cfg, err := cnactor.ParseConfig("e.yaml", []byte(text))
 		if err != nil || len(cfg.Callbacks) != 0 {
 			t.Errorf("%q: %+v, %v", text, cfg, err)
@@ -123,7 +124,15 @@ func TestParseConfigErrors(t *testing.T) {
 		{"top-level unknown", "connector: {}\ncalbacks: []\n", `c.yaml:2: calbacks: unknown field (want callbacks, connector, supervisors)`},
 		{"not a mapping", "- a\n- b\n", `c.yaml:1: want a mapping with fields callbacks, connector, supervisors, got a list`},
 		{"receive buffer type", "connector:\n  receive_buffer: lots\n", `c.yaml:2: connector.receive_buffer: want an integer of 64 bits, got "lots"`},
-		{"receive buffer negative", "connector:\n  receive_buffer: -1\n", `c.yaml:2: connector.receive_buffer: must not be negative`},
+		{"receive buffer negative", "connector:\n  receive_buffer: -1\n", `c.yaml:2: connector.receive_buffer: -1 bytes: want 0..1073741823 (the most the kernel takes)`},
+		// Issue 13, items 5 and 6: over the maximum is an error, not an
+		// out-of-memory death (batch) or a 2,304-byte buffer (receive).
+		{"receive buffer over 2^31", "connector:\n  receive_buffer: 2147483648\n", `c.yaml:2: connector.receive_buffer: 2147483648 bytes: want 0..1073741823 (the most the kernel takes)`},
+		{"batch size negative", "connector:\n  batch_size: -1\n", `c.yaml:2: connector.batch_size: -1: want 0..1024 (recvmmsg takes no more per call)`},
+		{"batch size over 1024", "connector:\n  top_policy: keep-running\n  batch_size: 1000000\n", `c.yaml:3: connector.batch_size: 1000000: want 0..1024 (recvmmsg takes no more per call)`},
+		// Issue 13, item 12: a second document is not silently ignored.
+		{"second document", "connector: {}\n---\ncallbacks:\n  - id: \"7:1\"\n    handler: echo\n", `c.yaml:3: a second YAML document starts here: a configuration is one document`},
+		{"second document, empty first", "---\n---\nconnector: {}\n", `c.yaml:3: a second YAML document starts here: a configuration is one document`},
 		{"top policy", "connector:\n  top_policy: crash\n", `c.yaml:2: connector.top_policy: unknown policy "crash" (want keep-running or fail-connector)`},
 		{"default overflow", "connector:\n  mailbox:\n    overflow: drop-all\n", `c.yaml:3: connector.mailbox.overflow: unknown policy "drop-all" (want backpressure, drop-newest or drop-oldest)`},
 		{"default senders", "connector:\n  senders: everyone\n", `c.yaml:2: connector.senders: unknown policy "everyone" (want anyone, kernel, {ports: [...]} or {uids: [...]})`},
@@ -491,5 +500,43 @@ func TestAddHandlerStarts(t *testing.T) {
 	}
 	if err := c.AddHandler(id2, "x", "nosuch", handlers.Settings{}); !errors.Is(err, handlers.ErrUnknownHandler) {
 		t.Errorf("unknown handler: %v", err)
+	}
+}
+
+// Issue 13, items 5 and 6: New refuses a batch size recvmmsg cannot take
+// (each slot is 16 KiB allocated up front: 1e6 of them died out of memory)
+// and a receive buffer the kernel would wrap to its 2,304-byte minimum.
+func TestNewRefusesUnboundedSizes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opt  cnactor.Option
+		want string
+	}{
+		{"batch over 1024", cnactor.WithBatchSize(cnactor.MaxBatchSize + 1), "batch size 1025: want 0..1024"},
+		{"batch 1e8", cnactor.WithBatchSize(1e8), "batch size 100000000: want 0..1024"},
+		{"batch negative", cnactor.WithBatchSize(-1), "batch size -1"},
+		{"receive buffer 2^31", cnactor.WithReadBuffer(1 << 31), "receive buffer 2147483648 bytes: want 0..1073741823"},
+		{"receive buffer max int", cnactor.WithReadBuffer(1<<63 - 1), "receive buffer 9223372036854775807 bytes"},
+	} {
+		net := memory.NewNetwork()
+		conn, err := net.Dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := cnactor.New(cnactor.WithTransport(conn), tc.opt)
+		if err == nil {
+			c.Close(context.Background())
+			t.Errorf("%s: New accepted it", tc.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want it to say %q", tc.name, err, tc.want)
+		}
+	}
+	// The bounds themselves are accepted.
+	c, _ := newMemConnector(t, cnactor.WithBatchSize(cnactor.MaxBatchSize), cnactor.WithReadBuffer(cnactor.MaxReadBuffer))
+	if c.Port() == 0 {
+		t.Error("no port")
 	}
 }

@@ -90,6 +90,12 @@ func New(opts ...Option) (*Connector, error) {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
+	if err := cfg.check(); err != nil {
+		if cfg.conn != nil {
+			cfg.conn.Close() // owned from WithTransport on
+		}
+		return nil, err
+	}
 	conn := cfg.conn
 	if conn == nil {
 		nc, err := transport.Dial(transport.WithReadBuffer(cfg.readBuffer), transport.WithSendTimeout(SendTimeout))

@@ -1,6 +1,7 @@
 package cnactor
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/cnactor/cnactor/actors"
@@ -29,6 +30,17 @@ type config struct {
 
 type optionFunc func(*config)
 
+// check refuses the settings that no socket can honour.
+func (c *config) check() error {
+	if c.readBuffer < 0 || c.readBuffer > MaxReadBuffer {
+		return fmt.Errorf("cnactor: receive buffer %d bytes: want 0..%d (the most the kernel takes)", c.readBuffer, MaxReadBuffer)
+	}
+	if c.batchSize < 0 || c.batchSize > MaxBatchSize {
+		return fmt.Errorf("cnactor: batch size %d: want 0..%d (recvmmsg takes no more per call)", c.batchSize, MaxBatchSize)
+	}
+	return nil
+}
+
 func (f optionFunc) apply(c *config) { f(c) }
 
 // DefaultReadBuffer is the receive buffer New asks for when it dials the
@@ -51,13 +63,26 @@ func WithLogger(l *zap.Logger) Option {
 	return optionFunc(func(c *config) { c.logger = l })
 }
 
+// MaxReadBuffer is the largest receive buffer New accepts: the most the
+// kernel takes (transport.MaxReadBuffer, about 1 GiB).
+const MaxReadBuffer = transport.MaxReadBuffer
+
+// MaxBatchSize is the largest batch size New accepts: recvmmsg never takes
+// more than 1,024 datagrams per call, and each slot of a batch is a 16 KiB
+// buffer allocated up front (twice: the reader fills one batch while it
+// routes the other).
+const MaxBatchSize = transport.MaxBatchSize
+
 // WithReadBuffer sets the socket receive buffer in bytes when New dials the
-// kernel (default DefaultReadBuffer).
+// kernel (default DefaultReadBuffer). New refuses a size over
+// MaxReadBuffer or negative.
 func WithReadBuffer(bytes int) Option {
 	return optionFunc(func(c *config) { c.readBuffer = bytes })
 }
 
-// WithBatchSize sets how many datagrams one receive call can return.
+// WithBatchSize sets how many datagrams one receive call can return
+// (default transport.DefaultBatchSize). New refuses a size over
+// MaxBatchSize or negative.
 func WithBatchSize(n int) Option {
 	return optionFunc(func(c *config) { c.batchSize = n })
 }

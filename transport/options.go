@@ -1,6 +1,9 @@
 package transport
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // A DialOption configures Dial.
 type DialOption interface{ apply(*dialConfig) }
@@ -20,11 +23,23 @@ func (f optionFunc) apply(c *dialConfig) { f(c) }
 // when the context has no deadline.
 const DefaultSendTimeout = 5 * time.Second
 
+// MaxReadBuffer is the largest receive buffer the kernel takes: it clamps
+// larger values to INT_MAX/2 (then doubles it), and a value over INT_MAX
+// wraps in the 32-bit socket option to a negative one, which gives the
+// 2,304-byte minimum.
+const MaxReadBuffer = math.MaxInt32 / 2
+
+// MaxBatchSize is the most datagrams one receive can take: recvmmsg
+// accepts at most UIO_MAXIOV (1,024) messages per call.
+const MaxBatchSize = 1024
+
 // WithReadBuffer sets the socket's receive buffer in bytes. As root it uses
 // SO_RCVBUFFORCE and so is not capped by net.core.rmem_max; the kernel
-// doubles the value for bookkeeping.
+// doubles the value for bookkeeping. Values over MaxReadBuffer are taken
+// as MaxReadBuffer, as the kernel would, instead of wrapping to its
+// minimum; callers that take the value from a user should refuse them.
 func WithReadBuffer(bytes int) DialOption {
-	return optionFunc(func(c *dialConfig) { c.readBuffer = bytes })
+	return optionFunc(func(c *dialConfig) { c.readBuffer = min(bytes, MaxReadBuffer) })
 }
 
 // WithGroups joins multicast groups at dial time.
