@@ -27,15 +27,16 @@ import (
 //	  ▲                            │
 //	  └── not read while waiting ◄─┘  (at most the stall timeout, then shed)
 
-// admitRun queues msgs, consecutive messages of one batch for h, under
-// one lock while there is room; the rest go through admit.
-func (r *Reader) admitRun(h *HandlerRef, msgs []transport.Received) {
+// admitPicked queues msgs[i] for each i in picked, the messages of one
+// batch for h in order, under one lock while there is room; the rest go
+// through admit.
+func (r *Reader) admitPicked(h *HandlerRef, msgs []transport.Received, picked []int32) {
 	if !h.shedding {
-		n := h.mb.putRun(msgs)
+		n := h.mb.putPicked(msgs, picked)
 		h.counters.received.Add(uint64(n))
-		msgs = msgs[n:]
+		picked = picked[n:]
 	}
-	for i := range msgs {
+	for _, i := range picked {
 		r.admit(h, &msgs[i])
 	}
 }

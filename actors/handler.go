@@ -63,8 +63,10 @@ type HandlerRef struct {
 	batch    uint64 // the reader's last batch that fed it (the reader's own)
 	shedding bool   // Backpressure gave up waiting: shed until drained (the reader's own)
 	// asleepSince is the reader's batch that first fed it since it was
-	// last woken, 0 if none (the reader's own).
+	// last woken, 0 if none; picked lists the current batch's messages for
+	// it (both the reader's own).
 	asleepSince uint64
+	picked      []int32
 	batcher     handlers.BatchHandler
 }
 

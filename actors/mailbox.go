@@ -220,15 +220,15 @@ func (m *mailbox) put(r *transport.Received) putResult {
 	return res
 }
 
-// putRun puts each of rs in order under one lock, and stops at the first
-// that finds the mailbox full under Backpressure. It returns how many it
-// took (queued, or dropped by the policy).
-func (m *mailbox) putRun(rs []transport.Received) int {
+// putPicked puts msgs[i] for each i in picked, in order, under one lock,
+// and stops at the first that finds the mailbox full under Backpressure.
+// It returns how many it took (queued, or dropped by the policy).
+func (m *mailbox) putPicked(msgs []transport.Received, picked []int32) int {
 	queued := int32(0)
 	m.mu.Lock()
-	i := 0
-	for ; i < len(rs); i++ {
-		res := m.putLocked(&rs[i])
+	n := 0
+	for ; n < len(picked); n++ {
+		res := m.putLocked(&msgs[picked[n]])
 		if res == putFull {
 			break
 		}
@@ -238,7 +238,7 @@ func (m *mailbox) putRun(rs []transport.Received) int {
 	}
 	m.mu.Unlock()
 	m.userCount.Add(queued)
-	return i
+	return n
 }
 
 // putLocked is put with mu held; the caller counts what it queued in

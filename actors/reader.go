@@ -302,33 +302,23 @@ func (r *Reader) route(b *transport.Batch) {
 				zap.Error(m.Err), zap.Int("suppressed", n))
 		}
 	}
-	// Consecutive messages for one handler are admitted as a run: one
-	// lock and one counter update for all of them.
-	var runH *HandlerRef
-	runStart := 0
-	flush := func(end int) {
-		if runH != nil {
-			r.admitRun(runH, b.Messages[runStart:end])
-			runH = nil
-		}
-	}
+	// Each handler's messages are picked out of the batch first and then
+	// admitted together: one lock and one counter update per handler per
+	// batch, also when ids alternate.
 	for i := range b.Messages {
 		msg := &b.Messages[i]
 		if r.cfg.Intercept != nil && r.cfg.Intercept.Intercept(msg, r.taken) {
-			flush(i)
 			continue
 		}
 		route := snap.Lookup(msg.ID)
 		if route == nil {
 			r.c.unknown.Add(1)
 			if route = snap.Fallback(); route == nil {
-				flush(i)
 				continue
 			}
 		}
 		h := route.Target.(*HandlerRef)
 		if !route.Policy.Allows(msg.From, msg.Creds) {
-			flush(i)
 			r.c.rejected.Add(1)
 			h.Reject()
 			if ok, n := r.limit.allow(warnRefused); ok {
@@ -341,12 +331,12 @@ func (r *Reader) route(b *transport.Batch) {
 			h.batch = r.batch
 			r.fed = append(r.fed, h)
 		}
-		if h != runH {
-			flush(i)
-			runH, runStart = h, i
-		}
+		h.picked = append(h.picked, int32(i))
 	}
-	flush(len(b.Messages))
+	for _, h := range r.fed {
+		r.admitPicked(h, b.Messages, h.picked)
+		h.picked = h.picked[:0]
+	}
 	// A handler is woken once it has a run's worth queued, or its oldest
 	// message has waited sleepBatches batches; otherwise when the socket
 	// is empty (receive). Under sustained load that is one wake-up per
