@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -19,7 +20,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	// Only execs and exits: on 6.6+ the kernel filters for us.
+	// Only execs and exits are delivered; the monitor also subscribes to
+	// the forks and comm changes its process table needs to name them.
 	m, err := proc.Listen(ctx, proc.WithEvents(proc.WhatExec|proc.WhatExit))
 	if err != nil {
 		log.Fatal(err)
@@ -27,25 +29,30 @@ func main() {
 	defer m.Close()
 	fmt.Fprintf(os.Stderr, "watching processes (mode %s); ^C to stop\n", m.Mode())
 
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev := <-m.Events():
-			switch e := ev.(type) {
-			case *proc.Exec:
-				if e.Process != nil {
-					fmt.Printf("start %7d %s\n", e.PID, e.Process.Cmdline)
-				}
-			case *proc.Exit:
-				if e.Process != nil { // a process, not a thread, that we know
-					fmt.Printf("exit  %7d %-40s code=%d after %v\n",
-						e.PID, e.Process.Cmdline, e.ExitCode>>8, e.Process.Duration)
-				}
-			case *proc.Lost:
-				// Loss is never silent: resynchronise here if needed.
-				fmt.Printf("lost  %d events (%s)\n", e.Count, e.Source)
+	// Events closes when ctx is done (^C), or if the connector fails.
+	for ev := range m.Events() {
+		switch e := ev.(type) {
+		case *proc.Exec:
+			fmt.Printf("start %7d %s\n", e.PID, proc.Name(e.Process, proc.NameCmdline))
+		case *proc.Exit:
+			if e.IsThread() {
+				continue
 			}
+			status := fmt.Sprintf("code=%d", e.Code())
+			if sig := e.Signal(); sig != 0 {
+				status = fmt.Sprintf("signal=%d (%v)", int(sig), sig)
+				if e.CoreDumped() {
+					status += " core dumped"
+				}
+			}
+			fmt.Printf("exit  %7d %-40s %s after %s\n",
+				e.PID, proc.Name(e.Process, proc.NameCmdline), status, proc.Duration(e.Process))
+		case *proc.Lost:
+			// Loss is never silent: resynchronise here if needed.
+			fmt.Printf("lost  %d events (%s)\n", e.Count, e.Source)
 		}
+	}
+	if err := m.Err(); !errors.Is(err, context.Canceled) {
+		log.Fatal(err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // What is the kind of a proc event, the kernel's enum proc_cn_event. The
@@ -49,13 +50,22 @@ func (w What) String() string {
 	return "what_0x" + strconv.FormatUint(uint64(w), 16)
 }
 
-// ParseWhat parses a comma-separated list of event names into a filter mask.
+// whatAliases are forkstat's event names. The kernel has one fork event
+// for processes and threads, so "clone" asks for forks (threads show as
+// "clone" in text).
+var whatAliases = map[string]string{"core": "coredump", "ptrce": "ptrace", "clone": "fork", "nonzeroexit": "nonzero_exit"}
+
+// ParseWhat parses a comma-separated list of event names into a filter
+// mask; forkstat's names (core, ptrce, clone, nonzeroexit) are accepted too.
 func ParseWhat(list string) (What, error) {
 	var mask What
 	for _, name := range strings.Split(list, ",") {
 		name = strings.TrimSpace(name)
 		if name == "" {
 			continue
+		}
+		if a, ok := whatAliases[name]; ok {
+			name = a
 		}
 		found := false
 		for _, n := range whatNames {
@@ -122,24 +132,28 @@ type Exec struct {
 type UID struct {
 	Header
 	PID, TGID, RUID, EUID uint32
+	Process               *Process
 }
 
 // GID is a change of real or effective gid.
 type GID struct {
 	Header
 	PID, TGID, RGID, EGID uint32
+	Process               *Process
 }
 
 // SID is a new session (setsid).
 type SID struct {
 	Header
 	PID, TGID uint32
+	Process   *Process
 }
 
 // Ptrace is an attach or detach; TracerPID is 0 on detach.
 type Ptrace struct {
 	Header
 	PID, TGID, TracerPID, TracerTGID uint32
+	Process                          *Process
 }
 
 // Comm is a change of the command name (prctl PR_SET_NAME or exec).
@@ -147,21 +161,52 @@ type Comm struct {
 	Header
 	PID, TGID uint32
 	Comm      string
+	Process   *Process
 }
 
 // Coredump is a core dump.
 type Coredump struct {
 	Header
 	PID, TGID, ParentPID, ParentTGID uint32
+	Process                          *Process
 }
 
-// Exit is the end of a task. ExitCode is the wait status (code << 8, or the
-// signal number).
+// Exit is the end of a task: a process (PID == TGID) or a thread.
+//
+// ExitCode is the kernel's task->exit_code, a wait status: the code a
+// process passed to exit in bits 8-15, or the signal that killed it in bits
+// 0-6 with bit 7 set when it dumped core. Read it with Code, Signal and
+// CoreDumped rather than by hand.
+//
+// ExitSignal is task->exit_signal: the signal the parent is sent when this
+// task ends, SIGCHLD (17) for an ordinary child, -1 for a thread (threads
+// notify no one), or whatever clone asked for. It is never the signal that
+// killed the task: that is Signal.
 type Exit struct {
 	Header
-	PID, TGID, ExitCode, ExitSignal, ParentPID, ParentTGID uint32
-	Process                                                *Process // with Duration, if known
+	PID, TGID, ExitCode   uint32
+	ExitSignal            int32
+	ParentPID, ParentTGID uint32
+	Process               *Process // the process (a thread's group leader), with Duration, if known
 }
+
+// Code is the exit code of a task that exited (0-255); 0 when it was killed
+// by a signal.
+func (e *Exit) Code() int {
+	if e.Signal() != 0 {
+		return 0
+	}
+	return int(e.ExitCode>>8) & 0xff
+}
+
+// Signal is the signal that killed the task, or 0 if it exited.
+func (e *Exit) Signal() syscall.Signal { return syscall.Signal(e.ExitCode & 0x7f) }
+
+// CoreDumped reports whether the task dumped core as it was killed.
+func (e *Exit) CoreDumped() bool { return e.Signal() != 0 && e.ExitCode&0x80 != 0 }
+
+// IsThread reports whether a thread ended rather than a whole process.
+func (e *Exit) IsThread() bool { return e.PID != e.TGID }
 
 // Lost says that Count events are missing at this point of the stream.
 type Lost struct {
@@ -216,7 +261,7 @@ func Decode(data []byte, seq, ack uint32) (Event, error) {
 	case WhatCoredump:
 		return &Coredump{Header: h, PID: u32(0), TGID: u32(1), ParentPID: u32(2), ParentTGID: u32(3)}, nil
 	case WhatExit:
-		return &Exit{Header: h, PID: u32(0), TGID: u32(1), ExitCode: u32(2), ExitSignal: u32(3), ParentPID: u32(4), ParentTGID: u32(5)}, nil
+		return &Exit{Header: h, PID: u32(0), TGID: u32(1), ExitCode: u32(2), ExitSignal: int32(u32(3)), ParentPID: u32(4), ParentTGID: u32(5)}, nil
 	}
 	return nil, fmt.Errorf("proc: unknown event kind %v", h.What)
 }

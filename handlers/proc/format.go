@@ -80,17 +80,34 @@ func AppendJSON(b []byte, ev Event) []byte {
 		num("pid", uint64(e.PID))
 		num("tgid", uint64(e.TGID))
 		num("exit_code", uint64(e.ExitCode))
-		num("exit_signal", uint64(e.ExitSignal))
+		b = append(b, `,"exit_signal":`...)
+		b = strconv.AppendInt(b, int64(e.ExitSignal), 10)
 		num("parent_pid", uint64(e.ParentPID))
 		num("parent_tgid", uint64(e.ParentTGID))
+		if sig := e.Signal(); sig != 0 {
+			num("signal", uint64(sig))
+		} else {
+			num("code", uint64(e.Code()))
+		}
+		b = append(b, `,"core_dumped":`...)
+		b = strconv.AppendBool(b, e.CoreDumped())
+		if e.IsThread() {
+			b = append(b, `,"thread":true`...)
+		}
 		proc = e.Process
 	case *Lost:
 		num("count", e.Count)
 		b = append(b, `,"source":`...)
 		b = appendString(b, e.Source)
 	}
+	if proc == nil {
+		proc = ProcessOf(ev)
+	}
 	if proc != nil {
-		b = append(b, `,"process":{"comm":`...)
+		b = append(b, `,"process":{"tgid":`...)
+		b = strconv.AppendUint(b, uint64(proc.TGID), 10)
+		num("ppid", uint64(proc.PPID))
+		b = append(b, `,"comm":`...)
 		b = appendString(b, proc.Comm)
 		b = append(b, `,"cmdline":`...)
 		b = appendString(b, proc.Cmdline)
@@ -99,6 +116,13 @@ func AppendJSON(b []byte, ev Event) []byte {
 		num("start_ns", proc.StartNS)
 		if proc.Duration > 0 {
 			num("duration_ns", uint64(proc.Duration))
+		}
+		num("uid", uint64(proc.UID))
+		if proc.Kernel {
+			b = append(b, `,"kernel":true`...)
+		}
+		if proc.Stale {
+			b = append(b, `,"stale":true`...)
 		}
 		b = append(b, '}')
 	}
@@ -194,17 +218,25 @@ func Info(ev Event) string {
 	case *Coredump:
 		return "parent=" + strconv.FormatUint(uint64(e.ParentPID), 10)
 	case *Exit:
-		if e.ExitCode&0x7f != 0 { // killed: the wait status holds the signal
-			return "signal=" + strconv.FormatUint(uint64(e.ExitCode&0x7f), 10)
+		s := ""
+		if e.IsThread() {
+			s = "thread "
 		}
-		return "code=" + strconv.FormatUint(uint64(e.ExitCode>>8), 10)
+		if sig := e.Signal(); sig != 0 {
+			s += "signal=" + strconv.Itoa(int(sig))
+			if e.CoreDumped() {
+				s += " core"
+			}
+			return s
+		}
+		return s + "code=" + strconv.Itoa(e.Code())
 	case *Lost:
 		return "lost " + strconv.FormatUint(e.Count, 10) + " events (" + e.Source + ")"
 	}
 	return ""
 }
 
-// ProcessOf is the enrichment attached to ev, or nil.
+// ProcessOf is the process attached to ev, or nil.
 func ProcessOf(ev Event) *Process {
 	switch e := ev.(type) {
 	case *Fork:
@@ -213,35 +245,107 @@ func ProcessOf(ev Event) *Process {
 		return e.Process
 	case *Exit:
 		return e.Process
+	case *UID:
+		return e.Process
+	case *GID:
+		return e.Process
+	case *SID:
+		return e.Process
+	case *Ptrace:
+		return e.Process
+	case *Comm:
+		return e.Process
+	case *Coredump:
+		return e.Process
 	}
 	return nil
 }
 
-// Duration formats how long a process ran, or "" if unknown.
+// Duration formats how long a process ran in seconds with a fixed six
+// decimals ("0.000370s", "4.018448s"), or "" if unknown.
 func Duration(p *Process) string {
 	if p == nil || p.Duration <= 0 {
 		return ""
 	}
-	return p.Duration.Round(time.Microsecond).String()
+	us := p.Duration.Round(time.Microsecond).Microseconds()
+	return fmt.Sprintf("%d.%06ds", us/1e6, us%1e6)
+}
+
+// NameForm is how a process is named in text output.
+type NameForm uint8
+
+const (
+	NameCmdline NameForm = iota // the command line (the default), else the comm
+	NameComm                    // the kernel's command name
+	NameBase                    // the command line with the program's directory stripped
+	NameShort                   // the program's base name, no arguments
+)
+
+// ParseNameForm parses cmdline, comm, base or short.
+func ParseNameForm(s string) (NameForm, error) {
+	for i, n := range nameForms {
+		if n == s {
+			return NameForm(i), nil
+		}
+	}
+	return 0, fmt.Errorf("proc: unknown name form %q (want cmdline, comm, base or short)", s)
+}
+
+var nameForms = [...]string{"cmdline", "comm", "base", "short"}
+
+func (f NameForm) String() string { return nameForms[f] }
+
+// Name is p's name in form f: kernel threads as [comm], the way ps shows
+// them; "" for nil.
+func Name(p *Process, f NameForm) string {
+	if p == nil {
+		return ""
+	}
+	if p.Kernel || p.Cmdline == "" && f != NameComm {
+		if p.Kernel {
+			return "[" + p.Comm + "]"
+		}
+		return p.Comm
+	}
+	switch f {
+	case NameComm:
+		return p.Comm
+	case NameBase, NameShort:
+		prog, args, _ := strings.Cut(p.Cmdline, " ")
+		prog = prog[strings.LastIndexByte(prog, '/')+1:]
+		if f == NameShort || args == "" {
+			return prog
+		}
+		return prog + " " + args
+	}
+	return strings.TrimSpace(p.Cmdline)
 }
 
 // AppendText appends ev as one forkstat-style line: time, event, pid,
-// info, duration, process (command line, or [comm] when it has none).
-// Losses are LOST lines.
+// info, duration, process (its command line; see Name). A thread's fork
+// is a "clone", as forkstat calls it. Losses are LOST lines.
 func AppendText(b []byte, ev Event, clock BootClock) []byte {
-	name := ev.Head().What.String()
-	if _, ok := ev.(*Lost); ok {
-		name = "LOST"
-	}
-	process := ""
-	if p := ProcessOf(ev); p != nil {
-		process = p.Cmdline
-		if process == "" && p.Comm != "" {
-			process = "[" + p.Comm + "]" // kernel threads and zombies have no command line
+	return AppendTextAs(b, ev, clock, NameCmdline)
+}
+
+// AppendTextAs is AppendText with the process named in form f.
+func AppendTextAs(b []byte, ev Event, clock BootClock, f NameForm) []byte {
+	return fmt.Appendf(b, "%-15s %-8s %7d %-22s %10s %s\n", clock.Wall(ev.Head().TimestampNS).Format("15:04:05.000000"),
+		EventName(ev), PID(ev), Info(ev), Duration(ProcessOf(ev)), Name(ProcessOf(ev), f))
+}
+
+// EventName is the event column of text output: the kind, "clone" for a
+// thread's fork, "LOST" for a loss.
+func EventName(ev Event) string {
+	switch e := ev.(type) {
+	case *Lost:
+		return "LOST"
+	case *Fork:
+		if e.IsThread() {
+			return "clone"
 		}
 	}
-	return fmt.Appendf(b, "%-15s %-8s %7d %-22s %10s %s\n", clock.Wall(ev.Head().TimestampNS).Format("15:04:05.000000"),
-		name, PID(ev), Info(ev), Duration(ProcessOf(ev)), strings.TrimSpace(process))
+	return ev.Head().What.String()
 }
 
 // TextHeader is the header line of AppendText's columns.

@@ -9,8 +9,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/dispatch"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
@@ -60,7 +62,8 @@ type config struct {
 	readBuffer int
 	conn       *cnactor.Connector
 	logger     *zap.Logger
-	cacheSize  int
+	cacheSize  int           // table limit; 0: DefaultTableLimit
+	retention  time.Duration // 0: DefaultRetention; negative: none
 }
 
 type optionFunc func(*config)
@@ -74,8 +77,11 @@ func WithEvents(mask What) Option { return optionFunc(func(c *config) { c.mask =
 // WithMode forces a subscription mode (default ModeAuto).
 func WithMode(m Mode) Option { return optionFunc(func(c *config) { c.mode = m }) }
 
-// WithEnrichment turns reading /proc for command names, command lines,
-// executables and durations on or off (default on).
+// WithEnrichment turns the process table on or off (default on). With it,
+// every event but acks and losses carries its Process (names, parent,
+// duration on exits), and the monitor subscribes to the forks, execs, comm
+// changes and exits the table needs even when WithEvents asks for fewer,
+// delivering only the asked-for kinds.
 func WithEnrichment(on bool) Option { return optionFunc(func(c *config) { c.enrich = on }) }
 
 // WithBuffer sets the capacity of the Events channel (default 4096).
@@ -98,9 +104,15 @@ func WithConnector(c *cnactor.Connector) Option {
 // WithLogger sets the logger of the connector Listen creates.
 func WithLogger(l *zap.Logger) Option { return optionFunc(func(c *config) { c.logger = l }) }
 
-// WithCacheSize bounds how many processes enrichment remembers (default
-// 16384).
+// WithCacheSize bounds the process table's entries (default
+// DefaultTableLimit); see WithTableLimit.
 func WithCacheSize(n int) Option { return optionFunc(func(c *config) { c.cacheSize = n }) }
+
+// WithTableRetention sets how long exited processes stay in the table
+// (default DefaultRetention; 0: not at all).
+func WithTableRetention(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.retention = max(d, -1) })
+}
 
 // ErrPermission explains a refused subscription.
 var ErrPermission = errors.New("proc: this kernel lets only root (CAP_NET_ADMIN) listen to process events; kernels 6.6 and later allow everyone")
@@ -108,15 +120,32 @@ var ErrPermission = errors.New("proc: this kernel lets only root (CAP_NET_ADMIN)
 // Monitor is a subscription to the proc connector. Events are delivered in
 // the kernel's order on Events, with *Lost events where some went missing.
 type Monitor struct {
-	c      *cnactor.Connector
-	owns   bool
-	mode   Mode
-	mask   What
-	h      *handler
-	added  bool // our AddCallback succeeded: Close removes the callback
-	closed sync.Once
-	err    error
+	c     *cnactor.Connector
+	owns  bool
+	mode  Mode
+	mask  What
+	h     *handler
+	added bool // our AddCallback succeeded: Close removes the callback
+
+	stop     chan struct{} // closed when Events closes: ends watch
+	removed  chan struct{} // the connector removed our callback
+	unwatch  func()
+	closed   sync.Once
+	cleanErr error // what Close returns
+	reason   atomic.Pointer[error]
 }
+
+// Why Events closed, as Err reports it.
+var (
+	// ErrClosed: Close was called.
+	ErrClosed = errors.New("proc: monitor closed")
+	// ErrConnectorFailed: the connector failed (a failure escalated past
+	// its root supervisor); it wraps the connector's error.
+	ErrConnectorFailed = errors.New("proc: connector failed")
+	// ErrCallbackRemoved: the connector removed the proc callback (its
+	// supervisor gave up on it, or someone called DelCallback).
+	ErrCallbackRemoved = errors.New("proc: callback removed from the connector")
+)
 
 // Listen subscribes to process events: it registers the proc handler for
 // ID (joining group 1) on its own connector (or the one given), and sends
@@ -125,14 +154,15 @@ type Monitor struct {
 // get none); the Ack event shows up in the stream when there is one.
 func Listen(ctx context.Context, opts ...Option) (*Monitor, error) {
 	cfg := config{mask: WhatAll, enrich: true, buffer: 4096, mailbox: 1 << 16,
-		readBuffer: cnactor.DefaultReadBuffer, logger: zap.NewNop(), cacheSize: 16384}
+		readBuffer: cnactor.DefaultReadBuffer, logger: zap.NewNop()}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
 	if cfg.mask == 0 {
 		cfg.mask = WhatAll
 	}
-	m := &Monitor{c: cfg.conn, mask: cfg.mask, mode: resolveMode(cfg.mode, cfg.mask)}
+	m := &Monitor{c: cfg.conn, mask: cfg.mask, mode: resolveMode(cfg.mode, subscribed(cfg.mask, cfg.enrich)),
+		stop: make(chan struct{}), removed: make(chan struct{}, 1)}
 	if m.c == nil {
 		c, err := cnactor.New(cnactor.WithReadBuffer(cfg.readBuffer), cnactor.WithLogger(cfg.logger))
 		if err != nil {
@@ -141,6 +171,14 @@ func Listen(ctx context.Context, opts ...Option) (*Monitor, error) {
 		m.c, m.owns = c, true
 	}
 	m.h = newHandler(m, cfg)
+	m.unwatch = m.c.Watch(func(ev cnactor.Event) {
+		if ev.ID == ID && ev.Kind == dispatch.EventRemoved && ev.Name == "proc" {
+			select {
+			case m.removed <- struct{}{}:
+			default:
+			}
+		}
+	})
 	err := m.c.AddCallback(ID, "proc", m.h,
 		cnactor.WithSenderPolicy(cnactor.AllowKernel()), cnactor.WithMailbox(cfg.mailbox, cnactor.DropNewest))
 	if err == nil {
@@ -151,11 +189,42 @@ func Listen(ctx context.Context, opts ...Option) (*Monitor, error) {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
 			err = fmt.Errorf("%w: %w", ErrPermission, err)
 		}
-		m.shutdown(false)
+		m.finish(err, false)
 		return nil, err
 	}
+	go m.watch(ctx)
 	m.c.Logger().Info("proc: listening", zap.Stringer("mode", m.mode), zap.Stringer("events", m.mask))
 	return m, nil
+}
+
+// tableNeeds are the kinds the process table is kept current from.
+const tableNeeds = WhatFork | WhatExec | WhatComm | WhatExit
+
+// subscribed is what to ask the kernel for when mask is wanted: with the
+// table on, also what it needs, and every exit (the kernel's nonzero-exit
+// filter would hide the others from the table).
+func subscribed(mask What, enrich bool) What {
+	if enrich && (mask&tableNeeds != tableNeeds || mask&WhatNonzeroExit != 0) {
+		return (mask | tableNeeds) &^ WhatNonzeroExit
+	}
+	return mask
+}
+
+// watch closes Events when ctx is done, the connector fails or our
+// callback is removed under us.
+func (m *Monitor) watch(ctx context.Context) {
+	var reason error
+	select {
+	case <-m.stop:
+		return
+	case <-ctx.Done():
+		reason = context.Cause(ctx)
+	case <-m.c.Done():
+		reason = fmt.Errorf("%w: %w", ErrConnectorFailed, m.c.Err())
+	case <-m.removed:
+		reason = ErrCallbackRemoved
+	}
+	m.closed.Do(func() { m.cleanErr = m.finish(reason, true) })
 }
 
 // resolveMode picks the mode for mask on this kernel.
@@ -201,8 +270,27 @@ func (m *Monitor) send(ctx context.Context, op uint32) error {
 	return m.c.SendTo(ctx, SubscriptionMessage(op, m.mode, m.mask), 0)
 }
 
-// Events is the stream of events. It is closed by Close.
+// Events is the stream of events, in the kernel's order. It is closed when
+// the ctx given to Listen is done, when Close is called, when the
+// connector fails and when the connector removes the monitor's callback;
+// Err then says which. Events still queued when it closes are dropped
+// (counted in Stats.Dropped).
 func (m *Monitor) Events() <-chan Event { return m.h.out }
+
+// Err is why Events closed: ErrClosed, the cause of the ctx given to
+// Listen (context.Canceled, context.DeadlineExceeded or the cause given to
+// a CancelCauseFunc), an error wrapping ErrConnectorFailed and the
+// connector's own, or ErrCallbackRemoved. It is nil while Events is open.
+func (m *Monitor) Err() error {
+	if p := m.reason.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Table is the monitor's process table, nil without enrichment. Lookups
+// may run concurrently with the monitor.
+func (m *Monitor) Table() *Table { return m.h.table }
 
 // Mode is the subscription mode in use.
 func (m *Monitor) Mode() Mode { return m.mode }
@@ -223,19 +311,32 @@ func (m *Monitor) Stats() Stats {
 	return Stats{Events: m.h.events.Load(), Filtered: m.h.filtered.Load(), Lost: m.h.lost.Load(), Dropped: m.h.dropped.Load()}
 }
 
-// Close sends IGNORE (which, since 6.6, affects only this socket), removes
-// the proc callback, closes the connector if Listen created it, and closes
-// Events.
+// Close closes Events (Err is then ErrClosed, unless it closed earlier
+// for another reason), sends IGNORE (which, since 6.6, affects only this
+// socket), removes the proc callback, and closes the connector if Listen
+// created it. It may be called more than once; a monitor made with
+// WithConnector must be closed before its connector.
 func (m *Monitor) Close() error {
-	m.closed.Do(func() { m.err = m.shutdown(true) })
-	return m.err
+	m.closed.Do(func() { m.cleanErr = m.finish(ErrClosed, true) })
+	return m.cleanErr
 }
 
-func (m *Monitor) shutdown(ignore bool) error {
-	close(m.h.done) // a handler blocked on a full Events channel lets go
+// ignoreTimeout bounds the IGNORE sent when closing.
+const ignoreTimeout = time.Second
+
+// finish closes Events with reason, then unsubscribes and cleans up.
+func (m *Monitor) finish(reason error, ignore bool) error {
+	m.reason.CompareAndSwap(nil, &reason)
+	m.h.closeOut()
+	close(m.stop)
+	if m.unwatch != nil {
+		m.unwatch()
+	}
 	var errs []error
 	if ignore {
-		errs = append(errs, m.send(context.Background(), OpIgnore))
+		ctx, cancel := context.WithTimeout(context.Background(), ignoreTimeout)
+		errs = append(errs, m.send(ctx, OpIgnore))
+		cancel()
 	}
 	if m.added { // never another monitor's callback
 		if err := m.c.DelCallback(ID); err != nil && !errors.Is(err, cnactor.ErrNotFound) {
@@ -245,7 +346,6 @@ func (m *Monitor) shutdown(ignore bool) error {
 	if m.owns {
 		errs = append(errs, m.c.Close(context.Background()))
 	}
-	close(m.h.out)
 	return errors.Join(errs...)
 }
 
@@ -256,8 +356,14 @@ type handler struct {
 	out        chan Event
 	done       chan struct{}
 	userFilter bool
+	show       What // the kinds delivered (the subscription may be wider)
 	gapCheck   bool
-	enrich     *Enricher // nil: no enrichment
+	table      *Table // nil: no enrichment
+
+	// sendMu orders deliveries before closeOut: Events closes while the
+	// handler may still run.
+	sendMu    sync.Mutex
+	outClosed bool
 
 	lastSeq map[uint32]uint32 // per CPU
 	// Loss reported by the socket or mailbox and not yet seen as a gap
@@ -272,15 +378,38 @@ type handler struct {
 	sink func(Event)
 }
 
+// newHandler builds the handler of m, whose mask is what the user asked
+// for; with enrichment on it widens m.mask to what the table needs (see
+// subscribed) and filters here. The registered "proc" handler relies on
+// that: it subscribes with m.mask after this.
 func newHandler(m *Monitor, cfg config) *handler {
+	show := m.mask
+	m.mask = subscribed(show, cfg.enrich)
+	if m.mask&WhatAll == WhatAll && m.mode == ModeKernelFilter {
+		m.mode = ModeAll // widened to everything: the 4-byte form, with gap checks
+	}
 	h := &handler{
-		m: m, out: make(chan Event, cfg.buffer), done: make(chan struct{}),
-		userFilter: m.mode == ModeUserspaceFilter || m.mode == ModeKernelFilter && m.mask&WhatNonzeroExit != 0,
+		m: m, out: make(chan Event, max(cfg.buffer, 0)), done: make(chan struct{}), show: show,
+		userFilter: m.mode == ModeUserspaceFilter || show != m.mask || m.mode == ModeKernelFilter && show&WhatNonzeroExit != 0,
 		gapCheck:   m.mode == ModeAll || m.mode == ModeUserspaceFilter,
 		lastSeq:    map[uint32]uint32{},
 	}
 	if cfg.enrich {
-		h.enrich = NewEnricher(cfg.cacheSize)
+		logger := cfg.logger
+		if logger == nil {
+			logger = zap.NewNop()
+		}
+		limit, retain := cfg.cacheSize, cfg.retention
+		if limit <= 0 {
+			limit = DefaultTableLimit
+		}
+		if retain == 0 {
+			retain = DefaultRetention
+		}
+		h.table = NewTable(WithTableLimit(limit), WithRetention(retain), WithTableLogger(logger))
+		if _, err := h.table.Seed(); err != nil {
+			logger.Warn("proc: process table not seeded from /proc", zap.Error(err))
+		}
 	}
 	return h
 }
@@ -304,12 +433,13 @@ func (h *handler) Receive(_ handlers.Context, msg *transport.Message) error {
 	if err != nil {
 		return err
 	}
-	if h.userFilter && !wanted(h.m.mask, ev) {
+	// The table sees everything subscribed, before the filter.
+	if h.table != nil {
+		h.table.Update(ev)
+	}
+	if h.userFilter && !wanted(h.show, ev) {
 		h.filtered.Add(1)
 		return nil
-	}
-	if h.enrich != nil {
-		h.enrich.Enrich(ev)
 	}
 	h.emit(ev)
 	return nil
@@ -349,21 +479,37 @@ func (h *handler) gap(n uint64, cpu, seq uint32) {
 func (h *handler) emit(ev Event) {
 	if h.sink != nil {
 		h.sink(ev)
-		if l, ok := ev.(*Lost); ok {
-			h.lost.Add(l.Count)
-		} else {
-			h.events.Add(1)
-		}
+		h.count(ev)
+		return
+	}
+	h.sendMu.Lock()
+	defer h.sendMu.Unlock()
+	if h.outClosed {
+		h.dropped.Add(1)
 		return
 	}
 	select {
 	case h.out <- ev:
-		if l, ok := ev.(*Lost); ok {
-			h.lost.Add(l.Count)
-		} else {
-			h.events.Add(1)
-		}
+		h.count(ev)
 	case <-h.done:
 		h.dropped.Add(1)
 	}
+}
+
+func (h *handler) count(ev Event) {
+	if l, ok := ev.(*Lost); ok {
+		h.lost.Add(l.Count)
+	} else {
+		h.events.Add(1)
+	}
+}
+
+// closeOut closes Events once: a delivery blocked on a full channel lets
+// go first; later ones are dropped.
+func (h *handler) closeOut() {
+	close(h.done)
+	h.sendMu.Lock()
+	defer h.sendMu.Unlock()
+	h.outClosed = true
+	close(h.out)
 }

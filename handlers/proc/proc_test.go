@@ -88,6 +88,7 @@ func TestParseWhat(t *testing.T) {
 		{" uid , gid ", WhatUID | WhatGID, false},
 		{"all", WhatAll, false},
 		{"nonzero_exit", WhatNonzeroExit, false},
+		{"core,ptrce,clone,nonzeroexit", WhatCoredump | WhatPtrace | WhatFork | WhatNonzeroExit, false},
 		{"ack", 0, true},
 		{"forks", 0, true},
 	}
@@ -163,27 +164,6 @@ func TestLossAccounting(t *testing.T) {
 	}
 }
 
-func TestCacheBounded(t *testing.T) {
-	c := newCache(3)
-	c.root = t.TempDir() // nothing to read
-	for i := uint32(1); i <= 5; i++ {
-		c.forked(&Fork{Header: Header{TimestampNS: uint64(i)}, ParentTGID: 1, ChildPID: i + 100, ChildTGID: i + 100})
-	}
-	if len(c.procs) != 3 {
-		t.Fatalf("cache holds %d, want 3", len(c.procs))
-	}
-	if _, ok := c.procs[101]; ok {
-		t.Fatal("oldest entry not evicted")
-	}
-	p := c.exited(&Exit{Header: Header{TimestampNS: 1005}, PID: 105, TGID: 105})
-	if p == nil || p.Duration != 1000 {
-		t.Fatalf("exit of a known process: %+v", p)
-	}
-	if c.exited(&Exit{PID: 999, TGID: 999}) != nil {
-		t.Fatal("unknown, unreadable process got an identity")
-	}
-}
-
 func TestAppendJSON(t *testing.T) {
 	tests := []struct {
 		ev   Event
@@ -191,7 +171,8 @@ func TestAppendJSON(t *testing.T) {
 	}{
 		{&Fork{Header: Header{What: WhatFork}}, []string{"event", "cpu", "timestamp_ns", "parent_pid", "parent_tgid", "child_pid", "child_tgid"}},
 		{&Exec{Header: Header{What: WhatExec}}, []string{"event", "cpu", "timestamp_ns", "pid", "tgid"}},
-		{&Exit{Header: Header{What: WhatExit}}, []string{"event", "cpu", "timestamp_ns", "pid", "tgid", "exit_code", "exit_signal", "parent_pid", "parent_tgid"}},
+		{&Exit{Header: Header{What: WhatExit}}, []string{"event", "cpu", "timestamp_ns", "pid", "tgid", "exit_code", "exit_signal", "parent_pid", "parent_tgid", "code", "core_dumped"}},
+		{&Exit{Header: Header{What: WhatExit}, ExitCode: 9}, []string{"event", "cpu", "timestamp_ns", "pid", "tgid", "exit_code", "exit_signal", "parent_pid", "parent_tgid", "signal", "core_dumped"}},
 		{&UID{Header: Header{What: WhatUID}}, []string{"event", "cpu", "timestamp_ns", "pid", "tgid", "ruid", "euid"}},
 		{&Comm{Header: Header{What: WhatComm}, Comm: "a\"b"}, []string{"event", "cpu", "timestamp_ns", "pid", "tgid", "comm"}},
 		{&Lost{Count: 3, Source: "socket"}, []string{"event", "cpu", "timestamp_ns", "count", "source"}},

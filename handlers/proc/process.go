@@ -4,185 +4,144 @@ import (
 	"bytes"
 	"os"
 	"strconv"
-	"strings"
+	"syscall"
 	"time"
 )
 
-// Process is what /proc said about a process when the monitor saw it fork
-// or exec, kept so that its exit can still say what exited.
+// Process is what was known of a process when an event about it was
+// handled: its names as /proc gave them at fork or exec time (a forked
+// child has its parent's until it execs), its parent and its start. A
+// thread's events carry its group leader's Process. Values handed out are
+// never modified afterwards: a later change makes a new one.
 type Process struct {
-	TGID    uint32
-	Comm    string
-	Cmdline string // arguments joined by spaces
+	TGID uint32
+	PPID uint32 // the parent's tgid when the process was first seen; 0 if unknown
+	Comm string // the kernel's 15-byte command name
+	// Cmdline is the arguments joined by spaces, at most MaxCmdline bytes;
+	// empty for kernel threads and when the process was gone before /proc
+	// could be read.
+	Cmdline string
 	Exe     string
-	// StartNS is when it started, in nanoseconds since boot: the fork or
-	// exec event's timestamp, or /proc/PID/stat's start time.
+	// StartNS is when it started, in nanoseconds since boot: the fork
+	// event's timestamp, or /proc/PID/stat's start time (10 ms steps) for
+	// processes older than the monitor.
 	StartNS uint64
-	// Duration is how long it ran; set on exit events when the start is
-	// known.
+	// Duration is how long it (or, on a thread's exit, the thread) ran; set
+	// on exit events when the start is known.
 	Duration time.Duration
+	UID      uint32 // effective uid (the owner of /proc/PID), kept current from uid events
+	PGID     uint32 // process group
+	SID      uint32 // session, kept current from sid events
+	TTY      uint32 // controlling terminal (stat's tty_nr), 0 for none
+	RTPrio   uint32 // real-time priority, 0 for normal scheduling
+	Kernel   bool   // a kernel thread (kthreadd or its child)
+	// Stale: the process was gone before its exec could be read from
+	// /proc, so the names are those it had before the exec.
+	Stale bool
 }
 
-// Enricher attaches what /proc says about a process to its fork, exec and
-// exit events, remembering (boundedly) what it read so that an exit can
-// still say what exited, and for how long it ran. It is not safe for
-// concurrent use: feed it one stream, in order.
-type Enricher struct{ c *cache }
+// MaxCmdline bounds how much of a command line is kept.
+const MaxCmdline = 4096
 
-// NewEnricher returns an Enricher that remembers up to max processes.
-func NewEnricher(max int) *Enricher { return &Enricher{c: newCache(max)} }
+// procReader reads /proc with reused buffers; not safe for concurrent use.
+type procReader struct {
+	root string
+	buf  []byte
+}
 
-// Enrich sets and returns the Process of a fork of a process, an exec, or
-// the exit of a thread group leader; for other events it returns nil.
-func (e *Enricher) Enrich(ev Event) *Process {
-	switch ev := ev.(type) {
-	case *Fork:
-		if !ev.IsThread() {
-			ev.Process = e.c.forked(ev)
-		}
-		return ev.Process
-	case *Exec:
-		ev.Process = e.c.execed(ev)
-		return ev.Process
-	case *Exit:
-		if ev.PID == ev.TGID {
-			ev.Process = e.c.exited(ev)
-		}
-		return ev.Process
+func (r *procReader) path(pid uint32, file string) string {
+	return r.root + "/" + strconv.FormatUint(uint64(pid), 10) + "/" + file
+}
+
+// read reads at most len(r.buf) bytes of a /proc file.
+func (r *procReader) read(pid uint32, file string) ([]byte, bool) {
+	if r.buf == nil {
+		r.buf = make([]byte, MaxCmdline)
 	}
-	return nil
-}
-
-// cache is a bounded map from tgid to Process with first-in-first-out
-// eviction: enough for the live processes of a busy machine, never more.
-type cache struct {
-	max   int
-	procs map[uint32]*Process
-	order []uint32 // insertion order, for eviction
-	root  string   // "/proc"
-}
-
-func newCache(max int) *cache {
-	return &cache{max: max, procs: make(map[uint32]*Process, 256), root: "/proc"}
-}
-
-func (c *cache) put(p *Process) {
-	if _, ok := c.procs[p.TGID]; !ok {
-		if len(c.procs) >= c.max {
-			c.evict()
-		}
-		c.order = append(c.order, p.TGID)
+	f, err := os.Open(r.path(pid, file))
+	if err != nil {
+		return nil, false
 	}
-	c.procs[p.TGID] = p
-}
-
-func (c *cache) evict() {
-	for len(c.order) > 0 {
-		old := c.order[0]
-		c.order = c.order[1:]
-		if _, ok := c.procs[old]; ok {
-			delete(c.procs, old)
-			return
+	defer f.Close()
+	n := 0
+	for n < len(r.buf) {
+		m, err := f.Read(r.buf[n:])
+		n += m
+		if err != nil || m == 0 {
+			break
 		}
 	}
+	return r.buf[:n], true
 }
 
-func (c *cache) remove(tgid uint32) {
-	delete(c.procs, tgid)
-	// Compact the order list once stale keys dominate it.
-	if len(c.order) > 2*c.max {
-		live := c.order[:0]
-		for _, k := range c.order {
-			if _, ok := c.procs[k]; ok {
-				live = append(live, k)
-			}
-		}
-		c.order = live
-	}
-}
-
-// forked records a new process: it inherits its parent's identity until
-// it execs.
-func (c *cache) forked(e *Fork) *Process {
-	p := &Process{TGID: e.ChildTGID, StartNS: e.TimestampNS}
-	if parent, ok := c.procs[e.ParentTGID]; ok {
-		p.Comm, p.Cmdline, p.Exe = parent.Comm, parent.Cmdline, parent.Exe
-	} else {
-		p.Comm = c.readComm(e.ChildTGID)
-	}
-	c.put(p)
-	return p
-}
-
-// execed reads the new program's identity from /proc.
-func (c *cache) execed(e *Exec) *Process {
-	p, ok := c.procs[e.TGID]
+// stat fills p from /proc/PID/stat; false if the process is gone (or
+// reaped: a zombie still has its stat).
+func (r *procReader) stat(pid uint32, p *Process) bool {
+	b, ok := r.read(pid, "stat")
 	if !ok {
-		p = &Process{TGID: e.TGID, StartNS: c.readStart(e.TGID)}
+		return false
 	}
-	np := *p // events already handed out keep the old identity
-	np.Comm = c.readComm(e.TGID)
-	np.Cmdline = c.readCmdline(e.TGID)
-	np.Exe, _ = os.Readlink(c.path(e.TGID, "exe"))
-	c.put(&np)
-	return &np
+	// The command name is in parentheses and may hold anything: the other
+	// fields count from after the last ')'.
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return false
+	}
+	p.Comm = string(b[open+1 : end])
+	fields := bytes.Fields(b[end+1:])
+	if len(fields) < 40 {
+		return false
+	}
+	num := func(i int) uint64 { v, _ := strconv.ParseUint(string(fields[i]), 10, 64); return v }
+	// fields[0] is field 3 of proc(5): state.
+	p.PPID = uint32(num(1))
+	p.PGID = uint32(num(2))
+	p.SID = uint32(num(3))
+	p.TTY = uint32(num(4))
+	p.StartNS = num(19) * (1e9 / clockTicks)
+	p.RTPrio = uint32(num(37))
+	p.Kernel = pid == 2 || p.PPID == 2
+	if fi, err := os.Stat(r.root + "/" + strconv.FormatUint(uint64(pid), 10)); err == nil {
+		p.UID = fileUID(fi)
+	}
+	return true
 }
 
-// exited returns what is known of an exiting process, or nil, and forgets
-// it. The process is usually still a zombie: /proc has its comm and stat.
-func (c *cache) exited(e *Exit) *Process {
-	p, ok := c.procs[e.TGID]
-	if !ok {
-		p = &Process{TGID: e.TGID, Comm: c.readComm(e.TGID), StartNS: c.readStart(e.TGID)}
-		if p.Comm == "" && p.StartNS == 0 {
-			return nil // reaped before we looked, and never seen alive
+// cmdline is /proc/PID/cmdline with NULs as spaces, bounded by MaxCmdline.
+func (r *procReader) cmdline(pid uint32) string {
+	b, _ := r.read(pid, "cmdline")
+	b = bytes.TrimRight(b, "\x00 ")
+	for i, c := range b {
+		if c == 0 {
+			b[i] = ' '
 		}
 	}
-	np := *p
-	if np.StartNS != 0 && e.TimestampNS > np.StartNS {
-		np.Duration = time.Duration(e.TimestampNS - np.StartNS)
+	return string(b)
+}
+
+func (r *procReader) exe(pid uint32) string {
+	s, _ := os.Readlink(r.path(pid, "exe"))
+	return s
+}
+
+// full reads everything the table keeps about pid.
+func (r *procReader) full(pid uint32) (*Process, bool) {
+	p := &Process{TGID: pid}
+	if !r.stat(pid, p) {
+		return nil, false
 	}
-	c.remove(e.TGID)
-	return &np
-}
-
-func (c *cache) path(pid uint32, file string) string {
-	return c.root + "/" + strconv.FormatUint(uint64(pid), 10) + "/" + file
-}
-
-func (c *cache) readComm(pid uint32) string {
-	b, _ := os.ReadFile(c.path(pid, "comm"))
-	return strings.TrimSuffix(string(b), "\n")
-}
-
-func (c *cache) readCmdline(pid uint32) string {
-	b, _ := os.ReadFile(c.path(pid, "cmdline"))
-	return string(bytes.TrimRight(bytes.ReplaceAll(b, []byte{0}, []byte{' '}), " "))
+	p.Cmdline = r.cmdline(pid)
+	p.Exe = r.exe(pid)
+	return p, true
 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat's start time; 100 on
 // every Linux architecture Go supports.
 const clockTicks = 100
 
-// readStart is the process start time in ns since boot, 0 if unknown.
-func (c *cache) readStart(pid uint32) uint64 {
-	b, err := os.ReadFile(c.path(pid, "stat"))
-	if err != nil {
-		return 0
+func fileUID(fi os.FileInfo) uint32 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Uid
 	}
-	// The command name is in parentheses and may hold spaces: field 22
-	// counts from after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	if len(fields) < 20 {
-		return 0
-	}
-	ticks, err := strconv.ParseUint(fields[19], 10, 64)
-	if err != nil {
-		return 0
-	}
-	return ticks * (1e9 / clockTicks)
+	return 0
 }
