@@ -2,14 +2,27 @@ package transport
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"testing"
+	"unsafe"
 )
 
-// FuzzDecodeDatagram proves the decoder total: any input yields messages
-// that lie inside the datagram and re-encode to themselves, or a typed
-// error, never a panic. The seed corpus in testdata/fuzz holds datagrams
-// captured from the kernel; run `go test -fuzz FuzzDecodeDatagram` to explore.
+// FuzzDecodeDatagram proves the decoder total and checks what it returns
+// against the bytes it was given, not against the codec itself:
+//
+//   - every decoded message lies inside the datagram, after a netlink
+//     header, in order and without overlap;
+//   - the 20 bytes before each payload are its cn_msg header, and their
+//     fields (len included) agree with the decoded message;
+//   - a failure is a typed *DecodeError matching exactly one sentinel,
+//     whose offset lies inside the datagram (or at its end), and a
+//     datagram shorter than a netlink header never decodes;
+//   - messages re-encoded into a datagram of their own decode to the same
+//     values, without error.
+//
+// The seed corpus in testdata/fuzz holds datagrams captured from the
+// kernel; run `go test -run '^$' -fuzz FuzzDecodeDatagram` to explore.
 func FuzzDecodeDatagram(f *testing.F) {
 	f.Add(mustHex(f, capturedProcAck))
 	f.Add(mustHex(f, capturedFork))
@@ -19,34 +32,104 @@ func FuzzDecodeDatagram(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		msgs, err := DecodeDatagram(nil, b)
 		if err != nil {
-			known := false
-			for _, s := range sentinels {
-				known = known || errors.Is(err, s)
-			}
-			if !known {
-				t.Fatalf("untyped error %v", err)
-			}
+			checkDecodeError(t, err, b, sentinels)
 		}
-		total := 0
-		for _, m := range msgs {
-			total += CnMsgHeaderLen + len(m.Data)
-			if len(m.Data) > MaxPayload {
-				t.Fatalf("payload of %d bytes accepted", len(m.Data))
+		if len(b) < NlmsgHeaderLen && (err == nil || len(msgs) > 0) {
+			t.Fatalf("a %d-byte datagram decoded to %d messages, err %v", len(b), len(msgs), err)
+		}
+		end := NlmsgHeaderLen // no cn_msg header starts before the first netlink header ends
+		for i, m := range msgs {
+			hdr := headerOffset(t, b, m, end)
+			if hdr+CnMsgHeaderLen+len(m.Data) > len(b) {
+				t.Fatalf("message %d: cn_msg at [%d,%d) of a %d-byte datagram, previous message ended at %d",
+					i, hdr, hdr+CnMsgHeaderLen+len(m.Data), len(b), end)
 			}
-			enc, err := m.MarshalBinary()
-			if err != nil {
+			if len(m.Data) > MaxPayload || cap(m.Data) != len(m.Data) {
+				t.Fatalf("message %d: payload len %d cap %d", i, len(m.Data), cap(m.Data))
+			}
+			end = hdr + CnMsgHeaderLen + len(m.Data)
+		}
+		var enc []byte
+		for i := range msgs {
+			if enc, err = AppendDatagram(enc, &msgs[i], 0, 0); err != nil {
 				t.Fatal(err)
 			}
-			var back Message
-			if err := back.UnmarshalBinary(enc); err != nil {
-				t.Fatal(err)
-			}
-			if back.ID != m.ID || back.Seq != m.Seq || back.Ack != m.Ack || back.Flags != m.Flags || !bytes.Equal(back.Data, m.Data) {
-				t.Fatalf("re-encoding changed %+v into %+v", m, back)
-			}
+			enc = append(enc, make([]byte, nlmsgAlign(len(enc))-len(enc))...)
 		}
-		if total+NlmsgHeaderLen*min(len(msgs), 1) > len(b) {
-			t.Fatalf("decoded %d bytes of messages from a %d-byte datagram", total, len(b))
+		if len(msgs) == 0 {
+			return
+		}
+		back, err := DecodeDatagram(nil, enc)
+		if err != nil || len(back) != len(msgs) {
+			t.Fatalf("re-encoded %d messages decode to %d, err %v", len(msgs), len(back), err)
+		}
+		for i, m := range msgs {
+			o := back[i]
+			if o.ID != m.ID || o.Seq != m.Seq || o.Ack != m.Ack || o.Flags != m.Flags || !bytes.Equal(o.Data, m.Data) {
+				t.Fatalf("re-encoding changed %+v into %+v", m, o)
+			}
 		}
 	})
+}
+
+// headerOffset is where m's cn_msg header starts inside b: its payload
+// follows the header, and the header's fields (len included) must be m's.
+// It fails the test if no such header is where m's payload points, at or
+// after end (where the previous message ended). An empty
+// payload may point at its header rather than past it (Go keeps a slice of
+// capacity 0 at its base), so both places are tried for it.
+func headerOffset(t *testing.T, b []byte, m Message, end int) int {
+	t.Helper()
+	if len(b) == 0 {
+		t.Fatal("a message decoded from nothing")
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(m.Data)))
+	if p < base || p > base+uintptr(len(b)) {
+		t.Fatalf("payload at %#x outside the datagram [%#x,%#x)", p, base, base+uintptr(len(b)))
+	}
+	off := int(p - base)
+	candidates := []int{off - CnMsgHeaderLen}
+	if len(m.Data) == 0 {
+		candidates = []int{off, off - CnMsgHeaderLen}
+	}
+	for _, hdr := range candidates {
+		if hdr >= end && hdr+CnMsgHeaderLen <= len(b) && headerIs(b[hdr:hdr+CnMsgHeaderLen], m) {
+			return hdr
+		}
+	}
+	t.Fatalf("message %+v: no matching cn_msg header before its payload at %d", m, off)
+	return 0
+}
+
+// headerIs reports whether the 20 bytes h encode m's header.
+func headerIs(h []byte, m Message) bool {
+	u32 := func(o int) uint32 { return binary.NativeEndian.Uint32(h[o:]) }
+	return u32(0) == m.ID.Idx && u32(4) == m.ID.Val && u32(8) == m.Seq && u32(12) == m.Ack &&
+		int(binary.NativeEndian.Uint16(h[16:])) == len(m.Data) && binary.NativeEndian.Uint16(h[18:]) == m.Flags
+}
+
+func checkDecodeError(t *testing.T, err error, b []byte, sentinels []error) {
+	t.Helper()
+	var de *DecodeError
+	if !errors.As(err, &de) {
+		t.Fatalf("untyped error %v", err)
+	}
+	n := 0
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("error %v matches %d sentinels, want exactly one", err, n)
+	}
+	// A missing cn_msg header is reported where it would start, which may
+	// be the end of the datagram.
+	if de.Offset < 0 || de.Offset > len(b) {
+		t.Fatalf("error offset %d outside a %d-byte datagram", de.Offset, len(b))
+	}
+	if errors.Is(err, ErrShortDatagram) != (len(b) < NlmsgHeaderLen) {
+		t.Fatalf("%v for a %d-byte datagram", err, len(b))
+	}
 }
