@@ -188,6 +188,7 @@ func (c *Connector) startFallback(h handlers.Handler) error {
 		c.fallback = nil
 		c.cbMu.Unlock()
 		c.table.SetFallback(nil)
+		ref.Detach()
 		c.reader.Barrier(context.Background())
 		c.stopHandler(ref, cc.child.ShutdownTimeout, false)
 		c.log.Warn("fallback handler removed by its supervisor", zap.Error(reason))
@@ -231,7 +232,8 @@ func (c *Connector) spawn(parent actor.SpawnerContext, id transport.CbID, name s
 // AddCallback registers h for id under a symbolic name, as the kernel's
 // cn_add_callback: a handler actor is started, the id is routed to it, its
 // group (idx, when 1..32) is joined, and subscribers are notified (event 0).
-// A registered id is refused with ErrDuplicate.
+// A registered id is refused with ErrDuplicate. Without WithSenderPolicy,
+// the policy is the one h declares (handlers.SenderDeclarer), else anyone.
 func (c *Connector) AddCallback(id transport.CbID, name string, h handlers.Handler, opts ...CallbackOption) error {
 	if h == nil {
 		return errors.New("cnactor: nil handler")
@@ -239,6 +241,9 @@ func (c *Connector) AddCallback(id transport.CbID, name string, h handlers.Handl
 	cc := c.defaultCallbackConfig()
 	for _, o := range opts {
 		o.applyCallback(&cc)
+	}
+	if p, ok := handlers.DeclaredSenders(h); ok && !cc.policySet {
+		cc.policy = p
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -298,6 +303,7 @@ func (c *Connector) unregister(id transport.CbID, pid *actor.PID, reason error) 
 	delete(c.callbacks, id)
 	c.cbMu.Unlock()
 	c.table.Remove(id)
+	cb.ref.Detach()
 	c.reader.Barrier(context.Background())
 	c.stopHandler(cb.ref, cb.cfg.child.ShutdownTimeout, false)
 	c.log.Warn("callback removed by its supervisor", zap.Stringer("id", id), zap.String("name", cb.route.Name), zap.Error(reason))
@@ -337,8 +343,10 @@ func (c *Connector) delLocked(id transport.CbID) error {
 	delete(c.callbacks, id)
 	c.cbMu.Unlock()
 	_, leaveErr := c.table.Remove(id)
-	// Once the reader has routed every batch it holds, nothing more can
-	// reach the handler; then let it finish its queue.
+	// A reader holding the socket for this handler's full mailbox lets go
+	// (flow control); once it has routed every batch it holds, nothing
+	// more can reach the handler; then let it finish its queue.
+	cb.ref.Detach()
 	c.reader.Barrier(context.Background())
 	stopErr := c.stopHandler(cb.ref, cb.cfg.child.ShutdownTimeout, true)
 	c.notify(id, cb.route.Name, dispatch.EventRemoved, cb.ref.Stats())

@@ -2,11 +2,13 @@ package cnactor_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/actors"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
 )
@@ -212,4 +214,41 @@ func TestDropPoliciesNeverHoldTheReader(t *testing.T) {
 		}
 		cancel()
 	}
+}
+
+// Removing a callback whose full mailbox holds the reader does not wait
+// for its stall timeout: the reader lets go, the rest of what it held for
+// the callback is counted, and the other callbacks flow again.
+func TestBackpressureDelCallbackReleasesTheReader(t *testing.T) {
+	t.Parallel()
+	c, net := newMemConnector(t)
+	peer := dialPeer(t, net)
+	stuckID, healthyID := transport.CbID{Idx: 0x7804, Val: 1}, transport.CbID{Idx: 0x7804, Val: 2}
+	stuck := &gatedObserver{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	defer close(stuck.gate)
+	if err := c.AddCallback(stuckID, "stuck", stuck, cnactor.WithMailbox(2, cnactor.Backpressure),
+		cnactor.WithStallTimeout(time.Hour), cnactor.WithShutdownTimeout(10*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	healthy := &handlers.Counter{}
+	if err := c.AddCallback(healthyID, "healthy", healthy); err != nil {
+		t.Fatal(err)
+	}
+	sendTo(t, peer, c, stuckID, 0, "first")
+	<-stuck.entered
+	sendTo(t, peer, c, stuckID, 1, "fits")
+	sendTo(t, peer, c, stuckID, 2, "held")
+	waitFor(t, "the reader to be held", func() bool { return info(t, c, stuckID).Stalls == 1 })
+	sendTo(t, peer, c, healthyID, 0, "waits behind the held one")
+	removed := make(chan error, 1)
+	go func() { removed <- c.DelCallback(stuckID) }()
+	select {
+	case err := <-removed:
+		if err != nil && !errors.Is(err, actors.ErrStopTimeout) {
+			t.Fatalf("DelCallback: %v", err)
+		}
+	case <-time.After(time.Minute): // the stall timeout is an hour
+		t.Fatal("DelCallback waited for the held reader")
+	}
+	waitFor(t, "the healthy callback served", func() bool { return healthy.Messages() == 1 })
 }

@@ -91,6 +91,9 @@ func (r *Reader) hold(h *HandlerRef, msg *transport.Received) (queued bool) {
 			case <-r.stopCh:
 				r.timer.Stop()
 				return false
+			case <-h.detached:
+				r.timer.Stop()
+				return false
 			}
 			continue
 		}

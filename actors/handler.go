@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,6 +60,8 @@ type HandlerRef struct {
 	mb       *mailbox
 	counters counters
 	stopped  chan struct{}
+	detached chan struct{} // closed by Detach
+	detach   sync.Once
 	root     *actor.RootContext
 	batch    uint64 // the reader's last batch that fed it (the reader's own)
 	shedding bool   // Backpressure gave up waiting: shed until drained (the reader's own)
@@ -83,10 +86,11 @@ func SpawnHandler(spawner actor.SpawnerContext, root *actor.RootContext, spec Ha
 		log = zap.NewNop()
 	}
 	h := &HandlerRef{
-		spec:    spec,
-		log:     log.With(zap.Stringer("id", spec.ID), zap.String("name", spec.Name)),
-		stopped: make(chan struct{}),
-		root:    root,
+		spec:     spec,
+		log:      log.With(zap.Stringer("id", spec.ID), zap.String("name", spec.Name)),
+		stopped:  make(chan struct{}),
+		detached: make(chan struct{}),
+		root:     root,
 	}
 	if spec.StallTimeout <= 0 {
 		h.spec.StallTimeout = DefaultStallTimeout
@@ -123,6 +127,12 @@ func (h *HandlerRef) Deliver(r *transport.Received) {
 	}
 	h.Wake()
 }
+
+// Detach tells the runtime that the callback is being removed: a reader
+// holding the socket for this handler's full mailbox stops waiting (what
+// it holds is shed, counted), so that removing a stuck callback never
+// waits for its stall timeout.
+func (h *HandlerRef) Detach() { h.detach.Do(func() { close(h.detached) }) }
 
 // Wake makes the handler actor process what is queued.
 func (h *HandlerRef) Wake() { h.mb.schedule() }
