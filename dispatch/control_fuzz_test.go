@@ -9,16 +9,18 @@ import (
 	"github.com/cnactor/cnactor/transport"
 )
 
-// FuzzParseControl checks the notification protocol's control-message
-// parser against the rule in the 2005 design, restated here independently:
+// FuzzControlProtocol checks the notification protocol's control-message
+// parser against the rule in the 2005 design, restated here independently
+// (FuzzParseControl in notify_test.go checks only what it accepts):
 // a cn_ctl_msg is valid exactly when its payload is
 // 16 + 8*(idx_notify_num+val_notify_num) bytes, its len field plus 16 is
 // that size, and its group can be sent to (0..32). A valid one parses to
 // the ranges found at their offsets and encodes back to the same bytes;
 // an invalid one is ErrControlMalformed. Whatever parses, storing and
 // matching it must not panic, and an id at the start of a non-empty idx
-// and val range matches. Run `go test -run '^$' -fuzz FuzzParseControl`.
-func FuzzParseControl(f *testing.F) {
+// and val range matches. Run
+// `go test -run '^$' -fuzz FuzzControlProtocol`.
+func FuzzControlProtocol(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(make([]byte, 16))
 	f.Add(AppendControl(nil, &Subscription{Group: 5, IdxRanges: []Range{{10, 1}}, ValRanges: []Range{{0, 2}}}))
