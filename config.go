@@ -39,6 +39,7 @@ type Config struct {
 	Overflow     Overflow
 	StallTimeout time.Duration
 	Senders      SenderPolicy
+	sendersSet   bool // connector.senders was given
 
 	Supervisors []SupervisorConfig
 	Callbacks   []CallbackConfig
@@ -69,15 +70,23 @@ type CallbackConfig struct {
 	Mailbox      int
 	Overflow     Overflow
 	StallTimeout time.Duration
-	Senders      SenderPolicy
+	// Senders is who may reach the callback. The zero policy, when the
+	// configuration names none (neither here nor connector.senders), lets
+	// the handler's declared policy apply (handlers.SenderDeclarer), else
+	// anyone.
+	Senders SenderPolicy
 
-	settings string // canonical text of the settings, to tell changes
-	parsed   bool   // Settings came from text: settings describes them
+	sendersSet bool   // senders came from the file (this entry or connector.senders)
+	settings   string // canonical text of the settings, to tell changes
+	parsed     bool   // Settings came from text: settings describes them
 }
 
 // Options are the callback options the configuration asks for.
 func (cb *CallbackConfig) Options() []CallbackOption {
-	opts := []CallbackOption{WithSenderPolicy(cb.Senders), WithRestart(cb.Restart)}
+	opts := []CallbackOption{WithRestart(cb.Restart)}
+	if cb.sendersSet || cb.Senders.String() != AllowAnyone().String() {
+		opts = append(opts, WithSenderPolicy(cb.Senders))
+	}
 	if cb.Supervisor != "" {
 		opts = append(opts, WithSupervisor(cb.Supervisor))
 	}
@@ -95,8 +104,8 @@ func (cb *CallbackConfig) Options() []CallbackOption {
 
 // key is equal for two callbacks that would run the same way.
 func (cb *CallbackConfig) key() string {
-	return fmt.Sprintf("%s|%s|%s|%s|%s|%d|%d|%s|%d|%s|%s", cb.ID, cb.Name, cb.Handler, cb.Supervisor, cb.Restart,
-		cb.ShutdownTimeout, cb.Mailbox, cb.Overflow, cb.StallTimeout, cb.Senders, cb.settingsKey())
+	return fmt.Sprintf("%s|%s|%s|%s|%s|%d|%d|%s|%d|%s|%v|%s", cb.ID, cb.Name, cb.Handler, cb.Supervisor, cb.Restart,
+		cb.ShutdownTimeout, cb.Mailbox, cb.Overflow, cb.StallTimeout, cb.Senders, cb.sendersSet, cb.settingsKey())
 }
 
 func (cb *CallbackConfig) settingsKey() string {
@@ -150,7 +159,8 @@ func (cfg *Config) Options() []Option {
 //	    restart: permanent        # permanent | transient | temporary
 //	    shutdown_timeout: 5s
 //	    mailbox: {size: 128, overflow: drop-oldest}
-//	    senders: {ports: [0]}
+//	    senders: {ports: [0]}     # default connector.senders, else the handler's own
+//	                              # (proc: kernel), else anyone
 //
 // Every error names the file, the line and the field, as
 // "config.yaml:12: callbacks[1].mailbox.overflow: unknown policy ...".
@@ -505,7 +515,7 @@ func (fc *fileConfig) resolve(d *yamlconf.Decoder, file string) (*Config, error)
 		return nil, err
 	}
 	if cn.Senders != nil {
-		cfg.Senders = cn.Senders.policy
+		cfg.Senders, cfg.sendersSet = cn.Senders.policy, true
 	}
 
 	sups := map[string]int{RootSupervisor: -1}
@@ -590,9 +600,9 @@ func (f *fileCallback) resolve(cfg *Config, sups map[string]int) (CallbackConfig
 	if cb.Mailbox, cb.Overflow, cb.StallTimeout, err = f.Mailbox.resolve(cfg.Mailbox, cfg.Overflow, cfg.StallTimeout); err != nil {
 		return cb, err
 	}
-	cb.Senders = cfg.Senders
+	cb.Senders, cb.sendersSet = cfg.Senders, cfg.sendersSet
 	if f.Senders != nil {
-		cb.Senders = f.Senders.policy
+		cb.Senders, cb.sendersSet = f.Senders.policy, true
 	}
 	return cb, nil
 }

@@ -139,6 +139,7 @@ type callbackConfig struct {
 	overflow   actors.Overflow
 	stall      time.Duration
 	policy     dispatch.SenderPolicy
+	policySet  bool // by WithSenderPolicy: else the handler's declared one
 	supervisor string
 	child      supervisor.ChildSpec
 	deadLetter func(m *transport.Received, reason error)
@@ -167,9 +168,11 @@ func WithStallTimeout(d time.Duration) CallbackOption {
 	return callbackOptionFunc(func(c *callbackConfig) { c.stall = d })
 }
 
-// WithSenderPolicy restricts who may reach the callback.
+// WithSenderPolicy restricts who may reach the callback. Without it the
+// callback takes the policy its handler declares (handlers.SenderDeclarer:
+// the proc handler admits the kernel only), or admits anyone.
 func WithSenderPolicy(p SenderPolicy) CallbackOption {
-	return callbackOptionFunc(func(c *callbackConfig) { c.policy = p })
+	return callbackOptionFunc(func(c *callbackConfig) { c.policy, c.policySet = p, true })
 }
 
 // WithShutdownTimeout bounds how long DelCallback waits for the handler to

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
 	"github.com/cnactor/cnactor/transport/memory"
 )
@@ -106,5 +107,79 @@ func TestSenderPolicy(t *testing.T) {
 	}
 	if r := c.Stats().Reader; r.Rejected != 8 || r.Messages != 15 || r.Unknown != 0 {
 		t.Errorf("reader counters %+v, want 15 messages, 8 rejected", r)
+	}
+}
+
+// kernelOnlyHandler declares that only the kernel may reach it, as the
+// proc handler does.
+type kernelOnlyHandler struct{ recorder }
+
+func (*kernelOnlyHandler) Senders() cnactor.SenderPolicy { return cnactor.AllowKernel() }
+
+func init() {
+	handlers.Register("test-kernel-only", func(handlers.Settings) (handlers.Handler, error) {
+		return &kernelOnlyHandler{}, nil
+	})
+}
+
+// Issue 13, item 2: a handler that declares a sender policy gets it when
+// the callback is added without one (AddCallback without
+// WithSenderPolicy, a configuration entry without senders:), so that a
+// user process cannot forge what only the kernel sends; an explicit
+// policy, the entry's or the connector's default, wins.
+func TestDeclaredSenderPolicy(t *testing.T) {
+	t.Parallel()
+	c, net := newMemConnector(t)
+	kernel := net.Kernel()
+	user := dialPeer(t, net, memory.WithCredentials(transport.Credentials{PID: 10, UID: 1000, GID: 1000}))
+
+	declared := transport.CbID{Idx: 0x7410, Val: 1}
+	overridden := transport.CbID{Idx: 0x7410, Val: 2}
+	h := &kernelOnlyHandler{}
+	if err := c.AddCallback(declared, "declared", h); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddCallback(overridden, "overridden", &kernelOnlyHandler{}, cnactor.WithSenderPolicy(cnactor.AllowAnyone())); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := cnactor.ParseConfig("c.yaml", []byte(`
+callbacks:
+  - {id: "0x7410:3", handler: test-kernel-only}
+  - {id: "0x7410:4", handler: test-kernel-only, senders: anyone}
+  - {id: "0x7410:5", handler: echo}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Apply(cfg, handlers.Env{}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint32]string{1: "kernel", 2: "anyone", 3: "kernel", 4: "anyone", 5: "anyone"}
+	for val, p := range want {
+		if got := info(t, c, transport.CbID{Idx: 0x7410, Val: val}).Policy; got != p {
+			t.Errorf("0x7410:%d: policy %s, want %s", val, got, p)
+		}
+	}
+	// A connector-wide default is explicit too.
+	cfg2, err := cnactor.ParseConfig("d.yaml", []byte("connector: {senders: {uids: [1000]}}\ncallbacks:\n  - {id: \"0x7410:6\", handler: test-kernel-only}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Apply(cfg2, handlers.Env{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := info(t, c, transport.CbID{Idx: 0x7410, Val: 6}).Policy; got != "uids=1000" {
+		t.Errorf("with connector.senders: policy %s, want uids=1000", got)
+	}
+
+	// The forgery is refused, the kernel's message is handled.
+	sendTo(t, user, c, declared, 1, "forged exit")
+	send(t, kernel, transport.Addr{Port: c.Port()}, &transport.Message{ID: declared, Seq: 2})
+	waitFor(t, "the kernel's message handled and the forgery refused", func() bool {
+		ci := info(t, c, declared)
+		return ci.Handled == 1 && ci.Rejected == 1
+	})
+	if m := h.messages(); len(m) != 1 || m[0].Seq != 2 {
+		t.Errorf("handled %+v, want only the kernel's seq 2", m)
 	}
 }

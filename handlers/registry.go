@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cnactor/cnactor/dispatch"
 	"github.com/cnactor/cnactor/transport"
 )
 
@@ -102,6 +103,24 @@ type Outbox interface {
 // by whoever built them.
 type Starter interface {
 	Start(ctx context.Context, out Outbox) error
+}
+
+// SenderDeclarer is implemented by handlers that need a sender policy to be
+// safe, such as the proc handler, whose events only the kernel may send:
+// anyone else could forge process exits. The connector applies the
+// declared policy when the callback is added without one of its own (no
+// cnactor.WithSenderPolicy, no senders: in the configuration); an explicit
+// policy wins.
+type SenderDeclarer interface {
+	Senders() dispatch.SenderPolicy
+}
+
+// DeclaredSenders is the policy h declares, if it declares one.
+func DeclaredSenders(h Handler) (dispatch.SenderPolicy, bool) {
+	if d, ok := h.(SenderDeclarer); ok {
+		return d.Senders(), true
+	}
+	return dispatch.SenderPolicy{}, false
 }
 
 // ErrUnknownHandler is wrapped by New's error for an unregistered name.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -106,35 +107,89 @@ func runServe(ctx context.Context, args []string, e *env) error {
 		defer stop()
 		hup = ch
 	}
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(e.stdin)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	lines := make(chan commandLine)
+	go readCommands(ctx, e.stdin, lines)
 	for {
 		select {
 		case <-ctx.Done():
 			stopNode() // its subscribers are told before the connector closes
-			return c.Close(context.Background())
+			err := c.Close(context.Background())
+			// The final counters: what was handled, dropped or refused in
+			// the whole run (Stats keeps them after Close).
+			fmt.Fprintln(e.stderr, "final counts:")
+			s.list(e.stderr)
+			return err
 		case <-hup:
 			if ch, err := s.reload(); err != nil {
 				fmt.Fprintf(e.stderr, "reload: %v\n", err)
 			} else {
 				fmt.Fprintf(e.stderr, "reload: %s\n", ch)
 			}
-		case line, ok := <-lines:
+		case cl, ok := <-lines:
 			if !ok {
 				lines = nil // end of commands: keep serving until interrupted
 				continue
 			}
-			s.command(line)
+			if cl.err != nil {
+				fmt.Fprintf(s.e.stdout, "error: %v\n", cl.err)
+				continue
+			}
+			s.command(cl.line)
+		}
+	}
+}
+
+// maxCommandLine bounds one stdin command line: commands are short, and a
+// bufio.Scanner stops for good at its own limit (64 KiB), which silently
+// ended the command channel.
+const maxCommandLine = 4096
+
+// commandLine is one stdin line, or why it was not taken.
+type commandLine struct {
+	line string
+	err  error
+}
+
+// readCommands sends every stdin line to lines until end of input or ctx
+// ends. A line longer than maxCommandLine is skipped to its end and
+// reported as an error (counted), and reading goes on; a read error ends
+// the commands, reported.
+func readCommands(ctx context.Context, stdin io.Reader, lines chan<- commandLine) {
+	defer close(lines)
+	r := bufio.NewReaderSize(stdin, maxCommandLine+1) // the line and its newline
+	put := func(cl commandLine) bool {
+		select {
+		case lines <- cl:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	tooLong := 0
+	for {
+		line, prefix, err := r.ReadLine()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				put(commandLine{err: fmt.Errorf("reading commands: %w (no more commands are read)", err)})
+			}
+			return
+		}
+		if !prefix {
+			if !put(commandLine{line: string(line)}) {
+				return
+			}
+			continue
+		}
+		for prefix && err == nil { // skip the rest of the long line
+			_, prefix, err = r.ReadLine()
+		}
+		tooLong++
+		if !put(commandLine{err: fmt.Errorf("command line over %d bytes ignored (%d so far)", maxCommandLine, tooLong)}) {
+			return
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			put(commandLine{err: fmt.Errorf("reading commands: %w (no more commands are read)", err)})
+			return
 		}
 	}
 }
@@ -224,9 +279,24 @@ var jsonSettings = map[string]bool{"log": true, "proc": true}
 func (s *server) dispatch(f []string) error {
 	switch f[0] {
 	case "add":
-		if len(f) < 3 || len(f) > 4 {
-			return fmt.Errorf("usage: add IDX:VAL HANDLER [NAME]")
+		var opts []cnactor.CallbackOption
+		args := f[:0:0]
+		for _, a := range f {
+			v, ok := strings.CutPrefix(a, "senders=")
+			if !ok {
+				args = append(args, a)
+				continue
+			}
+			p, err := parseSenders(v)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, cnactor.WithSenderPolicy(p))
 		}
+		if len(args) < 3 || len(args) > 4 || len(opts) > 1 {
+			return fmt.Errorf("usage: %s", addUsage)
+		}
+		f = args
 		id, err := transport.ParseCbID(f[1])
 		if err != nil {
 			return err
@@ -241,11 +311,17 @@ func (s *server) dispatch(f []string) error {
 				return err
 			}
 		}
-		if err := s.c.AddHandler(id, name, f[2], settings); err != nil {
+		if err := s.c.AddHandler(id, name, f[2], settings, opts...); err != nil {
 			return err
 		}
 		s.handlerOf[id] = f[2]
-		fmt.Fprintf(s.e.stdout, "ok added %s %s\n", id, name)
+		policy := "anyone"
+		for _, cb := range s.c.Stats().Callbacks {
+			if cb.ID == id {
+				policy = cb.Policy
+			}
+		}
+		fmt.Fprintf(s.e.stdout, "ok added %s %s senders=%s\n", id, name, policy)
 	case "del":
 		if len(f) != 2 {
 			return fmt.Errorf("usage: del IDX:VAL")
@@ -274,11 +350,42 @@ func (s *server) dispatch(f []string) error {
 		}
 		fmt.Fprintf(s.e.stdout, "ok reloaded: %s\n", ch)
 	case "help":
-		fmt.Fprintf(s.e.stdout, "commands: add IDX:VAL HANDLER [NAME] | del IDX:VAL | list | reload | help; handlers: %s\n", handlerNames())
+		fmt.Fprintf(s.e.stdout, "commands: %s | del IDX:VAL | list | reload | help; handlers: %s\n", addUsage, handlerNames())
 	default:
 		return fmt.Errorf("unknown command %q (try help)", f[0])
 	}
 	return nil
+}
+
+// addUsage: without senders=, a callback takes its handler's declared
+// policy (proc: kernel), else anyone.
+const addUsage = "add IDX:VAL HANDLER [NAME] [senders=anyone|kernel|ports:P,..|uids:U,..]"
+
+// parseSenders reads a senders= value: anyone, kernel, ports:P,.. or
+// uids:U,...
+func parseSenders(v string) (cnactor.SenderPolicy, error) {
+	switch v {
+	case "anyone":
+		return cnactor.AllowAnyone(), nil
+	case "kernel":
+		return cnactor.AllowKernel(), nil
+	}
+	kind, list, _ := strings.Cut(v, ":")
+	var nums []uint32
+	for x := range strings.SplitSeq(list, ",") {
+		n, err := strconv.ParseUint(x, 0, 32)
+		if err != nil {
+			return cnactor.SenderPolicy{}, fmt.Errorf("senders=%s: want anyone, kernel, ports:P,.. or uids:U,..", v)
+		}
+		nums = append(nums, uint32(n))
+	}
+	switch kind {
+	case "ports":
+		return cnactor.AllowPorts(nums...), nil
+	case "uids":
+		return cnactor.AllowUIDs(nums...), nil
+	}
+	return cnactor.SenderPolicy{}, fmt.Errorf("senders=%s: want anyone, kernel, ports:P,.. or uids:U,..", v)
 }
 
 func (s *server) list(w io.Writer) {
@@ -296,7 +403,7 @@ func (s *server) list(w io.Writer) {
 		for k, v := range cb.Handler {
 			counters[k] = v
 		}
-		fmt.Fprintf(w, "%s name=%s handler=%s group=%d %s stalled=%s overflow=%s state=%s backoff=%s\n", cb.ID, cb.Name, handler, cb.Group,
+		fmt.Fprintf(w, "%s name=%s handler=%s group=%d senders=%s %s stalled=%s overflow=%s state=%s backoff=%s\n", cb.ID, cb.Name, handler, cb.Group, cb.Policy,
 			handlers.FormatStats(counters), cb.Stalled.Round(time.Microsecond), cb.Overflow, cb.State, cb.Backoff)
 	}
 	r := st.Reader

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"regexp"
@@ -179,4 +180,99 @@ func TestIntegrationServeFlaky(t *testing.T) {
 		s.send("list")
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Issue 13, item 4: a stdin line over the reader's limit used to stop the
+// command channel for good. It is refused with an error, counted, and the
+// next commands are answered.
+func TestIntegrationServeLongLine(t *testing.T) {
+	testutil.Privileged(t)
+	s := startServe(t)
+	s.send("add " + strings.Repeat("x", 70<<10))
+	s.send("# " + strings.Repeat("y", maxCommandLine+1))
+	s.send("help")
+	waitOutput(t, s.stdout, regexp.MustCompile(`commands: add`))
+	out := s.stdout.String()
+	for _, want := range []string{
+		fmt.Sprintf("error: command line over %d bytes ignored (1 so far)\n", maxCommandLine),
+		fmt.Sprintf("error: command line over %d bytes ignored (2 so far)\n", maxCommandLine),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in output %q", want, out)
+		}
+	}
+	// A line at the limit is still a command.
+	s.send("list" + strings.Repeat(" ", maxCommandLine-4))
+	waitOutput(t, s.stdout, regexp.MustCompile(`reader datagrams=`))
+}
+
+// Issue 13, item 2: `add 1:1 proc` without senders= takes the proc
+// handler's declared policy (kernel only), so a user process cannot forge
+// an exit; senders= sets another.
+func TestIntegrationServeProcSenders(t *testing.T) {
+	testutil.Privileged(t)
+	s := startServe(t)
+	port := waitOutput(t, s.stderr, regexp.MustCompile(`serving port=(\d+)`))[1]
+	s.send("add 1:1 proc")
+	waitOutput(t, s.stdout, regexp.MustCompile(`ok added 1:1 proc senders=kernel\n`))
+	g := testutil.Group(t)
+	s.send(fmt.Sprintf("add %d:1 echo e1 senders=kernel", g))
+	s.send(fmt.Sprintf("add %d:2 echo senders=ports:0,7", g))
+	s.send(fmt.Sprintf("add %d:3 echo senders=everyone", g))
+	waitOutput(t, s.stdout, regexp.MustCompile(fmt.Sprintf(`ok added %d:2 echo senders=ports=0,7\n`, g)))
+	waitOutput(t, s.stdout, regexp.MustCompile(`error: senders=everyone: want anyone`))
+	if !strings.Contains(s.stdout.String(), fmt.Sprintf("ok added %d:1 e1 senders=kernel\n", g)) {
+		t.Errorf("senders=kernel not applied:\n%s", s.stdout.String())
+	}
+
+	// A forged exit (what 0x80000000, pid 3999999, signal 9), unicast from
+	// a user socket to serve: refused, counted, never printed.
+	raw, err := transport.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	ev := make([]byte, 40)
+	binary.NativeEndian.PutUint32(ev[0:], 0x80000000)
+	for i, v := range []uint32{3999999, 3999999, 137, 17, 1, 1} {
+		binary.NativeEndian.PutUint32(ev[16+4*i:], v)
+	}
+	var p uint32
+	fmt.Sscan(port, &p)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := raw.Send(ctx, transport.Addr{Port: p}, &transport.Message{ID: transport.CbID{Idx: 1, Val: 1}, Data: ev}); err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`1:1 name=proc handler=proc group=1 senders=kernel .*rejected=1 `)
+	for deadline := time.Now().Add(5 * time.Second); !re.MatchString(s.stdout.String()); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the forged event was never counted as rejected:\n%s", s.stdout.String())
+		}
+		s.send("list")
+	}
+	if strings.Contains(s.stdout.String(), "3999999") {
+		t.Errorf("the forged exit was printed:\n%s", s.stdout.String())
+	}
+}
+
+// Issue 13, item 13: serve prints its final counters when it exits.
+func TestIntegrationServeFinalCounts(t *testing.T) {
+	testutil.Privileged(t)
+	s := startServe(t)
+	g := testutil.Group(t)
+	s.send(fmt.Sprintf("add %d:1 sink", g))
+	waitOutput(t, s.stdout, regexp.MustCompile(`ok added`))
+	s.cancel()
+	select {
+	case st := <-s.done:
+		s.done <- st // for the cleanup
+		if st != 0 {
+			t.Fatalf("serve exited %d: %s", st, s.stderr.String())
+		}
+	case <-time.After(testutil.WaitTimeout):
+		t.Fatal("serve did not exit")
+	}
+	waitOutput(t, s.stderr, regexp.MustCompile(fmt.Sprintf(`final counts:\n(.*\n)*%d:1 name=sink handler=sink .*received=0 `, g)))
+	waitOutput(t, s.stderr, regexp.MustCompile(`final counts:\n(.*\n)*reader datagrams=\d+`))
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cnactor/cnactor/dispatch"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
 )
@@ -89,11 +90,16 @@ type registered struct {
 }
 
 var (
-	_ handlers.Starter       = (*registered)(nil)
-	_ handlers.StatsReporter = (*registered)(nil)
-	_ handlers.LossObserver  = (*registered)(nil)
-	_ handlers.Stopper       = (*registered)(nil)
+	_ handlers.SenderDeclarer = (*registered)(nil)
+	_ handlers.Starter        = (*registered)(nil)
+	_ handlers.StatsReporter  = (*registered)(nil)
+	_ handlers.LossObserver   = (*registered)(nil)
+	_ handlers.Stopper        = (*registered)(nil)
 )
+
+// Senders is the kernel only: proc events come from the kernel, and any
+// other sender could forge exits and fake loss (a forged seq).
+func (r *registered) Senders() dispatch.SenderPolicy { return dispatch.AllowKernel() }
 
 // Start subscribes: LISTEN to the kernel (port 0, no groups), in the form
 // of the handler's mode. It does not wait for the acknowledgement.
