@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cnactor/cnactor"
@@ -68,17 +69,23 @@ func runRequest(ctx context.Context, args []string, e *env) error {
 	}
 
 	out := bufio.NewWriter(e.stdout)
-	var mu sync.Mutex // guards out, line, rtts and the error lines
+	var mu sync.Mutex // guards out, line, rtts, failLines and the error lines
 	var line []byte
 	var rtts []time.Duration
-	var left atomic.Int64
-	var timedOut, failed atomic.Int64
+	var left, started atomic.Int64
+	var timedOut, failed, interrupted atomic.Int64
+	failLines := 0
 	left.Store(int64(*count))
+	// A peer that is gone refuses every send at once: stop everything on
+	// the first refusal instead of spinning through -count failures.
+	work, stopWork := context.WithCancelCause(ctx)
+	defer stopWork(nil)
 	var wg sync.WaitGroup
 	for range min(*concurrency, *count) {
 		wg.Go(func() {
-			for ctx.Err() == nil && left.Add(-1) >= 0 {
-				r, err := c.Request(ctx, &transport.Message{ID: id.id, Data: data}, to, opts...)
+			for work.Err() == nil && left.Add(-1) >= 0 {
+				started.Add(1)
+				r, err := c.Request(work, &transport.Message{ID: id.id, Data: data}, to, opts...)
 				mu.Lock()
 				switch {
 				case err == nil:
@@ -88,9 +95,16 @@ func runRequest(ctx context.Context, args []string, e *env) error {
 				case errors.Is(err, cnactor.ErrTimeout):
 					timedOut.Add(1)
 					fmt.Fprintf(e.stderr, "no reply: %v\n", err)
-				case ctx.Err() == nil:
+				case work.Err() != nil:
+					interrupted.Add(1) // cut short by SIGINT or a stop: not a failure of its own
+				case errors.Is(err, syscall.ECONNREFUSED):
 					failed.Add(1)
-					fmt.Fprintf(e.stderr, "request failed: %v\n", err)
+					stopWork(fmt.Errorf("the peer refuses requests (no socket at %s: it exited?): %w", to, err))
+				default:
+					failed.Add(1)
+					if failLines++; failLines <= maxFailLines {
+						fmt.Fprintf(e.stderr, "request failed: %v\n", err)
+					}
 				}
 				mu.Unlock()
 			}
@@ -100,14 +114,30 @@ func runRequest(ctx context.Context, args []string, e *env) error {
 	if err := out.Flush(); err != nil {
 		return err
 	}
+	if failLines > maxFailLines {
+		fmt.Fprintf(e.stderr, "%d more failure line(s) suppressed\n", failLines-maxFailLines)
+	}
 	st := c.Stats().Requester
+	sent := started.Load()
 	fmt.Fprintf(e.stderr, "sent=%d replied=%d timed_out=%d failed=%d retried=%d %s\n",
 		st.Requests, len(rtts), timedOut.Load(), failed.Load(), st.Retries, rttSummary(rtts))
+	if cause := context.Cause(work); cause != nil && ctx.Err() == nil {
+		return &exitError{code: 1, err: fmt.Errorf("stopped after %d of %d request(s): %w", sent, *count, cause)}
+	}
+	if ctx.Err() != nil {
+		// Interrupted: requests never started are not unanswered ones.
+		return &exitError{code: 1, err: fmt.Errorf("interrupted: %d of %d request(s) started, %d answered, %d cut short, %d timed out, %d failed",
+			sent, *count, len(rtts), interrupted.Load(), timedOut.Load(), failed.Load())}
+	}
 	if missing := *count - len(rtts); missing > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d of %d request(s) got no reply", missing, *count)}
 	}
 	return nil
 }
+
+// maxFailLines bounds the "request failed" lines of one run; the rest are
+// counted.
+const maxFailLines = 20
 
 // appendReply formats a reply like `cnctl listen` formats a message, plus
 // its round-trip time.

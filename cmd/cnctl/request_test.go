@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cnactor/cnactor"
@@ -155,5 +157,74 @@ func TestIntegrationRequestAgainstServe(t *testing.T) {
 			t.Fatalf("%v: summary %q", dest, stderr)
 		}
 		t.Logf("%v: %s", dest, strings.TrimSpace(stderr))
+	}
+}
+
+// Issue 13, item 10: when the peer is gone, every send is refused at once;
+// request stops on the first refusal with a clear error instead of
+// spinning through -count failures.
+func TestRequestPeerGoneStops(t *testing.T) {
+	net := memory.NewNetwork()
+	peer, err := net.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := peer.Port()
+	peer.Close() // the peer exited
+	orig := newRequestConnector
+	newRequestConnector = func() (*cnactor.Connector, error) {
+		conn, err := net.Dial()
+		if err != nil {
+			return nil, err
+		}
+		return cnactor.New(cnactor.WithTransport(conn))
+	}
+	t.Cleanup(func() { newRequestConnector = orig })
+	st, _, stderr := runCmd(t, "request", "-id", "0x704:1", "-port", fmt.Sprint(port), "-count", "1000000", "-concurrency", "4")
+	if st != 1 || !strings.Contains(stderr, "the peer refuses requests") || !strings.Contains(stderr, "of 1000000 request(s)") {
+		t.Fatalf("status %d, stderr %q", st, stderr)
+	}
+	m := summaryRE.FindStringSubmatch(stderr)
+	if m == nil || m[4] == "0" {
+		t.Fatalf("summary: %q", stderr)
+	}
+	if n, _ := strconv.Atoi(m[4]); n > 4 {
+		t.Errorf("%d failures before stopping, want at most one per worker (4)", n)
+	}
+}
+
+// Issue 13, item 10: interrupted, request reports what it started, not
+// the requests it never sent as unanswered.
+func TestRequestInterrupted(t *testing.T) {
+	memRequest(t, transport.CbID{Idx: 0x705, Val: 1})
+	wrapped := newRequestConnector
+	var client atomic.Pointer[cnactor.Connector]
+	newRequestConnector = func() (*cnactor.Connector, error) {
+		c, err := wrapped()
+		client.Store(c)
+		return c, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var o, e syncBuffer
+	done := make(chan int, 1)
+	// Nobody answers 0x706:1: both workers wait until interrupted.
+	go func() {
+		done <- run(ctx, []string{"request", "-id", "0x706:1", "-port", "1000", "-count", "1000", "-concurrency", "2", "-timeout", "1h"},
+			&env{stdin: strings.NewReader(""), stdout: &o, stderr: &e})
+	}()
+	testutil.WaitFor(t, "two requests in flight", func() bool {
+		c := client.Load()
+		return c != nil && c.Stats().Requester.Requests == 2
+	})
+	cancel()
+	if st := <-done; st != 1 {
+		t.Fatalf("status %d: %s", st, e.String())
+	}
+	if want := "interrupted: 2 of 1000 request(s) started, 0 answered, 2 cut short"; !strings.Contains(e.String(), want) {
+		t.Errorf("stderr %q, want %q", e.String(), want)
+	}
+	if strings.Contains(e.String(), "got no reply") {
+		t.Errorf("never-sent requests reported as unanswered: %q", e.String())
 	}
 }
