@@ -22,6 +22,9 @@ func runListen(ctx context.Context, args []string, e *env) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if *rcvbuf < 0 || *rcvbuf > transport.MaxReadBuffer {
+		return fmt.Errorf("-rcvbuf %d: want 0..%d (the most the kernel takes)", *rcvbuf, transport.MaxReadBuffer)
+	}
 	conn, err := transport.Dial(transport.WithGroups(groups...), transport.WithReadBuffer(*rcvbuf))
 	if err != nil {
 		return err
@@ -42,6 +45,16 @@ func listenLoop(ctx context.Context, conn transport.Conn, e *env, jsonOut bool, 
 	batch := transport.NewBatch(0)
 	var line []byte
 	seen := 0
+	// One malformed-datagram line per second at most: a peer sending
+	// garbage must not flood stderr. What was suppressed is counted, shown
+	// on the next line, and summed up on exit.
+	var malformed, suppressed, pending int // pending: suppressed since the last line
+	var nextMalformed time.Time
+	defer func() {
+		if suppressed > 0 {
+			fmt.Fprintf(e.stderr, "malformed datagrams: %d in total, %d line(s) suppressed\n", malformed, suppressed)
+		}
+	}()
 	for {
 		if err := conn.ReceiveBatch(ctx, batch); err != nil {
 			out.Flush()
@@ -57,7 +70,20 @@ func listenLoop(ctx context.Context, conn transport.Conn, e *env, jsonOut bool, 
 			fmt.Fprintf(e.stderr, "lost %d datagram(s): receive queue overflowed\n", batch.Lost)
 		}
 		for _, m := range batch.Malformed {
-			fmt.Fprintf(e.stderr, "malformed datagram from port %d (%d bytes): %v\n", m.From, len(m.Data), m.Err)
+			malformed++
+			if now := time.Now(); now.Before(nextMalformed) {
+				suppressed++
+				pending++
+				continue
+			} else {
+				nextMalformed = now.Add(malformedInterval)
+			}
+			fmt.Fprintf(e.stderr, "malformed datagram from port %d (%d bytes): %v", m.From, len(m.Data), m.Err)
+			if pending > 0 {
+				fmt.Fprintf(e.stderr, " (%d line(s) suppressed before it)", pending)
+				pending = 0
+			}
+			fmt.Fprintln(e.stderr)
 		}
 		for i := range batch.Messages {
 			if jsonOut {
@@ -76,6 +102,9 @@ func listenLoop(ctx context.Context, conn transport.Conn, e *env, jsonOut bool, 
 		}
 	}
 }
+
+// malformedInterval is the least time between two malformed-datagram lines.
+const malformedInterval = time.Second
 
 // sendTimeout bounds a send when the user gave no -timeout.
 const sendTimeout = 5 * time.Second

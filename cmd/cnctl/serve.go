@@ -7,8 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -19,9 +17,6 @@ import (
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -86,7 +81,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 		fmt.Fprintf(e.stderr, "config %s: %s\n", *configFile, ch)
 	}
 	if *metricsAddr != "" {
-		stop, err := serveMetrics(c, *metricsAddr, e.stderr)
+		stop, err := serveMetrics(c, *metricsAddr, e.stderr, defaultMetricsLimits)
 		if err != nil {
 			c.Close(context.Background())
 			return err
@@ -192,28 +187,6 @@ func readCommands(ctx context.Context, stdin io.Reader, lines chan<- commandLine
 			return
 		}
 	}
-}
-
-// serveMetrics serves /metrics and /healthz on addr until stop.
-func serveMetrics(c *cnactor.Connector, addr string, stderr io.Writer) (stop func(), err error) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(cnactor.NewCollector(c), collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("GET /healthz", cnactor.HealthHandler(c))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("-metrics: %w", err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	fmt.Fprintf(stderr, "metrics on http://%s/metrics\n", ln.Addr())
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	}, nil
 }
 
 type server struct {
