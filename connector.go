@@ -28,6 +28,9 @@ var (
 	ErrNoGroup = errors.New("cnactor: no group for message id")
 	// ErrCoreCallback: the connector core's own id cannot be removed.
 	ErrCoreCallback = errors.New("cnactor: the connector core callback cannot be removed")
+	// ErrTooManyCallbacks: AddCallback past the connector's bound
+	// (WithMaxCallbacks).
+	ErrTooManyCallbacks = errors.New("cnactor: too many callbacks")
 
 	// ErrDuplicate and ErrNotFound come from the routing table.
 	ErrDuplicate = dispatch.ErrDuplicate
@@ -72,6 +75,8 @@ type Connector struct {
 	controlMalformed atomic.Uint64
 	controlRejected  atomic.Uint64 // subscriptions over the bounds
 	controlLog       logLimiter
+	callbacksRefused atomic.Uint64 // AddCallback past cfg.maxCallbacks
+	callbackLog      logLimiter
 }
 
 type callback struct {
@@ -86,7 +91,7 @@ type callback struct {
 // WithTransport gives another transport), starts the actor system, the
 // socket-reader actor and the core's own callback at dispatch.CoreID.
 func New(opts ...Option) (*Connector, error) {
-	cfg := config{readBuffer: DefaultReadBuffer, logger: zap.NewNop()}
+	cfg := config{readBuffer: DefaultReadBuffer, logger: zap.NewNop(), maxCallbacks: DefaultMaxCallbacks}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
@@ -257,11 +262,30 @@ func (c *Connector) AddCallback(id transport.CbID, name string, h handlers.Handl
 	if c.lookup(id) != nil {
 		return fmt.Errorf("cnactor: add callback %q: %w: %s", name, ErrDuplicate, id)
 	}
+	if n := c.numCallbacks(); n >= c.cfg.maxCallbacks && id != dispatch.CoreID {
+		c.callbacksRefused.Add(1)
+		if ok, sup := c.callbackLog.allow(); ok {
+			c.log.Warn("callback refused: too many callbacks", zap.Stringer("id", id), zap.String("name", name),
+				zap.Int("callbacks", n), zap.Int("max", c.cfg.maxCallbacks), zap.Int("suppressed", sup))
+		}
+		return fmt.Errorf("cnactor: add callback %q: %w: %d registered, the limit", name, ErrTooManyCallbacks, n)
+	}
 	start := func(parent actor.SpawnerContext) (*actor.PID, error) {
 		return c.register(parent, sup, id, name, h, cc)
 	}
 	stop := func(pid *actor.PID, reason error) { c.unregister(id, pid, reason) }
 	return sup.StartChild(id.String(), cc.child, start, stop)
+}
+
+// numCallbacks counts the registered callbacks, the core's excluded.
+func (c *Connector) numCallbacks() int {
+	c.cbMu.Lock()
+	defer c.cbMu.Unlock()
+	n := len(c.callbacks)
+	if c.callbacks[dispatch.CoreID] != nil {
+		n--
+	}
+	return n
 }
 
 func (c *Connector) lookup(id transport.CbID) *callback {
@@ -494,6 +518,9 @@ func (c *Connector) Close(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	c.system.Shutdown()
+	if n := c.callbackLog.flush(); n > 0 {
+		c.log.Warn("callbacks refused without a warning of their own", zap.Int("suppressed", n))
+	}
 	if n := c.controlLog.flush(); n > 0 {
 		c.log.Warn("control messages refused or malformed without a warning of their own", zap.Int("suppressed", n))
 	}

@@ -34,6 +34,7 @@ import (
 //	requester_{requests,replies,timeouts,retries,cancelled,failed,duplicates,late}_total
 //	requester_rtt_seconds              histogram of reply round-trip times
 //	control_{applied,malformed,rejected}_total, control_subscriptions
+//	callbacks_refused_total            AddCallback past WithMaxCallbacks
 type Collector struct {
 	c *Connector
 }
@@ -105,6 +106,8 @@ var (
 		desc("control_rejected_total", "Notification subscriptions refused: over the total or per-subscription bound."),
 		desc("control_subscriptions", "Notification subscriptions in force."),
 	}
+
+	callbacksRefusedDesc = desc("callbacks_refused_total", "AddCallback refusals past the connector's bound on callbacks.")
 )
 
 // rttBounds are actors.RTTBuckets in seconds.
@@ -126,6 +129,7 @@ func (m *Collector) Describe(ch chan<- *prometheus.Desc) {
 		reqDescs.inFlight, reqDescs.requests, reqDescs.replies, reqDescs.timeouts, reqDescs.retries, reqDescs.cancelled,
 		reqDescs.failed, reqDescs.duplicates, reqDescs.late, reqDescs.rtt,
 		controlDescs.applied, controlDescs.malformed, controlDescs.rejected, controlDescs.subscriptions,
+		callbacksRefusedDesc,
 	} {
 		ch <- d
 	}
@@ -195,6 +199,7 @@ func (m *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(controlDescs.malformed, s.Control.Malformed)
 	counter(controlDescs.rejected, s.Control.Rejected)
 	gauge(controlDescs.subscriptions, float64(s.Control.Subscriptions))
+	counter(callbacksRefusedDesc, s.CallbacksRefused)
 }
 
 // HealthHandler answers 200 "ok" while c serves, and 503 with the reason

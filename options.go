@@ -26,6 +26,8 @@ type config struct {
 	stall      time.Duration
 	rootSpec   supervisor.Spec
 	topPolicy  TopPolicy
+
+	maxCallbacks int
 }
 
 type optionFunc func(*config)
@@ -34,6 +36,9 @@ type optionFunc func(*config)
 func (c *config) check() error {
 	if c.readBuffer < 0 || c.readBuffer > MaxReadBuffer {
 		return fmt.Errorf("cnactor: receive buffer %d bytes: want 0..%d (the most the kernel takes)", c.readBuffer, MaxReadBuffer)
+	}
+	if c.maxCallbacks < 1 {
+		return fmt.Errorf("cnactor: at most %d callbacks: want at least 1", c.maxCallbacks)
 	}
 	if c.batchSize < 0 || c.batchSize > MaxBatchSize {
 		return fmt.Errorf("cnactor: batch size %d: want 0..%d (recvmmsg takes no more per call)", c.batchSize, MaxBatchSize)
@@ -85,6 +90,18 @@ func WithReadBuffer(bytes int) Option {
 // MaxBatchSize or negative.
 func WithBatchSize(n int) Option {
 	return optionFunc(func(c *config) { c.batchSize = n })
+}
+
+// DefaultMaxCallbacks bounds the callbacks of one connector: each is an
+// actor with a mailbox, and a configuration file or a stdin feed could
+// otherwise add them without end.
+const DefaultMaxCallbacks = 65536
+
+// WithMaxCallbacks sets how many callbacks the connector takes (the core's
+// own not counted; default DefaultMaxCallbacks). Past it AddCallback fails
+// with ErrTooManyCallbacks, counted in Stats and logged.
+func WithMaxCallbacks(n int) Option {
+	return optionFunc(func(c *config) { c.maxCallbacks = n })
 }
 
 // WithFallback sets a handler for messages whose id has no callback. They

@@ -1,6 +1,7 @@
 package cnactor_test
 
 import (
+	"errors"
 	"slices"
 	"testing"
 
@@ -8,6 +9,8 @@ import (
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
 	"github.com/cnactor/cnactor/transport/memory"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // Sender policies are enforced on the socket address and credentials the
@@ -181,5 +184,46 @@ callbacks:
 	})
 	if m := h.messages(); len(m) != 1 || m[0].Seq != 2 {
 		t.Errorf("handled %+v, want only the kernel's seq 2", m)
+	}
+}
+
+// Callbacks are bounded (WithMaxCallbacks): one past the bound is refused
+// with ErrTooManyCallbacks, counted and logged, and the connector keeps
+// serving; removing one makes room again.
+func TestMaxCallbacks(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.WarnLevel)
+	c, net := newMemConnector(t, cnactor.WithMaxCallbacks(3), cnactor.WithLogger(zap.New(core)))
+	id := func(v uint32) transport.CbID { return transport.CbID{Idx: 0x7420, Val: v} }
+	for v := range uint32(3) {
+		if err := c.AddCallback(id(v), "cb", handlers.Echo()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for v := uint32(3); v < 6; v++ {
+		if err := c.AddCallback(id(v), "cb", handlers.Sink()); !errors.Is(err, cnactor.ErrTooManyCallbacks) {
+			t.Fatalf("callback %d past the bound: %v", v, err)
+		}
+	}
+	if n := c.Stats().CallbacksRefused; n != 3 {
+		t.Errorf("CallbacksRefused = %d, want 3", n)
+	}
+	if n := logs.FilterMessage("callback refused: too many callbacks").Len(); n != 1 {
+		t.Errorf("%d warnings for 3 refusals within a second, want 1", n)
+	}
+	// Still serving: an echo answers.
+	peer := dialPeer(t, net)
+	sendTo(t, peer, c, id(0), 7, "hi")
+	if r := recvFrom(t, peer, c.Port()); r.Seq != 7 || string(r.Data) != "hi" {
+		t.Errorf("echo = %+v", r)
+	}
+	if err := c.DelCallback(id(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddCallback(id(3), "cb", handlers.Sink()); err != nil {
+		t.Errorf("after a removal: %v", err)
+	}
+	if _, err := cnactor.New(cnactor.WithTransport(dialPeer(t, net)), cnactor.WithMaxCallbacks(0)); err == nil {
+		t.Error("New accepted a bound of 0 callbacks")
 	}
 }

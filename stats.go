@@ -21,6 +21,9 @@ type Stats struct {
 	Fallback  *actors.CallbackStats
 	Control   ControlStats
 	Requester RequesterStats
+	// CallbacksRefused counts AddCallback calls refused with
+	// ErrTooManyCallbacks.
+	CallbacksRefused uint64
 }
 
 // CallbackInfo describes one registered callback and its counters.
@@ -57,6 +60,7 @@ func (c *Connector) Stats() Stats {
 		Control: ControlStats{
 			Applied: c.controlApplied.Load(), Malformed: c.controlMalformed.Load(), Rejected: c.controlRejected.Load(), Subscriptions: c.subs.Len(),
 		},
+		CallbacksRefused: c.callbacksRefused.Load(),
 	}
 	c.cbMu.Lock()
 	defer c.cbMu.Unlock()
