@@ -31,6 +31,7 @@ type Config struct {
 	// that changes them reports that a restart is needed (zero: default).
 	ReceiveBuffer int
 	BatchSize     int
+	MaxCallbacks  int
 	TopPolicy     TopPolicy
 	Root          supervisor.Spec // the root supervisor; zero fields take the defaults
 
@@ -124,6 +125,9 @@ func (cfg *Config) Options() []Option {
 	if cfg.BatchSize > 0 {
 		opts = append(opts, WithBatchSize(cfg.BatchSize))
 	}
+	if cfg.MaxCallbacks > 0 {
+		opts = append(opts, WithMaxCallbacks(cfg.MaxCallbacks))
+	}
 	if cfg.Mailbox != 0 || cfg.Overflow != Backpressure {
 		opts = append(opts, WithDefaultMailbox(cfg.Mailbox, cfg.Overflow))
 	}
@@ -138,6 +142,7 @@ func (cfg *Config) Options() []Option {
 //	connector:                    # all optional
 //	  receive_buffer: 4194304     # bytes, at most MaxReadBuffer (needs a restart to change)
 //	  batch_size: 64              # datagrams per receive, at most 1024 (needs a restart)
+//	  max_callbacks: 65536        # callbacks at most (needs a restart)
 //	  top_policy: keep-running    # or fail-connector (needs a restart)
 //	  root: {strategy: one-for-one, intensity: {max_restarts: 100, period: 10s}}
 //	  mailbox: {size: 1024, overflow: backpressure, stall_timeout: 100ms} # callbacks' default
@@ -264,6 +269,7 @@ type fileConnector struct {
 	At            yamlconf.Place `yaml:"-"`
 	ReceiveBuffer int            `yaml:"receive_buffer"`
 	BatchSize     int            `yaml:"batch_size"`
+	MaxCallbacks  int            `yaml:"max_callbacks"`
 	TopPolicy     string         `yaml:"top_policy"`
 	Root          *fileSpec      `yaml:"root"`
 	Mailbox       *fileMailbox   `yaml:"mailbox"`
@@ -499,7 +505,10 @@ func (fc *fileConfig) resolve(d *yamlconf.Decoder, file string) (*Config, error)
 	if cn.BatchSize < 0 || cn.BatchSize > MaxBatchSize {
 		return nil, cn.At.Errorf("batch_size", "%d: want 0..%d (recvmmsg takes no more per call)", cn.BatchSize, MaxBatchSize)
 	}
-	cfg.ReceiveBuffer, cfg.BatchSize = cn.ReceiveBuffer, cn.BatchSize
+	if cn.MaxCallbacks < 0 || (cn.At.Has("max_callbacks") && cn.MaxCallbacks == 0) {
+		return nil, cn.At.Errorf("max_callbacks", "%d: want at least 1", cn.MaxCallbacks)
+	}
+	cfg.ReceiveBuffer, cfg.BatchSize, cfg.MaxCallbacks = cn.ReceiveBuffer, cn.BatchSize, cn.MaxCallbacks
 	if cn.TopPolicy != "" {
 		tp, ok := topNames[cn.TopPolicy]
 		if !ok {

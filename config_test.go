@@ -128,6 +128,7 @@ func TestParseConfigErrors(t *testing.T) {
 		// Issue 13, items 5 and 6: over the maximum is an error, not an
 		// out-of-memory death (batch) or a 2,304-byte buffer (receive).
 		{"receive buffer over 2^31", "connector:\n  receive_buffer: 2147483648\n", `c.yaml:2: connector.receive_buffer: 2147483648 bytes: want 0..1073741823 (the most the kernel takes)`},
+		{"max callbacks zero", "connector:\n  max_callbacks: 0\n", `c.yaml:2: connector.max_callbacks: 0: want at least 1`},
 		{"batch size negative", "connector:\n  batch_size: -1\n", `c.yaml:2: connector.batch_size: -1: want 0..1024 (recvmmsg takes no more per call)`},
 		{"batch size over 1024", "connector:\n  top_policy: keep-running\n  batch_size: 1000000\n", `c.yaml:3: connector.batch_size: 1000000: want 0..1024 (recvmmsg takes no more per call)`},
 		// Issue 13, item 12: a second document is not silently ignored.
@@ -538,5 +539,27 @@ func TestNewRefusesUnboundedSizes(t *testing.T) {
 	c, _ := newMemConnector(t, cnactor.WithBatchSize(cnactor.MaxBatchSize), cnactor.WithReadBuffer(cnactor.MaxReadBuffer))
 	if c.Port() == 0 {
 		t.Error("no port")
+	}
+}
+
+// connector.max_callbacks bounds what a configuration file can add; the
+// callbacks past it are refused and reported, the others run.
+func TestConfigMaxCallbacks(t *testing.T) {
+	t.Parallel()
+	cfg, err := cnactor.ParseConfig("c.yaml", []byte("connector: {max_callbacks: 2}\ncallbacks:\n"+
+		"  - {id: \"0x7430:1\", handler: sink}\n  - {id: \"0x7430:2\", handler: sink}\n  - {id: \"0x7430:3\", handler: sink}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxCallbacks != 2 {
+		t.Fatalf("MaxCallbacks = %d", cfg.MaxCallbacks)
+	}
+	c, _ := newMemConnector(t, cfg.Options()...)
+	_, ch, err := c.Apply(cfg, handlers.Env{})
+	if !errors.Is(err, cnactor.ErrTooManyCallbacks) || len(ch.Added) != 2 {
+		t.Fatalf("Apply: %v, changes %v", err, ch)
+	}
+	if n := c.Stats().CallbacksRefused; n != 1 {
+		t.Errorf("CallbacksRefused = %d, want 1", n)
 	}
 }

@@ -1,6 +1,7 @@
 package cnactor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -280,6 +281,9 @@ func (c *Connector) restartNeeded(cfg *Config) []string {
 	}
 	if cfg.BatchSize != c.cfg.batchSize {
 		diff("batch_size", c.cfg.batchSize, cfg.BatchSize)
+	}
+	if mc := cmp.Or(cfg.MaxCallbacks, DefaultMaxCallbacks); mc != c.cfg.maxCallbacks {
+		diff("max_callbacks", c.cfg.maxCallbacks, mc)
 	}
 	if cfg.TopPolicy != c.cfg.topPolicy {
 		name := func(p TopPolicy) string {
