@@ -330,8 +330,13 @@ func AppendText(b []byte, ev Event, clock BootClock) []byte {
 
 // AppendTextAs is AppendText with the process named in form f.
 func AppendTextAs(b []byte, ev Event, clock BootClock, f NameForm) []byte {
+	p := ProcessOf(ev)
+	name := Name(p, f)
+	if p != nil && p.Stale {
+		name += " (before exec: gone before /proc was read)"
+	}
 	return fmt.Appendf(b, "%-15s %-8s %7d %-22s %10s %s\n", clock.Wall(ev.Head().TimestampNS).Format("15:04:05.000000"),
-		EventName(ev), PID(ev), Info(ev), Duration(ProcessOf(ev)), Name(ProcessOf(ev), f))
+		EventName(ev), PID(ev), Info(ev), Duration(p), name)
 }
 
 // EventName is the event column of text output: the kind, "clone" for a

@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 		helperActions()
 	case "listen":
 		helperListen()
+	case "threads":
+		helperThreads()
 	}
 }
 

@@ -280,12 +280,20 @@ func (m *Monitor) Events() <-chan Event { return m.h.out }
 // Err is why Events closed: ErrClosed, the cause of the ctx given to
 // Listen (context.Canceled, context.DeadlineExceeded or the cause given to
 // a CancelCauseFunc), an error wrapping ErrConnectorFailed and the
-// connector's own, or ErrCallbackRemoved. It is nil while Events is open.
+// connector's own, or ErrCallbackRemoved (which becomes the connector's
+// failure once the connector reports one: a failing connector removes its
+// callbacks first). It is nil while Events is open.
 func (m *Monitor) Err() error {
-	if p := m.reason.Load(); p != nil {
-		return *p
+	p := m.reason.Load()
+	if p == nil {
+		return nil
 	}
-	return nil
+	// A failing connector removes its callbacks before it reports the
+	// failure: once it has, the failure is the reason.
+	if errors.Is(*p, ErrCallbackRemoved) && m.c.Err() != nil {
+		return fmt.Errorf("%w: %w", ErrConnectorFailed, m.c.Err())
+	}
+	return *p
 }
 
 // Table is the monitor's process table, nil without enrichment. Lookups
