@@ -107,7 +107,10 @@ type Supervisor struct {
 	parent *Supervisor
 
 	mu       sync.Mutex // guards children and status, read by Status from other goroutines
-	children []*child   // in start order
+	children []*child   // in start order, with removed ones (gone) until compacted
+	byKey    map[string]*child
+	byPid    map[pidKey]*child
+	gone     int // removed children still in children
 	window   restartWindow
 
 	incarnations int // Started messages seen, in the actor
@@ -127,6 +130,70 @@ type child struct {
 	lastUp  time.Time // when it last (re)started
 	unrest  int       // restarts since it was last stable
 	pending func() bool
+	gone    bool // removed: skipped, and dropped from children at the next compaction
+}
+
+// pidKey identifies a PID in a map (PID.Equal compares these two).
+type pidKey struct{ address, id string }
+
+func keyOf(pid *actor.PID) pidKey {
+	if pid == nil {
+		return pidKey{}
+	}
+	return pidKey{pid.Address, pid.Id}
+}
+
+// The children are indexed by key and by PID, and a removal only marks the
+// child gone, compacting the list once half of it is gone: a supervisor of
+// n children costs O(1) per lookup and amortised O(1) per removal, where
+// linear scans made registering and removing n callbacks O(n^2).
+// Callers hold s.mu.
+
+func (s *Supervisor) addLocked(ch *child) {
+	if s.byKey == nil {
+		s.byKey, s.byPid = map[string]*child{}, map[pidKey]*child{}
+	}
+	s.children = append(s.children, ch)
+	s.byKey[ch.key] = ch
+	s.byPid[keyOf(ch.pid)] = ch
+}
+
+func (s *Supervisor) dropLocked(ch *child) {
+	if ch.gone {
+		return
+	}
+	ch.gone = true
+	if s.byKey[ch.key] == ch {
+		delete(s.byKey, ch.key)
+	}
+	if s.byPid[keyOf(ch.pid)] == ch {
+		delete(s.byPid, keyOf(ch.pid))
+	}
+	if s.gone++; s.gone > len(s.children)/2 {
+		s.children = slices.DeleteFunc(s.children, func(o *child) bool { return o.gone })
+		s.gone = 0
+	}
+}
+
+func (s *Supervisor) setPidLocked(ch *child, pid *actor.PID) {
+	if s.byPid[keyOf(ch.pid)] == ch {
+		delete(s.byPid, keyOf(ch.pid))
+	}
+	ch.pid = pid
+	if !ch.gone {
+		s.byPid[keyOf(pid)] = ch
+	}
+}
+
+// liveLocked lists the children not removed, in start order.
+func (s *Supervisor) liveLocked() []*child {
+	out := make([]*child, 0, len(s.children)-s.gone)
+	for _, ch := range s.children {
+		if !ch.gone {
+			out = append(out, ch)
+		}
+	}
+	return out
 }
 
 // New starts a top supervisor. Its failures never escalate past it: they
@@ -193,7 +260,7 @@ func (s *Supervisor) StartChild(key string, spec ChildSpec, start Starter, stop 
 			return err
 		}
 		s.mu.Lock()
-		s.children = append(s.children, &child{key: key, spec: spec, start: start, stop: stop, pid: pid, lastUp: s.spec.Clock.Now()})
+		s.addLocked(&child{key: key, spec: spec, start: start, stop: stop, pid: pid, lastUp: s.spec.Clock.Now()})
 		s.mu.Unlock()
 		return nil
 	})
@@ -212,7 +279,7 @@ func (s *Supervisor) StartSupervisor(name string, spec Spec, cs ChildSpec) (*Sup
 		}
 		sub.pid.Store(pid)
 		s.mu.Lock()
-		s.children = append(s.children, &child{key: "supervisor:" + name, spec: cs, sub: sub, pid: pid, lastUp: s.spec.Clock.Now()})
+		s.addLocked(&child{key: "supervisor:" + name, spec: cs, sub: sub, pid: pid, lastUp: s.spec.Clock.Now()})
 		s.mu.Unlock()
 		return nil
 	})
@@ -228,20 +295,19 @@ func (s *Supervisor) Forget(key string) {
 	s.call(func(c actor.Context) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.children = slices.DeleteFunc(s.children, func(ch *child) bool {
-			if ch.key != key {
-				return false
+		ch := s.byKey[key]
+		if ch == nil {
+			return nil
+		}
+		// A pending restart timer stays: it restarts the siblings the
+		// strategy suspended with this child, and skips this one.
+		if ch.status.State == BackingOff {
+			// Suspended awaiting a restart: let it drain instead.
+			if sup, ok := c.(actor.Supervisor); ok {
+				sup.ResumeChildren(ch.pid)
 			}
-			// A pending restart timer stays: it restarts the siblings the
-			// strategy suspended with this child, and skips this one.
-			if ch.status.State == BackingOff {
-				// Suspended awaiting a restart: let it drain instead.
-				if sup, ok := c.(actor.Supervisor); ok {
-					sup.ResumeChildren(ch.pid)
-				}
-			}
-			return true
-		})
+		}
+		s.dropLocked(ch)
 		return nil
 	})
 }
@@ -250,10 +316,8 @@ func (s *Supervisor) Forget(key string) {
 func (s *Supervisor) Status(key string) (ChildStatus, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, ch := range s.children {
-		if ch.key == key {
-			return ch.status, true
-		}
+	if ch := s.byKey[key]; ch != nil {
+		return ch.status, true
 	}
 	return ChildStatus{}, false
 }
@@ -290,23 +354,13 @@ func (s *Supervisor) cancelTimers() {
 func (s *Supervisor) find(key string) *child {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, ch := range s.children {
-		if ch.key == key {
-			return ch
-		}
-	}
-	return nil
+	return s.byKey[key]
 }
 
 func (s *Supervisor) byPID(pid *actor.PID) *child {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, ch := range s.children {
-		if ch.pid.Equal(pid) {
-			return ch
-		}
-	}
-	return nil
+	return s.byPid[keyOf(pid)]
 }
 
 func (s *Supervisor) emit(e Event) {
@@ -360,7 +414,7 @@ func (a *supervisorActor) Receive(c actor.Context) {
 func (s *Supervisor) snapshot() []*child {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.children)
+	return s.liveLocked()
 }
 
 // HandleFailure is protoactor's call for a failed child; it runs in the
@@ -418,9 +472,10 @@ func (s *Supervisor) affected(ch *child) []*child {
 	defer s.mu.Unlock()
 	switch s.spec.Strategy {
 	case OneForAll:
-		return slices.Clone(s.children)
+		return s.liveLocked()
 	case RestForOne:
-		return slices.Clone(s.children[slices.Index(s.children, ch):])
+		live := s.liveLocked()
+		return live[max(slices.Index(live, ch), 0):]
 	}
 	return []*child{ch}
 }
@@ -490,7 +545,7 @@ func (s *Supervisor) restartChild(c actor.Context, ch *child) {
 func (s *Supervisor) startAgain(c actor.Context, ch *child) {
 	if ch.spec.Restart == Temporary {
 		s.mu.Lock()
-		s.children = slices.DeleteFunc(s.children, func(o *child) bool { return o == ch })
+		s.dropLocked(ch)
 		s.mu.Unlock()
 		return
 	}
@@ -508,12 +563,12 @@ func (s *Supervisor) startAgain(c actor.Context, ch *child) {
 	if err != nil {
 		s.emit(Event{Kind: EventStopped, Child: ch.key, Reason: fmt.Errorf("restart failed: %w", err)})
 		s.mu.Lock()
-		s.children = slices.DeleteFunc(s.children, func(o *child) bool { return o == ch })
+		s.dropLocked(ch)
 		s.mu.Unlock()
 		return
 	}
 	s.mu.Lock()
-	ch.pid = pid
+	s.setPidLocked(ch, pid)
 	ch.status.State = Running
 	ch.status.Restarts++
 	ch.lastUp = s.spec.Clock.Now()
@@ -549,7 +604,7 @@ func (s *Supervisor) halt(ch *child, reason error) {
 func (s *Supervisor) remove(ch *child, reason error) {
 	s.halt(ch, reason)
 	s.mu.Lock()
-	s.children = slices.DeleteFunc(s.children, func(o *child) bool { return o == ch })
+	s.dropLocked(ch)
 	s.mu.Unlock()
 }
 
@@ -571,7 +626,7 @@ func (s *Supervisor) escalate(sup actor.Supervisor, err error) {
 		return
 	}
 	s.mu.Lock()
-	s.children = nil
+	s.children, s.byKey, s.byPid, s.gone = nil, nil, nil, 0
 	s.window = restartWindow{}
 	s.mu.Unlock()
 	if s.hooks.OnTopFailure != nil {
