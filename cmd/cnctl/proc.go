@@ -3,24 +3,59 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"regexp"
 
 	"github.com/cnactor/cnactor/handlers/proc"
 )
 
+// procFlags are cnctl proc's options; forkstat's equivalents are in the
+// README's comparison.
+type procFlags struct {
+	events   string
+	pid      u32Flag
+	tree     bool
+	json     bool
+	enrich   bool
+	name     string
+	stats    bool
+	quiet    bool
+	extra    bool
+	realtime bool
+	glyphs   bool
+	comm     string
+	cmdline  string
+	user     string
+	pgid     u32Flag
+	sid      u32Flag
+}
+
 func runProc(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("proc", e.stderr)
-	events := fs.String("events", "all", "comma-separated kinds: fork, exec, exit, uid, gid, sid, ptrace, comm, coredump, nonzero_exit, all")
-	var pid u32Flag
-	fs.Var(&pid, "pid", "show only events involving this pid (as subject, parent, thread group or tracer)")
-	jsonOut := fs.Bool("json", false, "print one JSON object per event")
+	var f procFlags
+	fs.StringVar(&f.events, "events", "all", "comma-separated kinds: fork, exec, exit, uid, gid, sid, ptrace, comm, coredump, nonzero_exit, all; forkstat's core, ptrce, clone, nonzeroexit too")
+	fs.Var(&f.pid, "pid", "show only events involving this pid (as subject, parent, thread group or tracer)")
+	fs.BoolVar(&f.tree, "tree", false, "with -pid: also every descendant of it (forks, execs, exits, ...)")
+	fs.BoolVar(&f.json, "json", false, "print one JSON object per event")
 	duration := fs.Duration("duration", 0, "stop after this long (0 = until interrupted)")
-	enrich := fs.Bool("enrich", true, "read command names and lines from /proc")
+	fs.BoolVar(&f.enrich, "enrich", true, "keep a process table (seeded from /proc) that names every event")
+	fs.StringVar(&f.name, "name", "cmdline", "how processes are named: cmdline, comm (forkstat -c), base (the command line without the program's directory, -d) or short (the program's base name, -s)")
+	fs.BoolVar(&f.stats, "stats", false, "print per-process event counts at the end (forkstat -S)")
+	fs.BoolVar(&f.quiet, "quiet", false, "print no events, only the counts at the end (forkstat -q)")
+	fs.BoolVar(&f.extra, "extra", false, "add user and tty columns (forkstat -x)")
+	fs.BoolVar(&f.realtime, "realtime", false, "run at real-time (SCHED_FIFO) priority, so short-lived processes are read from /proc before they are gone (forkstat -r; needs CAP_SYS_NICE)")
+	fs.BoolVar(&f.glyphs, "glyphs", false, "mark each event kind with an ASCII glyph (forkstat -g)")
+	fs.StringVar(&f.comm, "comm", "", "show only processes whose comm matches this regular expression")
+	fs.StringVar(&f.cmdline, "cmdline", "", "show only processes whose command line matches this regular expression")
+	fs.StringVar(&f.user, "user", "", "show only processes of this user (name or uid)")
+	fs.Var(&f.pgid, "pgid", "show only processes of this process group")
+	fs.Var(&f.sid, "sid", "show only processes of this session")
 	fleet := addProcRemoteFlags(fs) // -remote and its options (remote.go)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	mask, err := proc.ParseWhat(*events)
+	mask, err := proc.ParseWhat(f.events)
 	if err != nil {
 		return err
 	}
@@ -30,48 +65,105 @@ func runProc(ctx context.Context, args []string, e *env) error {
 		defer cancel()
 	}
 	if fleet.remote != "" {
-		return runProcRemote(ctx, e, fleet, mask, *events, pid, *jsonOut)
+		return runProcRemote(ctx, e, fleet, mask, f.events, f.pid, f.json)
 	}
-	m, err := proc.Listen(ctx, proc.WithEvents(mask), proc.WithEnrichment(*enrich))
+	filter, err := f.filter()
+	if err != nil {
+		return err
+	}
+	form, err := proc.ParseNameForm(f.name)
+	if err != nil {
+		return err
+	}
+	if f.realtime {
+		if err := setRealtime(); err != nil {
+			return fmt.Errorf("-realtime: %w", err)
+		}
+	}
+	m, err := proc.Listen(ctx, proc.WithEvents(mask), proc.WithEnrichment(f.enrich))
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	fmt.Fprintf(e.stderr, "listening to process events: mode=%s events=%s port=%d\n", m.Mode(), *events, m.Connector().Port())
+	filter.table = m.Table()
+	fmt.Fprintf(e.stderr, "listening to process events: mode=%s events=%s port=%d\n", m.Mode(), f.events, m.Connector().Port())
 	out := bufio.NewWriter(e.stdout)
 	defer out.Flush()
-	if !*jsonOut {
-		out.WriteString(proc.TextHeader)
+	show := !f.quiet
+	if show && !f.json {
+		out.WriteString(textHeader(f.extra))
 	}
+	counts := newProcCounts(form)
 	clock := proc.NewBootClock()
+	users := newUserNames()
 	var line []byte
-	for {
-		select {
-		case <-ctx.Done():
-			st := m.Stats()
-			fmt.Fprintf(e.stderr, "events=%d lost=%d\n", st.Events, st.Lost)
-			return nil
-		case ev, ok := <-m.Events():
-			if !ok {
-				return nil
-			}
-			if _, isAck := ev.(*proc.Ack); isAck && !*jsonOut {
-				continue
-			}
-			if pid.set && !proc.Involves(ev, pid.v) {
-				continue
-			}
-			if *jsonOut {
-				line = append(proc.AppendJSON(line[:0], ev), '\n')
-			} else {
-				line = proc.AppendText(line[:0], ev, clock)
-			}
-			out.Write(line)
-			if len(m.Events()) == 0 {
-				if err := out.Flush(); err != nil {
-					return err
-				}
+	var shown uint64
+	for ev := range m.Events() {
+		if _, isAck := ev.(*proc.Ack); isAck && !f.json {
+			continue
+		}
+		if !filter.match(ev) {
+			continue
+		}
+		shown++
+		if f.stats || f.quiet {
+			counts.add(ev)
+		}
+		if !show {
+			continue
+		}
+		switch {
+		case f.json:
+			line = append(proc.AppendJSON(line[:0], ev), '\n')
+		default:
+			line = appendProcText(line[:0], ev, clock, form, f.extra, f.glyphs, users)
+		}
+		out.Write(line)
+		if len(m.Events()) == 0 {
+			if err := out.Flush(); err != nil {
+				return err
 			}
 		}
 	}
+	if f.stats || f.quiet {
+		counts.print(out)
+	}
+	out.Flush()
+	st := m.Stats()
+	fmt.Fprintf(e.stderr, "events=%d shown=%d lost=%d\n", st.Events, shown, st.Lost)
+	if err := m.Err(); !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// filter builds the display filter; the process table must be on for
+// every filter that looks at processes.
+func (f *procFlags) filter() (*procFilter, error) {
+	pf := &procFilter{pid: f.pid, tree: f.tree, pgid: f.pgid, sid: f.sid}
+	if f.tree && !f.pid.set {
+		return nil, errors.New("-tree needs -pid")
+	}
+	var err error
+	if f.comm != "" {
+		if pf.comm, err = regexp.Compile(f.comm); err != nil {
+			return nil, fmt.Errorf("-comm: %w", err)
+		}
+	}
+	if f.cmdline != "" {
+		if pf.cmdline, err = regexp.Compile(f.cmdline); err != nil {
+			return nil, fmt.Errorf("-cmdline: %w", err)
+		}
+	}
+	if f.user != "" {
+		uid, err := lookupUID(f.user)
+		if err != nil {
+			return nil, fmt.Errorf("-user: %w", err)
+		}
+		pf.uid = &uid
+	}
+	if !f.enrich && (f.tree || pf.byProcess() || f.name != "cmdline" || f.extra) {
+		return nil, errors.New("-tree, -comm, -cmdline, -user, -pgid, -sid, -name and -extra need the process table (-enrich)")
+	}
+	return pf, nil
 }
