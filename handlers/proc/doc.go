@@ -1,7 +1,7 @@
 // Package proc is the kernel's process events connector (cn_proc, id 1:1,
 // group 1) as a cnactor handler: fork, exec, uid, gid, sid, ptrace, comm,
 // coredump and exit events, decoded exactly, with loss reported in the
-// stream and processes enriched from /proc.
+// stream and every event naming its process.
 //
 // Listen registers the proc handler on a connector (joining group 1) and
 // subscribes the way the kernel wants it: LISTEN sent to port 0 with no
@@ -12,10 +12,38 @@
 // acknowledgement, since filtered subscriptions get none.
 //
 // Data flows from the socket through the runtime to the handler, which
-// checks each CPU's sequence numbers (unfiltered subscriptions), filters,
-// enriches and sends the event on Monitor.Events. Loss is never silent: the
-// socket's drop counter, drops in the handler's mailbox and sequence gaps
-// all become *Lost events at the point of the stream where the events went
-// missing, each lost event counted once, so a consumer can resynchronise
-// (for example by rescanning /proc).
+// checks each CPU's sequence numbers (unfiltered subscriptions), updates
+// the process table, filters and sends the event on Monitor.Events. Loss
+// is never silent: the socket's drop counter, drops in the handler's
+// mailbox and sequence gaps all become *Lost events at the point of the
+// stream where the events went missing, each lost event counted once, so
+// a consumer can resynchronise (for example by rescanning /proc).
+//
+// # Names
+//
+// The process table (Table, on by default, WithEnrichment) is seeded from
+// /proc and kept current from the events: a forked child has its parent's
+// names until it execs, an exec reads the new program's from /proc, comm,
+// uid and sid events update them, and exited processes stay for
+// WithTableRetention so that late events about them are still named. Every
+// event but acks and losses carries its Process; a thread's events carry
+// its group leader's. To keep the table current, the monitor subscribes to
+// forks, execs, comm changes and exits even when WithEvents asks for
+// fewer, and delivers only what was asked for. A process that is gone (and
+// reaped) before its exec can be read keeps its earlier names, marked
+// Process.Stale: the kernel's event does not carry the new name.
+//
+// # Exit status
+//
+// Exit.ExitCode is the kernel's wait status: use Exit.Code, Exit.Signal
+// and Exit.CoreDumped. Exit.ExitSignal is the signal the parent is sent
+// (SIGCHLD, or -1 for a thread), not the one that killed the task.
+//
+// # Lifecycle
+//
+// Events is closed when the ctx given to Listen is done, when Close is
+// called, when the connector fails and when the connector removes the
+// callback; Monitor.Err then says which. A consumer can simply range over
+// Events. Close is still needed after the ctx is done only to learn about
+// errors while unsubscribing; it is safe to call in any case.
 package proc
