@@ -128,6 +128,9 @@ func TestParseConfigErrors(t *testing.T) {
 		// Issue 13, items 5 and 6: over the maximum is an error, not an
 		// out-of-memory death (batch) or a 2,304-byte buffer (receive).
 		{"receive buffer over 2^31", "connector:\n  receive_buffer: 2147483648\n", `c.yaml:2: connector.receive_buffer: 2147483648 bytes: want 0..1073741823 (the most the kernel takes)`},
+		// Found by FuzzParseConfig: an empty list entry had no place.
+		{"empty supervisor entry", "supervisors:\n-", `c.yaml:2: supervisors[0].name: missing: every supervisor needs a name`},
+		{"empty callback entry", "callbacks:\n  -\n", `c.yaml:2: callbacks[0].id: missing: want IDX:VAL`},
 		{"max callbacks zero", "connector:\n  max_callbacks: 0\n", `c.yaml:2: connector.max_callbacks: 0: want at least 1`},
 		{"batch size negative", "connector:\n  batch_size: -1\n", `c.yaml:2: connector.batch_size: -1: want 0..1024 (recvmmsg takes no more per call)`},
 		{"batch size over 1024", "connector:\n  top_policy: keep-running\n  batch_size: 1000000\n", `c.yaml:3: connector.batch_size: 1000000: want 0..1024 (recvmmsg takes no more per call)`},

@@ -255,6 +255,13 @@ func (d *Decoder) decode(n *yaml.Node, field string, v reflect.Value) error {
 	}
 	if isNull(n) {
 		v.Set(reflect.Zero(v.Type()))
+		if v.Kind() == reflect.Struct {
+			// An empty entry ("- " in a list) is an absent struct: its
+			// Place still locates it, so that later checks name the line.
+			if _, place := structFields(v.Type()); place >= 0 {
+				v.Field(place).Set(reflect.ValueOf(Place{d: d, Field: field, line: n.Line}))
+			}
+		}
 		return nil
 	}
 	switch v.Kind() {
