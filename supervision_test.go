@@ -545,6 +545,11 @@ func TestDeciderDirectives(t *testing.T) {
 			} else {
 				eventually(t, "the removal", func() bool { _, ok := r.info(id); return !ok })
 			}
+			if tt.escalated {
+				// The supervisor reports the escalation once it has stopped
+				// its children: after the removal the test saw.
+				eventually(t, "the escalation", func() bool { return len(r.eventsOf(supervisor.EventEscalated, "")) > 0 })
+			}
 			if got := len(r.eventsOf(supervisor.EventEscalated, "")) > 0; got != tt.escalated {
 				t.Errorf("escalated = %v, want %v", got, tt.escalated)
 			}
