@@ -29,6 +29,9 @@ type procFlags struct {
 	user     string
 	pgid     u32Flag
 	sid      u32Flag
+	cgroup   string
+	cid      string
+	cidCol   bool
 }
 
 func runProc(ctx context.Context, args []string, e *env) error {
@@ -51,6 +54,9 @@ func runProc(ctx context.Context, args []string, e *env) error {
 	fs.StringVar(&f.user, "user", "", "show only processes of this user (name or uid)")
 	fs.Var(&f.pgid, "pgid", "show only processes of this process group")
 	fs.Var(&f.sid, "sid", "show only processes of this session")
+	fs.StringVar(&f.cgroup, "cgroup", "", "show only processes whose cgroup path matches this regular expression")
+	fs.StringVar(&f.cid, "container", "", "show only processes of this container (id, or a prefix of it, or an nspawn machine name)")
+	fs.BoolVar(&f.cidCol, "container-column", false, "add a Container column (docker, containerd/Kubernetes, CRI-O, podman ids, 12 characters; nspawn machine names)")
 	fleet := addProcRemoteFlags(fs) // -remote and its options (remote.go)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -91,7 +97,7 @@ func runProc(ctx context.Context, args []string, e *env) error {
 	defer out.Flush()
 	show := !f.quiet
 	if show && !f.json {
-		out.WriteString(textHeader(f.extra))
+		out.WriteString(textHeader(f.extra, f.cidCol))
 	}
 	counts := newProcCounts(form)
 	clock := proc.NewBootClock()
@@ -116,7 +122,7 @@ func runProc(ctx context.Context, args []string, e *env) error {
 		case f.json:
 			line = append(proc.AppendJSON(line[:0], ev), '\n')
 		default:
-			line = appendProcText(line[:0], ev, clock, form, f.extra, f.glyphs, users)
+			line = appendProcText(line[:0], ev, clock, textOpts{form: form, extra: f.extra, glyphs: f.glyphs, container: f.cidCol}, users)
 		}
 		out.Write(line)
 		if len(m.Events()) == 0 {
@@ -140,7 +146,7 @@ func runProc(ctx context.Context, args []string, e *env) error {
 // filter builds the display filter; the process table must be on for
 // every filter that looks at processes.
 func (f *procFlags) filter() (*procFilter, error) {
-	pf := &procFilter{pid: f.pid, tree: f.tree, pgid: f.pgid, sid: f.sid}
+	pf := &procFilter{pid: f.pid, tree: f.tree, pgid: f.pgid, sid: f.sid, container: f.cid}
 	if f.tree && !f.pid.set {
 		return nil, errors.New("-tree needs -pid")
 	}
@@ -155,6 +161,11 @@ func (f *procFlags) filter() (*procFilter, error) {
 			return nil, fmt.Errorf("-cmdline: %w", err)
 		}
 	}
+	if f.cgroup != "" {
+		if pf.cgroup, err = regexp.Compile(f.cgroup); err != nil {
+			return nil, fmt.Errorf("-cgroup: %w", err)
+		}
+	}
 	if f.user != "" {
 		uid, err := lookupUID(f.user)
 		if err != nil {
@@ -162,8 +173,8 @@ func (f *procFlags) filter() (*procFilter, error) {
 		}
 		pf.uid = &uid
 	}
-	if !f.enrich && (f.tree || pf.byProcess() || f.name != "cmdline" || f.extra) {
-		return nil, errors.New("-tree, -comm, -cmdline, -user, -pgid, -sid, -name and -extra need the process table (-enrich)")
+	if !f.enrich && (f.tree || pf.byProcess() || f.name != "cmdline" || f.extra || f.cidCol) {
+		return nil, errors.New("-tree, -comm, -cmdline, -user, -pgid, -sid, -cgroup, -container, -name, -extra and -container-column need the process table (-enrich)")
 	}
 	return pf, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"regexp"
+	"strings"
 
 	"github.com/cnactor/cnactor/handlers/proc"
 )
@@ -17,11 +18,13 @@ type procFilter struct {
 	cmdline   *regexp.Regexp
 	uid       *uint32
 	pgid, sid u32Flag
+	cgroup    *regexp.Regexp
+	container string
 }
 
 // byProcess reports whether a filter needs the event's process.
 func (f *procFilter) byProcess() bool {
-	return f.comm != nil || f.cmdline != nil || f.uid != nil || f.pgid.set || f.sid.set
+	return f.comm != nil || f.cmdline != nil || f.uid != nil || f.pgid.set || f.sid.set || f.cgroup != nil || f.container != ""
 }
 
 func (f *procFilter) match(ev proc.Event) bool {
@@ -45,7 +48,9 @@ func (f *procFilter) match(ev proc.Event) bool {
 		(f.cmdline == nil || f.cmdline.MatchString(p.Cmdline)) &&
 		(f.uid == nil || p.UID == *f.uid) &&
 		(!f.pgid.set || p.PGID == f.pgid.v) &&
-		(!f.sid.set || p.SID == f.sid.v)
+		(!f.sid.set || p.SID == f.sid.v) &&
+		(f.cgroup == nil || f.cgroup.MatchString(p.Cgroup)) &&
+		(f.container == "" || p.Container != "" && strings.HasPrefix(p.Container, f.container))
 }
 
 // subjectTGID is the thread group an event is about.

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/cnactor/cnactor/handlers/proc"
 	"github.com/cnactor/cnactor/internal/testutil"
 )
 
@@ -19,9 +21,15 @@ type procLine struct {
 	Code    *int   `json:"code"`
 	Signal  *int   `json:"signal"`
 	Process *struct {
-		Comm string `json:"comm"`
-		TGID uint32 `json:"tgid"`
+		Comm  string `json:"comm"`
+		TGID  uint32 `json:"tgid"`
+		Stale bool   `json:"stale"` // reaped before its exec was read: the earlier name
 	} `json:"process"`
+}
+
+// named reports whether l names comm, or says its name is stale.
+func (l procLine) named(comm string) bool {
+	return l.Process != nil && (l.Process.Comm == comm || l.Process.Stale)
 }
 
 // startProc runs cnctl proc until the test ends and waits until it
@@ -84,10 +92,10 @@ func TestIntegrationProcForkstatEvents(t *testing.T) {
 		_, b := got[killedPID]
 		return a && b
 	})
-	if l := got[failPID]; l.Code == nil || *l.Code != 3 || l.Process == nil || l.Process.Comm != "sh" {
+	if l := got[failPID]; l.Code == nil || *l.Code != 3 || !l.named("sh") {
 		t.Errorf("exit 3: %+v", l)
 	}
-	if l := got[killedPID]; l.Signal == nil || *l.Signal != 9 || l.Process == nil || l.Process.Comm != "sh" {
+	if l := got[killedPID]; l.Signal == nil || *l.Signal != 9 || !l.named("sh") {
 		t.Errorf("kill -9: %+v", l)
 	}
 	// The zero exit came before the failing ones, which did arrive.
@@ -134,8 +142,8 @@ func TestIntegrationProcTree(t *testing.T) {
 		if pidOf(l) == uint32(other.Process.Pid) {
 			t.Errorf("a process outside the tree shown: %+v", l)
 		}
-		if l.Event == "exec" && l.Process != nil && l.Process.Comm == "ls" {
-			lsExec = true // a grandchild's exec
+		if l.Event == "exec" && l.PID != rootPID && l.named("ls") {
+			lsExec = true // a descendant's exec
 		}
 		if l.Event == "fork" {
 			childFork = true
@@ -156,6 +164,38 @@ func TestProcFlagErrors(t *testing.T) {
 	} {
 		if st, _, _ := runCmd(t, args...); st == 0 {
 			t.Errorf("%v: status 0", args)
+		}
+	}
+}
+
+func TestProcFilterByProcess(t *testing.T) {
+	id := strings.Repeat("ab", 32)
+	in := &proc.Exec{PID: 5, TGID: 5, Process: &proc.Process{TGID: 5, Comm: "nginx", Cmdline: "nginx -g daemon off;", UID: 33, PGID: 5, SID: 5,
+		Cgroup: "/system.slice/docker-" + id + ".scope", Container: id}}
+	out := &proc.Exec{PID: 6, TGID: 6, Process: &proc.Process{TGID: 6, Comm: "bash", Cmdline: "bash", UID: 0, PGID: 6, SID: 6, Cgroup: "/user.slice"}}
+	uid := uint32(33)
+	for name, f := range map[string]*procFilter{
+		"comm":      {comm: regexp.MustCompile("^ngin")},
+		"cmdline":   {cmdline: regexp.MustCompile("daemon off")},
+		"user":      {uid: &uid},
+		"pgid":      {pgid: u32Flag{v: 5, set: true}},
+		"sid":       {sid: u32Flag{v: 5, set: true}},
+		"cgroup":    {cgroup: regexp.MustCompile("docker-")},
+		"container": {container: id[:12]},
+	} {
+		if !f.match(in) || f.match(out) {
+			t.Errorf("%s: match(in) %v, match(out) %v", name, f.match(in), f.match(out))
+		}
+		if !f.match(&proc.Lost{Count: 1}) {
+			t.Errorf("%s hides a loss", name)
+		}
+	}
+}
+
+func TestTTYName(t *testing.T) {
+	for nr, want := range map[uint32]string{0: "?", 136<<8 | 3: "pts/3", 4<<8 | 1: "tty1", 4<<8 | 64: "ttyS0", 137<<8 | 2: "pts/258"} {
+		if got := ttyName(nr); got != want {
+			t.Errorf("ttyName(%#x) = %q, want %q", nr, got, want)
 		}
 	}
 }

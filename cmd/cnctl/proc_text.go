@@ -8,12 +8,22 @@ import (
 	"github.com/cnactor/cnactor/handlers/proc"
 )
 
+// textOpts are cnctl proc's optional text columns.
+type textOpts struct {
+	form                     proc.NameForm
+	extra, glyphs, container bool
+}
+
 // textHeader is the header of cnctl proc's text columns.
-func textHeader(extra bool) string {
-	if !extra {
-		return proc.TextHeader
+func textHeader(extra, container bool) string {
+	h := "Time            Event        PID Info                     Duration "
+	if extra {
+		h += "User       TTY     "
 	}
-	return "Time            Event        PID Info                     Duration User       TTY     Process\n"
+	if container {
+		h += "Container    "
+	}
+	return h + "Process\n"
 }
 
 // glyphs mark event kinds in ASCII (forkstat -g uses Unicode symbols).
@@ -21,12 +31,12 @@ var glyphs = map[string]string{"fork": "+", "clone": "&", "exec": ">", "exit": "
 	"gid": "g", "sid": "s", "ptrace": "p", "coredump": "!", "LOST": "?"}
 
 // appendProcText is proc.AppendTextAs with cnctl's optional columns.
-func appendProcText(b []byte, ev proc.Event, clock proc.BootClock, form proc.NameForm, extra, glyph bool, users *userNames) []byte {
-	if !extra && !glyph {
-		return proc.AppendTextAs(b, ev, clock, form)
+func appendProcText(b []byte, ev proc.Event, clock proc.BootClock, o textOpts, users *userNames) []byte {
+	if !o.extra && !o.glyphs && !o.container {
+		return proc.AppendTextAs(b, ev, clock, o.form)
 	}
 	name := proc.EventName(ev)
-	if glyph {
+	if o.glyphs {
 		g := glyphs[name]
 		if g == "" {
 			g = " "
@@ -36,14 +46,21 @@ func appendProcText(b []byte, ev proc.Event, clock proc.BootClock, form proc.Nam
 	p := proc.ProcessOf(ev)
 	b = fmt.Appendf(b, "%-15s %-8s %7d %-22s %10s ", clock.Wall(ev.Head().TimestampNS).Format("15:04:05.000000"),
 		name, proc.PID(ev), proc.Info(ev), proc.Duration(p))
-	if extra {
+	if o.extra {
 		u, tty := "", ""
 		if p != nil {
 			u, tty = users.name(p.UID), ttyName(p.TTY)
 		}
 		b = fmt.Appendf(b, "%-10s %-7s ", u, tty)
 	}
-	b = append(b, proc.Name(p, form)...)
+	if o.container {
+		c := "-"
+		if p != nil && p.Container != "" {
+			c = p.Container[:min(12, len(p.Container))]
+		}
+		b = fmt.Appendf(b, "%-12s ", c)
+	}
+	b = append(b, proc.Name(p, o.form)...)
 	if p != nil && p.Stale {
 		b = append(b, " (before exec: gone before /proc was read)"...)
 	}

@@ -118,6 +118,14 @@ func AppendJSON(b []byte, ev Event) []byte {
 			num("duration_ns", uint64(proc.Duration))
 		}
 		num("uid", uint64(proc.UID))
+		if proc.Cgroup != "" {
+			b = append(b, `,"cgroup":`...)
+			b = appendString(b, proc.Cgroup)
+		}
+		if proc.Container != "" {
+			b = append(b, `,"container":`...)
+			b = appendString(b, proc.Container)
+		}
 		if proc.Kernel {
 			b = append(b, `,"kernel":true`...)
 		}

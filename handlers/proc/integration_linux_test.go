@@ -462,6 +462,9 @@ func TestIntegrationEnrichment(t *testing.T) {
 		if e.Process == nil || e.Process.Comm != "sleep" || e.Process.Cmdline != "/bin/sleep 30" || !strings.HasSuffix(e.Process.Exe, "sleep") {
 			t.Errorf("exec enrichment: %+v", e.Process)
 		}
+		if e.Process != nil && e.Process.Cgroup != ownCgroup(t) {
+			t.Errorf("cgroup %q, want the test's %q", e.Process.Cgroup, ownCgroup(t))
+		}
 		return true
 	})
 	time.Sleep(20 * time.Millisecond)
@@ -496,4 +499,27 @@ func TestIntegrationSecondListenKeepsTheFirst(t *testing.T) {
 		e, ok := ev.(*proc.Exit)
 		return ok && e.PID == pid
 	})
+}
+
+// ownCgroup is this process's cgroup: the unified hierarchy's path, else
+// the first controller's (what a child starts in).
+func ownCgroup(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := ""
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			return parts[2]
+		}
+		if first == "" {
+			first = parts[2]
+		}
+	}
+	return first
 }

@@ -35,6 +35,11 @@ type Process struct {
 	TTY      uint32 // controlling terminal (stat's tty_nr), 0 for none
 	RTPrio   uint32 // real-time priority, 0 for normal scheduling
 	Kernel   bool   // a kernel thread (kthreadd or its child)
+	// Cgroup is the cgroup path (the unified hierarchy's) read at exec or
+	// first sight; a forked child is in its parent's.
+	Cgroup string
+	// Container is the container id recognised in Cgroup (ContainerID).
+	Container string
 	// Stale: the process was gone before its exec could be read from
 	// /proc, so the names are those it had before the exec.
 	Stale bool
@@ -132,6 +137,8 @@ func (r *procReader) full(pid uint32) (*Process, bool) {
 	}
 	p.Cmdline = r.cmdline(pid)
 	p.Exe = r.exe(pid)
+	p.Cgroup = r.cgroup(pid)
+	p.Container = ContainerID(p.Cgroup)
 	return p, true
 }
 

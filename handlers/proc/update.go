@@ -94,6 +94,7 @@ func (t *Table) fork(e *Fork) *Process {
 		pp := parent.p
 		p.Comm, p.Cmdline, p.Exe, p.Kernel = pp.Comm, pp.Cmdline, pp.Exe, pp.Kernel
 		p.UID, p.PGID, p.SID, p.TTY, p.RTPrio = pp.UID, pp.PGID, pp.SID, pp.TTY, pp.RTPrio
+		p.Cgroup, p.Container = pp.Cgroup, pp.Container
 	} else if rp, ok := t.read(e.ChildTGID); ok {
 		rp.PPID, rp.StartNS = p.PPID, p.StartNS
 		p = rp
@@ -123,6 +124,8 @@ func (t *Table) exec(e *Exec) *Process {
 	if t.r.stat(e.TGID, &np) {
 		np.Cmdline = t.r.cmdline(e.TGID)
 		np.Exe = t.r.exe(e.TGID)
+		np.Cgroup = t.r.cgroup(e.TGID)
+		np.Container = ContainerID(np.Cgroup)
 		// stat's start has 10 ms steps: keep the fork's exact one, and the
 		// parent recorded then.
 		if old.p.StartNS != 0 {
