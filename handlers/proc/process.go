@@ -23,8 +23,9 @@ type Process struct {
 	Cmdline string
 	Exe     string
 	// StartNS is when it started, in nanoseconds since boot: the fork
-	// event's timestamp, or /proc/PID/stat's start time (10 ms steps) for
-	// processes older than the monitor.
+	// event's timestamp (CLOCK_MONOTONIC), or /proc/PID/stat's start time
+	// for processes older than the monitor (10 ms steps, and counting time
+	// suspended, which CLOCK_MONOTONIC does not).
 	StartNS uint64
 	// Duration is how long it (or, on a thread's exit, the thread) ran; set
 	// on exit events when the start is known.
