@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -197,5 +198,32 @@ func TestTTYName(t *testing.T) {
 		if got := ttyName(nr); got != want {
 			t.Errorf("ttyName(%#x) = %q, want %q", nr, got, want)
 		}
+	}
+}
+
+func TestProcCounts(t *testing.T) {
+	c := newProcCounts(proc.NameComm)
+	sh := &proc.Process{TGID: 5, Comm: "sh"}
+	for _, ev := range []proc.Event{
+		&proc.Fork{Header: proc.Header{What: proc.WhatFork}, ChildPID: 5, ChildTGID: 5, Process: sh},
+		&proc.Fork{Header: proc.Header{What: proc.WhatFork}, ChildPID: 6, ChildTGID: 5, Process: sh}, // a thread: clone
+		&proc.Exec{Header: proc.Header{What: proc.WhatExec}, PID: 5, TGID: 5, Process: sh},
+		&proc.Exit{Header: proc.Header{What: proc.WhatExit}, PID: 5, TGID: 5, Process: sh},
+		&proc.Exit{Header: proc.Header{What: proc.WhatExit}, PID: 7, TGID: 7}, // unknown process
+		&proc.Lost{Count: 3}, // not a process's event
+	} {
+		c.add(ev)
+	}
+	var b strings.Builder
+	w := bufio.NewWriter(&b)
+	c.print(w)
+	w.Flush()
+	want := `   Fork   Clone    Exec    Exit    Core    Comm   Ptrce     Uid     Gid     Sid   Total Process
+      1       1       1       1       0       0       0       0       0       0       4 sh
+      0       0       0       1       0       0       0       0       0       0       1 (unknown)
+      1       1       1       2       0       0       0       0       0       0       5 Total
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }

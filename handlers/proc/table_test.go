@@ -226,3 +226,30 @@ func TestDurationFixedUnit(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendTextNames(t *testing.T) {
+	var clock BootClock
+	line := func(ev Event) string {
+		s := string(AppendText(nil, ev, clock))
+		return strings.Join(strings.Fields(s[16:]), " ") // without the time
+	}
+	leader := &Process{TGID: 10, Comm: "worker", Cmdline: "/usr/bin/worker -v"}
+	for _, tt := range []struct {
+		ev   Event
+		want string
+	}{
+		{&Exec{Header: Header{What: WhatExec}, PID: 2, TGID: 2, Process: &Process{TGID: 2, Comm: "kthreadd", Kernel: true}}, "exec 2 [kthreadd]"},
+		{&Exec{Header: Header{What: WhatExec}, PID: 10, TGID: 10, Process: leader}, "exec 10 /usr/bin/worker -v"},
+		{&Exit{Header: Header{What: WhatExit}, PID: 11, TGID: 10, ExitSignal: -1, Process: &Process{TGID: 10, Comm: "worker", Cmdline: "/usr/bin/worker -v", Duration: 1500 * time.Microsecond}},
+			"exit 11 thread code=0 0.001500s /usr/bin/worker -v"},
+		{&Fork{Header: Header{What: WhatFork}, ParentPID: 10, ParentTGID: 10, ChildPID: 12, ChildTGID: 10, Process: leader}, "clone 12 thread of 10 /usr/bin/worker -v"},
+		{&Comm{Header: Header{What: WhatComm}, PID: 10, TGID: 10, Comm: "w2", Process: leader}, "comm 10 comm=w2 /usr/bin/worker -v"},
+		{&Exec{Header: Header{What: WhatExec}, PID: 13, TGID: 13, Process: &Process{TGID: 13, Comm: "bash", Cmdline: "bash", Stale: true}},
+			"exec 13 bash (before exec: gone before /proc was read)"},
+		{&Exec{Header: Header{What: WhatExec}, PID: 14, TGID: 14, Process: &Process{TGID: 14, Comm: "zombie"}}, "exec 14 zombie"},
+	} {
+		if got := line(tt.ev); got != tt.want {
+			t.Errorf("got  %q\nwant %q", got, tt.want)
+		}
+	}
+}
