@@ -382,4 +382,7 @@ func (s *server) list(w io.Writer) {
 	r := st.Reader
 	fmt.Fprintf(w, "reader datagrams=%d messages=%d malformed=%d kernel_drops=%d unknown=%d rejected=%d\n",
 		r.Datagrams, r.Messages, r.Malformed, r.KernelDrops, r.Unknown, r.Rejected)
+	ctl := st.Control
+	fmt.Fprintf(w, "control applied=%d malformed=%d rejected=%d subscriptions=%d callbacks_refused=%d\n",
+		ctl.Applied, ctl.Malformed, ctl.Rejected, ctl.Subscriptions, st.CallbacksRefused)
 }

@@ -274,5 +274,5 @@ func TestIntegrationServeFinalCounts(t *testing.T) {
 		t.Fatal("serve did not exit")
 	}
 	waitOutput(t, s.stderr, regexp.MustCompile(fmt.Sprintf(`final counts:\n(.*\n)*%d:1 name=sink handler=sink .*received=0 `, g)))
-	waitOutput(t, s.stderr, regexp.MustCompile(`final counts:\n(.*\n)*reader datagrams=\d+`))
+	waitOutput(t, s.stderr, regexp.MustCompile(`final counts:\n(.*\n)*reader datagrams=\d+.*\ncontrol applied=0 malformed=0 rejected=0 subscriptions=0 callbacks_refused=0\n`))
 }
