@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
 )
 
 // metricsLimits bound what clients of the metrics server can hold: without
@@ -30,7 +31,8 @@ var defaultMetricsLimits = metricsLimits{
 }
 
 // serveMetrics serves /metrics and /healthz on addr until stop.
-func serveMetrics(c *cnactor.Connector, addr string, stderr io.Writer, lim metricsLimits) (stop func(), err error) {
+// Refused connections are logged to log, at most once per second.
+func serveMetrics(c *cnactor.Connector, addr string, stderr io.Writer, log *zap.Logger, lim metricsLimits) (stop func(), err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(cnactor.NewCollector(c), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -49,7 +51,7 @@ func serveMetrics(c *cnactor.Connector, addr string, stderr io.Writer, lim metri
 		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 	}
-	ll := &limitListener{Listener: ln, sem: make(chan struct{}, max(lim.MaxConns, 1)), stderr: stderr}
+	ll := &limitListener{Listener: ln, sem: make(chan struct{}, max(lim.MaxConns, 1)), log: log}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -62,7 +64,7 @@ func serveMetrics(c *cnactor.Connector, addr string, stderr io.Writer, lim metri
 		srv.Shutdown(ctx)
 		<-served // Accept has returned: its counts are ours to read
 		if ll.pending > 0 {
-			fmt.Fprintf(stderr, "metrics: %d connection(s) refused since the last report (%d in all)\n", ll.pending, ll.refused.Load())
+			log.Warn("metrics connections refused since the last warning", zap.Uint64("suppressed", ll.pending), zap.Uint64("refused_total", ll.refused.Load()))
 		}
 	}, nil
 }
@@ -73,7 +75,7 @@ func serveMetrics(c *cnactor.Connector, addr string, stderr io.Writer, lim metri
 type limitListener struct {
 	net.Listener
 	sem     chan struct{}
-	stderr  io.Writer
+	log     *zap.Logger
 	refused atomic.Uint64
 	next    time.Time // only Accept's goroutine touches next and pending
 	pending uint64
@@ -92,12 +94,15 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		c.Close()
 		n := l.refused.Add(1)
-		l.pending++
-		if now := time.Now(); !now.Before(l.next) {
+		if now := time.Now(); now.Before(l.next) {
+			l.pending++
+			continue
+		} else {
 			l.next = now.Add(time.Second)
-			fmt.Fprintf(l.stderr, "metrics: %d connection(s) refused: %d open, the limit (%d refused in all)\n", l.pending, cap(l.sem), n)
-			l.pending = 0
 		}
+		l.log.Warn("metrics connection refused: at the connection limit", zap.Int("limit", cap(l.sem)),
+			zap.Uint64("refused_total", n), zap.Uint64("suppressed", l.pending))
+		l.pending = 0
 	}
 }
 

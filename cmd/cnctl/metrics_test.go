@@ -14,9 +14,11 @@ import (
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/internal/testutil"
 	"github.com/cnactor/cnactor/transport/memory"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
-func startMetrics(t *testing.T, lim metricsLimits) (addr string, stderr *syncBuffer) {
+func startMetrics(t *testing.T, lim metricsLimits) (addr string, logs *observer.ObservedLogs) {
 	t.Helper()
 	conn, err := memory.NewNetwork().Dial()
 	if err != nil {
@@ -27,13 +29,14 @@ func startMetrics(t *testing.T, lim metricsLimits) (addr string, stderr *syncBuf
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close(context.Background()) })
-	stderr = &syncBuffer{}
-	stop, err := serveMetrics(c, "127.0.0.1:0", stderr, lim)
+	stderr := &syncBuffer{}
+	core, logs := observer.New(zap.WarnLevel)
+	stop, err := serveMetrics(c, "127.0.0.1:0", stderr, zap.New(core), lim)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
-	return waitOutput(t, stderr, regexp.MustCompile(`metrics on http://([^/]+)/metrics`))[1], stderr
+	return waitOutput(t, stderr, regexp.MustCompile(`metrics on http://([^/]+)/metrics`))[1], logs
 }
 
 // get sends one keep-alive request on conn and reads its response.
@@ -90,7 +93,7 @@ func TestMetricsIdleAndReadTimeouts(t *testing.T) {
 func TestMetricsConnectionBound(t *testing.T) {
 	lim := defaultMetricsLimits
 	lim.MaxConns = 3
-	addr, stderr := startMetrics(t, lim)
+	addr, logs := startMetrics(t, lim)
 	var held []net.Conn
 	for range lim.MaxConns {
 		c, err := net.Dial("tcp", addr)
@@ -107,7 +110,9 @@ func TestMetricsConnectionBound(t *testing.T) {
 	}
 	defer extra.Close()
 	closedByServer(t, extra, "a connection over the bound")
-	waitOutput(t, stderr, regexp.MustCompile(`metrics: 1 connection\(s\) refused: 3 open, the limit \(1 refused in all\)`))
+	testutil.WaitFor(t, "the refusal logged", func() bool {
+		return logs.FilterMessage("metrics connection refused: at the connection limit").FilterField(zap.Uint64("refused_total", 1)).Len() == 1
+	})
 	// One goes; a new one is admitted and served.
 	held[0].Close()
 	testutil.WaitFor(t, "a new connection served", func() bool {

@@ -81,7 +81,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 		fmt.Fprintf(e.stderr, "config %s: %s\n", *configFile, ch)
 	}
 	if *metricsAddr != "" {
-		stop, err := serveMetrics(c, *metricsAddr, e.stderr, defaultMetricsLimits)
+		stop, err := serveMetrics(c, *metricsAddr, e.stderr, logger, defaultMetricsLimits)
 		if err != nil {
 			c.Close(context.Background())
 			return err
