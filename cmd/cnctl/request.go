@@ -43,6 +43,9 @@ func runRequest(ctx context.Context, args []string, e *env) error {
 		return errors.New("-id IDX:VAL is required")
 	case *count < 1 || *concurrency < 1:
 		return errors.New("-count and -concurrency must be at least 1")
+	case *concurrency > maxConcurrency:
+		// Each request in flight is a goroutine and a pending exchange.
+		return fmt.Errorf("-concurrency %d: at most %d", *concurrency, maxConcurrency)
 	case *retries < 0 || *timeout <= 0:
 		return errors.New("-retries must be >= 0 and -timeout > 0")
 	}
@@ -134,6 +137,9 @@ func runRequest(ctx context.Context, args []string, e *env) error {
 	}
 	return nil
 }
+
+// maxConcurrency bounds -concurrency.
+const maxConcurrency = 4096
 
 // maxFailLines bounds the "request failed" lines of one run; the rest are
 // counted.

@@ -123,6 +123,7 @@ func TestRequestUsageErrors(t *testing.T) {
 		{[]string{"request", "-id", "7:1", "-text", "x"}, "exactly one of -port and -group"},
 		{[]string{"request", "-id", "7:1", "-port", "1", "-count", "0"}, "at least 1"},
 		{[]string{"request", "-id", "7:1", "-port", "1", "-concurrency", "0"}, "at least 1"},
+		{[]string{"request", "-id", "7:1", "-port", "1", "-concurrency", "1000000000"}, "-concurrency 1000000000: at most 4096"},
 		{[]string{"request", "-id", "7:1", "-port", "1", "-retries", "-1"}, "-retries"},
 		{[]string{"request", "-id", "7:1", "-port", "1", "-data", "00", "-text", "x"}, "exclusive"},
 		{[]string{"request", "-id", "7:1", "-group", "33"}, "1..32"},
