@@ -229,6 +229,9 @@ func ParseCallback(origin string, data []byte) (*CallbackConfig, error) {
 	if n == nil {
 		return nil, &yamlconf.Error{File: origin, Err: errors.New("empty callback: want at least id and handler")}
 	}
+	if err := oneDocument(origin, data); err != nil {
+		return nil, err
+	}
 	d := &yamlconf.Decoder{File: origin}
 	var fcb fileCallback
 	if err := d.Decode(n, "", &fcb); err != nil {

@@ -208,6 +208,7 @@ func TestParseCallbackJSON(t *testing.T) {
 		{`{"handler":"echo"}`, `id: missing: want IDX:VAL`},
 		{`{"id":"7:1","handler":"echo"`, `did not find expected ',' or '}'`},
 		{``, `empty callback: want at least id and handler`},
+		{"{\"id\":\"7:1\",\"handler\":\"echo\"}\n---\n{\"id\":\"7:2\",\"handler\":\"echo\"}", `a second YAML document starts here`},
 	} {
 		_, err := cnactor.ParseCallback("", []byte(c.body))
 		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
