@@ -86,7 +86,8 @@ func runProc(ctx context.Context, args []string, e *env) error {
 			return fmt.Errorf("-realtime: %w", err)
 		}
 	}
-	m, err := proc.Listen(ctx, proc.WithEvents(mask), proc.WithEnrichment(f.enrich))
+	// Filters on what a process inherits apply before /proc is read.
+	m, err := proc.Listen(ctx, proc.WithEvents(mask), proc.WithEnrichment(f.enrich), proc.WithTableReadFilter(filter.readable()))
 	if err != nil {
 		return err
 	}

@@ -66,3 +66,18 @@ func subjectTGID(ev proc.Event) uint32 {
 	}
 	return proc.PID(ev)
 }
+
+// readable is the part of the filter decided before an exec is read from
+// /proc, so that the table reads only what may be shown: the place in the
+// tree, which forks always give. Owner, group, session and cgroup can
+// change between a fork and an exec without an event the table sees
+// (setpgid, a runtime moving the process into a container's cgroup), so
+// those are checked on what the exec read. nil without -pid.
+func (f *procFilter) readable() proc.ReadFilter {
+	if !f.pid.set {
+		return nil
+	}
+	return func(p *proc.Process, descends func(uint32) bool) bool {
+		return p.TGID == f.pid.v || p.PPID == f.pid.v || f.tree && descends(f.pid.v)
+	}
+}

@@ -64,6 +64,7 @@ type config struct {
 	logger     *zap.Logger
 	cacheSize  int           // table limit; 0: DefaultTableLimit
 	retention  time.Duration // 0: DefaultRetention; negative: none
+	readable   ReadFilter
 }
 
 type optionFunc func(*config)
@@ -107,6 +108,13 @@ func WithLogger(l *zap.Logger) Option { return optionFunc(func(c *config) { c.lo
 // WithCacheSize bounds the process table's entries (default
 // DefaultTableLimit); see WithTableLimit.
 func WithCacheSize(n int) Option { return optionFunc(func(c *config) { c.cacheSize = n }) }
+
+// WithTableReadFilter reads /proc at execs only for the processes fn
+// accepts (see ReadFilter): a consumer that shows only some processes
+// spares the reads of the others.
+func WithTableReadFilter(fn ReadFilter) Option {
+	return optionFunc(func(c *config) { c.readable = fn })
+}
 
 // WithTableRetention sets how long exited processes stay in the table
 // (default DefaultRetention; 0: not at all).
@@ -414,7 +422,7 @@ func newHandler(m *Monitor, cfg config) *handler {
 		if retain == 0 {
 			retain = DefaultRetention
 		}
-		h.table = NewTable(WithTableLimit(limit), WithRetention(retain), WithTableLogger(logger))
+		h.table = NewTable(WithTableLimit(limit), WithRetention(retain), WithTableLogger(logger), WithReadFilter(cfg.readable))
 		if _, err := h.table.Seed(); err != nil {
 			logger.Warn("proc: process table not seeded from /proc", zap.Error(err))
 		}

@@ -41,8 +41,8 @@ type Process struct {
 	Cgroup string
 	// Container is the container id recognised in Cgroup (ContainerID).
 	Container string
-	// Stale: the process was gone before its exec could be read from
-	// /proc, so the names are those it had before the exec.
+	// Stale: the names are those it had before its last exec, because it
+	// was gone before /proc could be read (or a ReadFilter skipped it).
 	Stale bool
 }
 

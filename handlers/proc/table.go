@@ -43,7 +43,16 @@ type Table struct {
 	lastPrune time.Time
 	lastLog   time.Time
 	unlogged  uint64 // rejections since the last log line
+	readable  ReadFilter
 }
+
+// A ReadFilter decides, at an exec, whether the table reads the new
+// program's names from /proc: p is the process as known before the exec
+// (its parent, owner, group, session and cgroup are inherited, so a filter
+// on those can be applied before reading), and descends(a) reports whether
+// it is a or one of a's descendants. It runs under the table's lock: it
+// must not call the Table. A process it rejects keeps its earlier names.
+type ReadFilter func(p *Process, descends func(ancestor uint32) bool) bool
 
 // entry is one process in the table.
 type entry struct {
@@ -61,6 +70,7 @@ type TableStats struct {
 	Expired               uint64 // exited processes forgotten
 	Pruned                uint64 // live entries dropped because /proc no longer had them
 	Rejected              uint64 // entries not kept because the table was full
+	Skipped               uint64 // execs not read: the read filter rejected them
 }
 
 // A TableOption configures NewTable.
@@ -85,6 +95,10 @@ func WithRetention(d time.Duration) TableOption {
 
 // WithTableLogger sets where rejections are logged (rate-limited).
 func WithTableLogger(l *zap.Logger) TableOption { return func(t *Table) { t.log = l } }
+
+// WithReadFilter reads /proc at execs only for the processes fn accepts,
+// for a consumer that shows only some processes.
+func WithReadFilter(fn ReadFilter) TableOption { return func(t *Table) { t.readable = fn } }
 
 // withRoot reads another /proc, for tests.
 func withRoot(dir string) TableOption { return func(t *Table) { t.r.root = dir } }
@@ -167,6 +181,10 @@ const maxDepth = 256
 func (t *Table) Descends(tgid, ancestor uint32) bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	return t.descends(tgid, ancestor)
+}
+
+func (t *Table) descends(tgid, ancestor uint32) bool {
 	for range maxDepth {
 		if tgid == ancestor {
 			return true

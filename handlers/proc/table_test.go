@@ -253,3 +253,30 @@ func TestAppendTextNames(t *testing.T) {
 		}
 	}
 }
+
+// A read filter spares /proc reads of execs outside a tree; inside it,
+// names are read as usual.
+func TestTableReadFilter(t *testing.T) {
+	f := newFakeProc(t)
+	f.add(100, 1, "bash", 50, "/bin/bash")
+	f.add(200, 1, "cron", 50, "/usr/sbin/cron")
+	tab := NewTable(withRoot(f.root), WithReadFilter(func(p *Process, descends func(uint32) bool) bool { return descends(100) }))
+	tab.Seed()
+	for _, c := range []struct{ parent, child uint32 }{{100, 101}, {200, 201}} {
+		tab.Update(&Fork{Header: Header{What: WhatFork, TimestampNS: 1}, ParentPID: c.parent, ParentTGID: c.parent, ChildPID: c.child, ChildTGID: c.child})
+		f.add(c.child, c.parent, "ls", 60, "/bin/ls")
+	}
+	in := &Exec{Header: Header{What: WhatExec, TimestampNS: 2}, PID: 101, TGID: 101}
+	out := &Exec{Header: Header{What: WhatExec, TimestampNS: 2}, PID: 201, TGID: 201}
+	tab.Update(in)
+	tab.Update(out)
+	if in.Process.Comm != "ls" || in.Process.Stale {
+		t.Errorf("in the tree: %+v", in.Process)
+	}
+	if out.Process.Comm != "cron" || !out.Process.Stale {
+		t.Errorf("outside the tree: %+v", out.Process)
+	}
+	if s := tab.Stats(); s.Reads != 1 || s.Skipped != 1 {
+		t.Errorf("stats %+v: want 1 read, 1 skipped", s)
+	}
+}

@@ -109,7 +109,8 @@ func (t *Table) fork(e *Fork) *Process {
 }
 
 // exec reads the new program's names from /proc. If the process is
-// already gone, it keeps the names it had, marked Stale.
+// already gone, or the read filter rejects it, it keeps the names it had,
+// marked Stale.
 func (t *Table) exec(e *Exec) *Process {
 	old := t.live[e.TGID] // an exited entry of this tgid is another process
 	if old == nil {
@@ -118,10 +119,12 @@ func (t *Table) exec(e *Exec) *Process {
 			t.live[e.TGID] = old
 		}
 	}
-	t.stats.Reads++
 	np := *old.p
 	np.Stale = false
-	if t.r.stat(e.TGID, &np) {
+	if t.readable != nil && !t.readable(old.p, func(a uint32) bool { return t.descends(e.TGID, a) }) {
+		t.stats.Skipped++
+		np.Stale = true
+	} else if t.stats.Reads++; t.r.stat(e.TGID, &np) {
 		np.Cmdline = t.r.cmdline(e.TGID)
 		np.Exe = t.r.exe(e.TGID)
 		np.Cgroup = t.r.cgroup(e.TGID)
