@@ -13,6 +13,14 @@
 // own drop counter), malformed datagrams, unknown ids, refused senders and
 // mailbox overflow.
 //
+// Every quantity a peer or a file controls is bounded: callbacks
+// (WithMaxCallbacks), notification subscriptions (dispatch.Subscriptions),
+// batch and receive-buffer sizes (MaxBatchSize, MaxReadBuffer), mailboxes
+// and how long a full one may hold the socket. Past a bound the input is
+// refused or shed, counted in Stats and logged at most once per second per
+// kind, and the connector keeps serving; the README's Limits section lists
+// every bound, its default and what happens past it.
+//
 // Beside the API, this package reads configuration files (LoadConfig,
 // Apply, and Reload by difference), and exposes the counters to Prometheus
 // (NewCollector, HealthHandler).
