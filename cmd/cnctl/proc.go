@@ -138,6 +138,14 @@ func runProc(ctx context.Context, args []string, e *env) error {
 	out.Flush()
 	st := m.Stats()
 	fmt.Fprintf(e.stderr, "events=%d shown=%d lost=%d\n", st.Events, shown, st.Lost)
+	if t := m.Table(); t != nil {
+		ts := t.Stats()
+		fmt.Fprintf(e.stderr, "process table: live=%d exited=%d read=%d gone_before_read=%d not_read=%d rejected=%d\n",
+			ts.Live, ts.Exited, ts.Reads, ts.Misses, ts.Skipped, ts.Rejected)
+		if ts.Misses > 0 && !f.realtime {
+			fmt.Fprintf(e.stderr, "%d processes were gone before their exec could be read (their names are the ones before the exec, marked); -realtime makes that rarer\n", ts.Misses)
+		}
+	}
 	if err := m.Err(); !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
