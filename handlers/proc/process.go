@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Process is what was known of a process when an event about it was
@@ -22,10 +24,10 @@ type Process struct {
 	// could be read.
 	Cmdline string
 	Exe     string
-	// StartNS is when it started, in nanoseconds since boot: the fork
-	// event's timestamp (CLOCK_MONOTONIC), or /proc/PID/stat's start time
-	// for processes older than the monitor (10 ms steps, and counting time
-	// suspended, which CLOCK_MONOTONIC does not).
+	// StartNS is when it started, on the events' clock (CLOCK_MONOTONIC
+	// nanoseconds): the fork event's timestamp, or for processes older
+	// than the monitor /proc/PID/stat's start time (10 ms steps; stat
+	// counts time suspended, which is taken off).
 	StartNS uint64
 	// Duration is how long it (or, on a thread's exit, the thread) ran; set
 	// on exit events when the start is known.
@@ -104,7 +106,7 @@ func (r *procReader) stat(pid uint32, p *Process) bool {
 	p.PGID = uint32(num(2))
 	p.SID = uint32(num(3))
 	p.TTY = uint32(num(4))
-	p.StartNS = num(19) * (1e9 / clockTicks)
+	p.StartNS = bootToMonotonic(num(19) * (1e9 / clockTicks))
 	p.RTPrio = uint32(num(37))
 	p.Kernel = pid == 2 || p.PPID == 2
 	if fi, err := os.Stat(r.root + "/" + strconv.FormatUint(uint64(pid), 10)); err == nil {
@@ -146,6 +148,19 @@ func (r *procReader) full(pid uint32) (*Process, bool) {
 // clockTicks is USER_HZ, the unit of /proc/PID/stat's start time; 100 on
 // every Linux architecture Go supports.
 const clockTicks = 100
+
+// bootToMonotonic converts a CLOCK_BOOTTIME time (stat's start times) to
+// CLOCK_MONOTONIC (the events' timestamps): they differ by the time the
+// machine spent suspended.
+func bootToMonotonic(ns uint64) uint64 {
+	var boot, mono unix.Timespec
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot)
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
+	if off := uint64(boot.Nano() - mono.Nano()); ns > off {
+		return ns - off
+	}
+	return ns
+}
 
 func fileUID(fi os.FileInfo) uint32 {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
