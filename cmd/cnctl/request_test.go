@@ -34,6 +34,12 @@ func memRequest(t *testing.T, id transport.CbID) (port uint32) {
 	if err := srv.AddCallback(id, "echo", handlers.Echo()); err != nil {
 		t.Fatal(err)
 	}
+	requestOn(t, net)
+	return srv.Port()
+}
+
+// requestOn makes `cnctl request` send from net for the rest of the test.
+func requestOn(t *testing.T, net *memory.Network) {
 	orig := newRequestConnector
 	newRequestConnector = func() (*cnactor.Connector, error) {
 		conn, err := net.Dial()
@@ -43,7 +49,6 @@ func memRequest(t *testing.T, id transport.CbID) (port uint32) {
 		return cnactor.New(cnactor.WithTransport(conn))
 	}
 	t.Cleanup(func() { newRequestConnector = orig })
-	return srv.Port()
 }
 
 var summaryRE = regexp.MustCompile(`sent=(\d+) replied=(\d+) timed_out=(\d+) failed=(\d+) retried=(\d+) rtt (p50=\S+ p90=\S+ p99=\S+ max=\S+|n/a)`)
@@ -172,15 +177,7 @@ func TestRequestPeerGoneStops(t *testing.T) {
 	}
 	port := peer.Port()
 	peer.Close() // the peer exited
-	orig := newRequestConnector
-	newRequestConnector = func() (*cnactor.Connector, error) {
-		conn, err := net.Dial()
-		if err != nil {
-			return nil, err
-		}
-		return cnactor.New(cnactor.WithTransport(conn))
-	}
-	t.Cleanup(func() { newRequestConnector = orig })
+	requestOn(t, net)
 	st, _, stderr := runCmd(t, "request", "-id", "0x704:1", "-port", fmt.Sprint(port), "-count", "1000000", "-concurrency", "4")
 	if st != 1 || !strings.Contains(stderr, "the peer refuses requests") || !strings.Contains(stderr, "of 1000000 request(s)") {
 		t.Fatalf("status %d, stderr %q", st, stderr)
