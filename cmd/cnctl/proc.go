@@ -8,6 +8,8 @@ import (
 	"regexp"
 
 	"github.com/cnactor/cnactor/handlers/proc"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // procFlags are cnctl proc's options; forkstat's equivalents are in the
@@ -87,7 +89,11 @@ func runProc(ctx context.Context, args []string, e *env) error {
 		}
 	}
 	// Filters on what a process inherits apply before /proc is read.
-	m, err := proc.Listen(ctx, proc.WithEvents(mask), proc.WithEnrichment(f.enrich), proc.WithTableReadFilter(filter.readable()))
+	// Warnings (a full process table, a failing connector) go to stderr.
+	log := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()),
+		zapcore.AddSync(e.stderr), zapcore.WarnLevel))
+	m, err := proc.Listen(ctx, proc.WithEvents(mask), proc.WithEnrichment(f.enrich), proc.WithTableReadFilter(filter.readable()),
+		proc.WithLogger(log))
 	if err != nil {
 		return err
 	}
