@@ -288,13 +288,8 @@ func (s *server) dispatch(f []string) error {
 			return err
 		}
 		s.handlerOf[id] = f[2]
-		policy := "anyone"
-		for _, cb := range s.c.Stats().Callbacks {
-			if cb.ID == id {
-				policy = cb.Policy
-			}
-		}
-		fmt.Fprintf(s.e.stdout, "ok added %s %s senders=%s\n", id, name, policy)
+		info, _ := s.c.Callback(id)
+		fmt.Fprintf(s.e.stdout, "ok added %s %s senders=%s\n", id, name, info.Policy)
 	case "del":
 		if len(f) != 2 {
 			return fmt.Errorf("usage: del IDX:VAL")
