@@ -85,6 +85,8 @@ type CallbackConfig struct {
 // Options are the callback options the configuration asks for.
 func (cb *CallbackConfig) Options() []CallbackOption {
 	opts := []CallbackOption{WithRestart(cb.Restart)}
+	// A policy set in code (not parsed) counts as given unless it is the
+	// zero one, which leaves the handler's declared policy in force.
 	if cb.sendersSet || cb.Senders.String() != AllowAnyone().String() {
 		opts = append(opts, WithSenderPolicy(cb.Senders))
 	}
