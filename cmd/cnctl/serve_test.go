@@ -251,7 +251,7 @@ func TestIntegrationServeProcSenders(t *testing.T) {
 		}
 		s.send("list")
 	}
-	if strings.Contains(s.stdout.String(), "3999999") {
+	if regexp.MustCompile(`(?m)(^|\s)3999999(\s|$)`).MatchString(s.stdout.String()) {
 		t.Errorf("the forged exit was printed:\n%s", s.stdout.String())
 	}
 }
