@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/internal/testutil"
 	"github.com/cnactor/cnactor/transport"
 )
@@ -106,4 +107,43 @@ func TestIntegrationBackpressureMulticastCountsKernelDrops(t *testing.T) {
 		t.Error("the kernel dropped nothing: the test did not overflow the socket")
 	}
 	t.Logf("%d handled, %d dropped by the kernel, reader held %d times for %v", ci.Handled, st.Reader.KernelDrops, ci.Stalls, ci.Stalled)
+}
+
+// A peer that never reads its replies costs only its own replies: once its
+// receive queue is full, a reply to it waits a few milliseconds, then fails
+// at once while the peer stays congested, and a well-behaved client's
+// requests behind it are answered. (It used to hold the echo handler for
+// the 1 s send timeout per reply.)
+func TestIntegrationNonReadingPeerDoesNotStallReplies(t *testing.T) {
+	testutil.Privileged(t)
+	t.Parallel()
+	c := newKernelConnector(t)
+	id := transport.CbID{Idx: 0x7812, Val: 1}
+	if err := c.AddCallback(id, "echo", handlers.Echo()); err != nil {
+		t.Fatal(err)
+	}
+	deaf := dialKernel(t, transport.WithReadBuffer(1)) // the kernel's minimum: a few replies fill it
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const flood = 300
+	for i := range uint32(flood) {
+		if err := deaf.Send(ctx, transport.Addr{Port: c.Port()}, &transport.Message{ID: id, Seq: i, Data: make([]byte, 512)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client := newKernelConnector(t)
+	for i := range 20 {
+		if _, err := client.Request(ctx, &transport.Message{ID: id, Data: []byte("ping")}, transport.Addr{Port: c.Port()},
+			cnactor.WithRequestTimeout(10*time.Second), cnactor.WithRetries(0)); err != nil {
+			t.Fatalf("request %d behind the deaf peer: %v", i, err)
+		}
+	}
+	// The positive control: the deaf peer's queue did fill.
+	testutil.WaitFor(t, "every message handled or failed", func() bool {
+		ci := info(t, c, id)
+		return ci.Handled+ci.Failed == flood+20
+	})
+	if ci := info(t, c, id); ci.Failed == 0 {
+		t.Errorf("no reply to the deaf peer failed (%+v): its queue never filled", ci.CallbackStats)
+	}
 }

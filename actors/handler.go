@@ -71,6 +71,9 @@ type HandlerRef struct {
 	asleepSince uint64
 	picked      []int32
 	batcher     handlers.BatchHandler
+	// congested: unicast peers found full, until when (the handler
+	// actor's own).
+	congested map[uint32]time.Time
 }
 
 // SpawnHandler starts a handler actor as a child of spawner.
@@ -367,13 +370,82 @@ func (c *handlerContext) Reply(data []byte) error {
 	return c.send(&c.reply, transport.Addr{Port: c.r.From})
 }
 
-// send is bounded by the transport's send timeout when a unicast peer's
-// queue stays full, and ends early when the connector closes.
+// A reply or send to a unicast peer whose receive queue is full waits at
+// most peerWait, not the transport's whole send timeout, and the peer is
+// then remembered as congested for congestedFor: meanwhile each message to
+// it gets one attempt. A peer that never reads its replies thus costs its
+// own replies (the handler's failures, counted and dead-lettered), not a
+// wait per message for every sender queued behind it.
+const (
+	peerWait     = 20 * time.Millisecond
+	congestedFor = time.Second
+	maxCongested = 64 // peers remembered per handler; the oldest goes first
+)
+
+// ErrPeerCongested: the peer's receive queue stayed full.
+var ErrPeerCongested = errors.New("actors: peer's receive queue is full")
+
+// tryOnce is a done context: the transports make one attempt with it and
+// fail at once if the peer's queue is full.
+var tryOnce = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
 func (c *handlerContext) send(m *transport.Message, to transport.Addr) error {
-	if c.ref.spec.Sender == nil {
+	s := c.ref.spec.Sender
+	if s == nil {
 		return errors.New("actors: handler has no sender")
 	}
-	return c.ref.spec.Sender.Send(c.Context, to, m)
+	if to.Port == 0 || to.Group != 0 { // the kernel, or a multicast: never waits
+		return s.Send(c.Context, to, m)
+	}
+	err := s.Send(tryOnce, to, m)
+	if err == nil || !errors.Is(err, context.Canceled) || c.Context.Err() != nil {
+		return err
+	}
+	h := c.ref
+	if h.isCongested(to.Port) {
+		return fmt.Errorf("%w: port %d (congested)", ErrPeerCongested, to.Port)
+	}
+	ctx, cancel := context.WithTimeout(c.Context, peerWait) // allocates: only for a full peer
+	err = s.Send(ctx, to, m)
+	cancel()
+	if err == nil || c.Context.Err() != nil {
+		return err
+	}
+	h.markCongested(to.Port)
+	return fmt.Errorf("%w: port %d: %w", ErrPeerCongested, to.Port, err)
+}
+
+// isCongested reports whether port was found full within congestedFor.
+// Only the handler actor's goroutine uses the map.
+func (h *HandlerRef) isCongested(port uint32) bool {
+	until, ok := h.congested[port]
+	if ok && time.Now().After(until) {
+		delete(h.congested, port)
+		return false
+	}
+	return ok
+}
+
+func (h *HandlerRef) markCongested(port uint32) {
+	if h.congested == nil {
+		h.congested = make(map[uint32]time.Time)
+	}
+	now := time.Now()
+	if len(h.congested) >= maxCongested {
+		var oldest uint32
+		var at time.Time
+		for p, u := range h.congested {
+			if at.IsZero() || u.Before(at) {
+				oldest, at = p, u
+			}
+		}
+		delete(h.congested, oldest)
+	}
+	h.congested[port] = now.Add(congestedFor)
 }
 
 func (c *handlerContext) Send(m *transport.Message, to transport.Addr) error {
