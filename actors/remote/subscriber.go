@@ -517,6 +517,7 @@ type subRecord struct {
 	socket    uint64
 	mailbox   uint64
 	over      bool // ended or lost: whatever did not arrive is lost
+	tailTold  bool // the handler has been told what was lost after the last delivery
 }
 
 func (rec *subRecord) drops() uint64 { return max(rec.dropped, rec.final) }
@@ -1020,6 +1021,7 @@ func (a *inletActor) Receive(ctx actor.Context) {
 			a.guard("RemoteEvent", func() { o.RemoteEvent(m.ev) })
 		}
 	case *finish:
+		a.tellTail(a.sub)
 		if s, ok := a.r.h.(handlers.Stopper); ok {
 			a.guard("OnStop", s.OnStop)
 		}
@@ -1039,6 +1041,9 @@ func (a *inletActor) guard(hook string, f func()) {
 func (a *inletActor) deliveries(ctx actor.Context, m *wire.Deliveries) {
 	r := a.r
 	if m.Subscription != a.sub {
+		if a.sub != 0 {
+			a.tellTail(a.sub) // the previous subscription has ended
+		}
 		a.sub, a.lastSeq, a.received, a.credited = m.Subscription, 0, 0, 0
 	}
 	a.rc.sub = a.sub
@@ -1086,6 +1091,37 @@ func (a *inletActor) deliveries(ctx actor.Context, m *wire.Deliveries) {
 		a.credited = a.received
 		ctx.Send(actor.NewPID(r.key.node, outletName(a.sub)), &wire.Credit{Subscription: a.sub, Received: a.received})
 	}
+}
+
+// tellTail tells the handler what subscription sub lost after its last
+// delivery, once the subscription is over: drops the node counted in its
+// final counters beyond those reported with deliveries, and messages it
+// offered that never arrived. Without it a handler's count of lost
+// messages would stop at the last gap a delivery revealed, while the
+// subscription's stats (and the node) say more.
+func (a *inletActor) tellTail(sub uint64) {
+	if sub == 0 {
+		return
+	}
+	r := a.r
+	r.statMu.Lock()
+	var rec *subRecord
+	for _, x := range r.records {
+		if x.id == sub {
+			rec = x
+		}
+	}
+	if rec == nil || !rec.over || rec.tailTold {
+		r.statMu.Unlock()
+		return
+	}
+	rec.tailTold = true
+	queue := rec.drops() - rec.dropped
+	rest := rec.offered - min(rec.offered, rec.delivered+rec.drops())
+	transit := rest - min(rest, rec.transport)
+	r.statMu.Unlock()
+	a.lost(queue, LossQueue)
+	a.lost(transit, LossTransport)
 }
 
 // handle calls the handler; a panic is a failure of this message only.
