@@ -375,3 +375,43 @@ func TestRemoteResubscription(t *testing.T) {
 		t.Skipf("bug: after a refused resubscription (EventRemoved, not retrying) the Subscriber still lists the remote callback (Callback ok=%v) and AddCallback for it fails with %v instead of the node's refusal", listed, err)
 	}
 }
+
+// Heartbeats lost while the connection stays up: the node's actor is held
+// (an export's Start hook that waits), so its subscriptions' heartbeats
+// stop; the subscriber declares the node lost (ErrNodeLost, retrying)
+// after three silent intervals, and subscribes again once the node
+// answers.
+func TestRemoteHeartbeatLoss(t *testing.T) {
+	live := transport.CbID{Idx: 0x5364, Val: 1}
+	slow := transport.CbID{Idx: 0x5364, Val: 2}
+	hold := make(chan struct{})
+	ln := newLocalNode(t, Export{ID: live}, Export{ID: slow, Start: func(ctx context.Context, _ *cnactor.Connector) error {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+		return nil
+	}})
+	addr := ln.n.Addr()
+	s := newSubscriber(t, SubscriberConfig{Heartbeat: 50 * time.Millisecond})
+	evs := watchEvents(s)
+	if err := s.AddCallback(context.Background(), addr, live, "live", handlers.Sink()); err != nil {
+		t.Fatal(err)
+	}
+	ln.subscribed(t)
+	added := make(chan error, 1)
+	go func() { added <- s.AddCallback(context.Background(), addr, slow, "slow", handlers.Sink()) }()
+	lost := evs.waitFor(t, "the node declared lost", testutil.WaitTimeout, func(ev Event) bool {
+		return ev.Kind == EventRemoved && ev.ID == live
+	})
+	if !lost.Retrying || !errors.Is(lost.Reason, ErrNodeLost) {
+		t.Fatalf("removed %+v, want ErrNodeLost and retrying", lost)
+	}
+	close(hold)
+	if err := recv(t, added); err != nil {
+		t.Fatalf("the held registration: %v", err)
+	}
+	evs.waitFor(t, "resubscribed", testutil.WaitTimeout, func(ev Event) bool {
+		return ev.Kind == EventAdded && ev.ID == live && ev.Resubscribed
+	})
+}
