@@ -174,3 +174,29 @@ func TestDelCallbackRacesSupervisorRemoval(t *testing.T) {
 		}
 	}
 }
+
+// New refusing its options closes the transport it was given: from
+// WithTransport on, the connector owns it, also when it never starts.
+func TestNewFailsAndClosesTransport(t *testing.T) {
+	t.Parallel()
+	for name, opt := range map[string]cnactor.Option{
+		"batch size":     cnactor.WithBatchSize(transport.MaxBatchSize + 1),
+		"receive buffer": cnactor.WithReadBuffer(-1),
+	} {
+		inner, err := memory.NewNetwork().Dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn := faulty.Wrap(inner)
+		if c, err := cnactor.New(cnactor.WithTransport(conn), opt); err == nil {
+			c.Close(context.Background())
+			t.Fatalf("%s: New accepted an invalid option", name)
+		}
+		if conn.Calls(faulty.Close) != 1 {
+			t.Fatalf("%s: transport closed %d times by the failed New", name, conn.Calls(faulty.Close))
+		}
+		if err := inner.Send(context.Background(), transport.Kernel, &transport.Message{}); !errors.Is(err, transport.ErrClosed) {
+			t.Fatalf("%s: the transport is still open: %v", name, err)
+		}
+	}
+}
