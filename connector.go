@@ -13,11 +13,11 @@ import (
 	"github.com/cnactor/cnactor/actors"
 	"github.com/cnactor/cnactor/dispatch"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/protolog"
 	"github.com/cnactor/cnactor/internal/watch"
 	"github.com/cnactor/cnactor/supervisor"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
-	"go.uber.org/zap/exp/zapslog"
 )
 
 var (
@@ -111,7 +111,7 @@ func New(opts ...Option) (*Connector, error) {
 	}
 	log := cfg.logger
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("protoactor")))
+		return protolog.Logger(log)
 	}),
 		// Every dead letter (a Stop racing a child's Terminated at Close is
 		// one) starts a goroutine that sleeps out the throttle interval and

@@ -153,8 +153,10 @@ func TestBackpressureStalledHandlerShedsThenRejoins(t *testing.T) {
 	waitFor(t, "the healthy handler to get everything", func() bool { return info(t, c, healthyID).Handled == n })
 	waitFor(t, "every message to the stuck one routed", func() bool { return info(t, c, stuckID).Received == toStuck })
 	hs, s := info(t, c, healthyID), info(t, c, stuckID)
-	if hs.Dropped != 0 || hs.Stalls != 0 {
-		t.Errorf("healthy: %+v, want nothing dropped and no stall", hs.CallbackStats)
+	// The healthy one may hold the reader briefly itself (the backlog
+	// behind the stuck one's hold arrives at once), but never sheds.
+	if hs.Dropped != 0 || hs.Sheddings != 0 {
+		t.Errorf("healthy: %+v, want nothing dropped or shed", hs.CallbackStats)
 	}
 	// 16 fit (the one in progress included); the 17th held the reader
 	// for the stall timeout and started the shedding; every later one was

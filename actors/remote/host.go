@@ -16,8 +16,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	paremote "github.com/asynkron/protoactor-go/remote"
+	"github.com/cnactor/cnactor/internal/protolog"
 	"go.uber.org/zap"
-	"go.uber.org/zap/exp/zapslog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -175,7 +175,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	}
 	system := actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-			return slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName("protoactor")))
+			return protolog.Logger(log)
 		}),
 		actor.WithDeadLetterThrottleInterval(deadLetterWindow))
 	serverCreds, dialCreds := insecure.NewCredentials(), insecure.NewCredentials()
