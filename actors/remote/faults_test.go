@@ -415,3 +415,44 @@ func TestRemoteHeartbeatLoss(t *testing.T) {
 		return ev.Kind == EventAdded && ev.ID == live && ev.Resubscribed
 	})
 }
+
+// A reply the node never answers (its actor is held) gives up after the
+// send timeout with ErrTimeout, instead of holding the handler forever.
+// Heartbeats are slow here, so that the node is not declared lost first.
+func TestRemoteSendThroughTimeout(t *testing.T) {
+	live := transport.CbID{Idx: 0x5365, Val: 1}
+	slow := transport.CbID{Idx: 0x5365, Val: 2}
+	hold, held := make(chan struct{}), make(chan struct{})
+	ln := newLocalNode(t, Export{ID: live}, Export{ID: slow, Start: func(ctx context.Context, _ *cnactor.Connector) error {
+		close(held)
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+		return nil
+	}})
+	addr := ln.n.Addr()
+	s := newSubscriber(t, SubscriberConfig{Heartbeat: time.Minute})
+	replies := make(chan error, 1)
+	h := handlers.HandlerFunc(func(ctx handlers.Context, m *transport.Message) error {
+		replies <- ctx.Reply([]byte("late"))
+		return nil
+	})
+	if err := s.AddCallback(context.Background(), addr, live, "live", h); err != nil {
+		t.Fatal(err)
+	}
+	ln.subscribed(t)
+	added := make(chan error, 1)
+	go func() { added <- s.AddCallback(context.Background(), addr, slow, "slow", handlers.Sink()) }()
+	recv(t, held)
+	ln.send(t, live, 1) // delivered by the outlet, which the held node actor does not stop
+	if err := recv(t, replies); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("reply through a held node = %v, want ErrTimeout", err)
+	}
+	// The registration that holds the node started its wait first: it
+	// has timed out as well.
+	if err := recv(t, added); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("subscribing to a held node = %v, want ErrTimeout", err)
+	}
+	close(hold)
+}
