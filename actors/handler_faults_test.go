@@ -3,12 +3,16 @@ package actors
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/testutil"
 	"github.com/cnactor/cnactor/transport"
+	"github.com/cnactor/cnactor/transport/memory"
 )
 
 // batcher is a BatchHandler that fails the message with seq failAt and
@@ -236,5 +240,77 @@ func TestMatchNamesAndEmptyRTT(t *testing.T) {
 	}
 	if (RTTHistogram{}).Count() != 0 {
 		t.Fatal("empty histogram counts")
+	}
+}
+
+// A reply to a peer whose queue stays full fails with ErrPeerCongested
+// after a short wait, and further replies to it within congestedFor fail
+// at once, without waiting again; a peer with room is not affected.
+func TestReplyToCongestedPeer(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t)
+	net := memory.NewNetwork()
+	self, err := net.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer self.Close()
+	full, err := net.Dial(memory.WithQueueLen(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	open, err := net.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	id := transport.CbID{Idx: 0x5334, Val: 1}
+	// The full peer's queue of one is taken by a message it never reads.
+	if err := self.Send(context.Background(), transport.Addr{Port: full.Port()}, &transport.Message{ID: id}); err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct {
+		err  error
+		took time.Duration
+	}
+	out := make(chan outcome, 8)
+	h := handlers.HandlerFunc(func(ctx handlers.Context, m *transport.Message) error {
+		start := time.Now()
+		err := ctx.Reply([]byte("re"))
+		out <- outcome{err, time.Since(start)}
+		return nil
+	})
+	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: id, Name: "replier", Handler: h, Sender: &connSender{c: self}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Stop(context.Background())
+	ref.Deliver(&transport.Received{Message: transport.Message{ID: id, Seq: 1}, From: full.Port()})
+	first := recvOutcome(t, out)
+	ref.Deliver(&transport.Received{Message: transport.Message{ID: id, Seq: 2}, From: full.Port()})
+	second := recvOutcome(t, out)
+	ref.Deliver(&transport.Received{Message: transport.Message{ID: id, Seq: 3}, From: open.Port()})
+	third := recvOutcome(t, out)
+	if !errors.Is(first.err, ErrPeerCongested) || !errors.Is(second.err, ErrPeerCongested) {
+		t.Fatalf("replies to the full peer: %v, %v; want ErrPeerCongested", first.err, second.err)
+	}
+	// Within congestedFor of the first, the second did not try again.
+	if first.took+second.took < congestedFor/2 && !strings.Contains(second.err.Error(), "(congested)") {
+		t.Fatalf("second reply %v: want the remembered congestion", second.err)
+	}
+	if third.err != nil {
+		t.Fatalf("reply to a peer with room: %v", third.err)
+	}
+}
+
+func recvOutcome[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(testutil.WaitTimeout):
+		t.Fatal("the handler did not answer")
+		panic("unreachable")
 	}
 }
