@@ -373,8 +373,11 @@ func (s *Supervisor) emit(e Event) {
 	}
 }
 
-// restartNow asks the actor to restart keys (after a backoff).
-type restartNow struct{ keys []string }
+// restartNow asks the actor to restart keys (after failed's backoff).
+type restartNow struct {
+	failed string
+	keys   []string
+}
 
 // supervisorActor is the protoactor actor of a Supervisor. It implements
 // actor.SupervisorStrategy so that protoactor hands it its children's
@@ -388,9 +391,17 @@ func (a *supervisorActor) Receive(c actor.Context) {
 		m.done <- m.do(c)
 	case *restartNow:
 		for _, key := range m.keys {
-			if ch := s.find(key); ch != nil && ch.status.State == BackingOff {
-				s.restartChild(c, ch)
+			ch := s.find(key)
+			if ch == nil || ch.status.State != BackingOff {
+				continue
 			}
+			if key != m.failed && ch.spec.Restart == Temporary {
+				// As in OTP: a temporary child taken down by a
+				// sibling's restart is not restarted but removed.
+				s.remove(ch, fmt.Errorf("supervisor: temporary child taken down by the restart of %s", m.failed))
+				continue
+			}
+			s.restartChild(c, ch)
 		}
 	case *actor.Stopped:
 		s.stopOnce.Do(func() { close(s.stopped) })
@@ -506,12 +517,12 @@ func (s *Supervisor) scheduleRestart(failed *child) {
 	}
 	s.mu.Unlock()
 	if delay <= 0 {
-		s.root.Send(s.pid.Load(), &restartNow{keys: keys})
+		s.root.Send(s.pid.Load(), &restartNow{failed: failed.key, keys: keys})
 		return
 	}
 	s.emit(Event{Kind: EventBackoff, Child: failed.key, Delay: delay})
 	pid, root := s.pid.Load(), s.root
-	stop := s.spec.Clock.AfterFunc(delay, func() { root.Send(pid, &restartNow{keys: keys}) })
+	stop := s.spec.Clock.AfterFunc(delay, func() { root.Send(pid, &restartNow{failed: failed.key, keys: keys}) })
 	s.mu.Lock()
 	failed.pending = stop
 	s.mu.Unlock()

@@ -369,10 +369,9 @@ func TestRemoteResubscription(t *testing.T) {
 	})
 	// Refused for good: the remote callback is gone, and the id can be
 	// registered again (here the node refuses it again, as not exported).
-	_, listed := s.Callback(addr, dropped)
-	err := s.AddCallback(context.Background(), addr, dropped, "again", handlers.Sink())
-	if listed || !errors.Is(err, ErrNotExported) {
-		t.Skipf("bug: after a refused resubscription (EventRemoved, not retrying) the Subscriber still lists the remote callback (Callback ok=%v) and AddCallback for it fails with %v instead of the node's refusal", listed, err)
+	testutil.WaitFor(t, "the refused callback unlisted", func() bool { _, listed := s.Callback(addr, dropped); return !listed })
+	if err := s.AddCallback(context.Background(), addr, dropped, "again", handlers.Sink()); !errors.Is(err, ErrNotExported) {
+		t.Fatalf("adding the refused id again: %v, want the node's refusal", err)
 	}
 }
 

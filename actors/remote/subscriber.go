@@ -308,6 +308,19 @@ func (s *Subscriber) remove(r *registration, ctx context.Context) error {
 	return nil
 }
 
+// retire ends a registration the control actor has already dropped (a
+// refused resubscription): its context is cancelled, its inlet stopped,
+// and it is no longer listed, so that its id can be added again.
+func (s *Subscriber) retire(r *registration) {
+	if !r.removing.CompareAndSwap(false, true) {
+		return // a DelCallback or Close is ending it
+	}
+	defer close(r.gone)
+	r.cancel()
+	s.root.StopFuture(r.inlet).Wait()
+	s.forget(r)
+}
+
 // Close removes every remote callback (see DelCallback) and stops the
 // subscriber, within ctx.
 func (s *Subscriber) Close(ctx context.Context) error {
@@ -785,6 +798,7 @@ func (a *ctlActor) failed(ctx actor.Context, r *registration, st *ctlState, err 
 		a.drop(ctx, r, st)
 		r.setState(stEnded)
 		a.event(r, Event{Kind: EventRemoved, Reason: err})
+		go a.s.retire(r) // waits for the inlet actor: not on this actor
 		return
 	}
 	r.log.Debug("subscription attempt failed", zap.Error(err))
