@@ -2,6 +2,7 @@ package transport
 
 import (
 	"encoding/binary"
+	"fmt"
 	"syscall"
 )
 
@@ -94,8 +95,13 @@ func walkDatagram(b []byte, fn func(Message)) error {
 	}
 	for off := 0; off+NlmsgHeaderLen <= len(b); {
 		nlLen := int(order.Uint32(b[off:]))
-		if nlLen < NlmsgHeaderLen || nlLen > len(b)-off {
-			return &DecodeError{Err: ErrNlmsgLen, Offset: off}
+		if nlLen < NlmsgHeaderLen {
+			return &DecodeError{Err: ErrNlmsgLen, Offset: off,
+				Detail: fmt.Sprintf("nlmsg_len %d is shorter than its %d-byte header", nlLen, NlmsgHeaderLen)}
+		}
+		if nlLen > len(b)-off {
+			return &DecodeError{Err: ErrNlmsgLen, Offset: off,
+				Detail: fmt.Sprintf("nlmsg_len %d runs past the %d bytes left", nlLen, len(b)-off)}
 		}
 		switch order.Uint16(b[off+4:]) {
 		case nlmsgNoop:

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -283,5 +285,29 @@ func TestBatchAddDatagramAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("AddDatagram allocates %v times per datagram", allocs)
+	}
+}
+
+// A bad nlmsg_len says which way it is wrong: shorter than its header
+// (0 or 8), or longer than what is left of the datagram.
+func TestNlmsgLenReported(t *testing.T) {
+	good, err := AppendDatagram(nil, &Message{ID: CbID{Idx: 1, Val: 2}, Data: []byte("x")}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		nlLen uint32
+		want  string
+	}{
+		{0, "nlmsg_len 0 is shorter than its 16-byte header"},
+		{8, "nlmsg_len 8 is shorter than its 16-byte header"},
+		{uint32(len(good)) + 100, fmt.Sprintf("nlmsg_len %d runs past the %d bytes left", len(good)+100, len(good))},
+	} {
+		d := bytes.Clone(good)
+		binary.NativeEndian.PutUint32(d, tc.nlLen)
+		_, err := DecodeDatagram(nil, d)
+		if !errors.Is(err, ErrNlmsgLen) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("nlmsg_len %d: %v, want ErrNlmsgLen saying %q", tc.nlLen, err, tc.want)
+		}
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -72,6 +74,10 @@ func TestIntegrationTruncatedByKernel(t *testing.T) {
 	}
 	if malformed[0].Creds.PID != uint32(os.Getpid()) {
 		t.Fatalf("truncated datagram's creds %+v", malformed[0].Creds)
+	}
+	// The report gives the datagram's real size, not the slot's.
+	if want := fmt.Sprintf("a %d-byte datagram, %d bytes read", len(big), slotSize); !strings.Contains(malformed[0].Err.Error(), want) {
+		t.Fatalf("truncation reported as %q, want it to say %q", malformed[0].Err, want)
 	}
 	if string(b.Messages[0].Data) != "after" {
 		t.Fatalf("next message %q", b.Messages[0].Data)

@@ -5,6 +5,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/bits"
 	"sync"
 	"sync/atomic"
@@ -288,7 +289,7 @@ func (c *NetlinkConn) bind(b *Batch) {
 func (c *NetlinkConn) recvmmsg(fd uintptr) bool {
 	for {
 		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.hdrs[0])),
-			uintptr(len(c.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+			uintptr(len(c.hdrs)), unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0) // MSG_TRUNC: msg_len is the datagram's real size
 		switch errno {
 		case unix.EINTR:
 			continue
@@ -386,7 +387,8 @@ func (c *NetlinkConn) finish(b *Batch) error {
 		if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
 			b.Datagrams++
 			b.Bytes += len(data)
-			b.AddMalformed(data, from, group, creds, &DecodeError{Err: ErrTruncated})
+			b.AddMalformed(data, from, group, creds, &DecodeError{Err: ErrTruncated,
+				Detail: fmt.Sprintf("a %d-byte datagram, %d bytes read", h.Len, len(data))})
 			continue
 		}
 		b.AddDatagram(data, from, group, creds)

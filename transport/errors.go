@@ -11,7 +11,7 @@ var (
 	// ErrShortDatagram: fewer bytes than a netlink header.
 	ErrShortDatagram = errors.New("transport: datagram shorter than a netlink header")
 	// ErrNlmsgLen: nlmsg_len is shorter than its header or runs past the datagram.
-	ErrNlmsgLen = errors.New("transport: nlmsg_len beyond the datagram")
+	ErrNlmsgLen = errors.New("transport: bad nlmsg_len")
 	// ErrShortCnMsg: the nlmsg payload is too short for a cn_msg header.
 	ErrShortCnMsg = errors.New("transport: nlmsg too short for a cn_msg header")
 	// ErrCnMsgLen: cn_msg len runs past the nlmsg.
@@ -45,13 +45,18 @@ type DecodeError struct {
 	Err    error         // one of the Err* values above
 	Offset int           // byte offset of the offending header in the datagram
 	Errno  syscall.Errno // for ErrNlmsgError, the error code it carried
+	Detail string        // the numbers behind the fault, for people
 }
 
 func (e *DecodeError) Error() string {
+	msg := fmt.Sprintf("%v at offset %d", e.Err, e.Offset)
 	if e.Errno != 0 {
-		return fmt.Sprintf("%v at offset %d: %v", e.Err, e.Offset, e.Errno)
+		msg += ": " + e.Errno.Error()
 	}
-	return fmt.Sprintf("%v at offset %d", e.Err, e.Offset)
+	if e.Detail != "" {
+		msg += " (" + e.Detail + ")"
+	}
+	return msg
 }
 
 // Unwrap returns the sentinel and, for NLMSG_ERROR, the errno.
