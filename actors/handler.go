@@ -74,6 +74,7 @@ type HandlerRef struct {
 	// congested: unicast peers found full, until when (the handler
 	// actor's own).
 	congested map[uint32]time.Time
+	limit     *logLimiter
 }
 
 // SpawnHandler starts a handler actor as a child of spawner.
@@ -99,6 +100,7 @@ func SpawnHandler(spawner actor.SpawnerContext, root *actor.RootContext, spec Ha
 		h.spec.StallTimeout = DefaultStallTimeout
 	}
 	h.batcher, _ = spec.Handler.(handlers.BatchHandler)
+	h.limit = newLogLimiter(h.log)
 	h.mb = newMailbox(spec.MailboxSize, spec.Overflow, &h.counters)
 	_, h.mb.notifyLoss = spec.Handler.(handlers.LossObserver)
 	h.mb.onPanic = h.onPanic
@@ -229,11 +231,16 @@ func (h *HandlerRef) onPanic(value, msg any) any {
 // fail counts, logs and dead-letters a message whose handling failed.
 func (h *HandlerRef) fail(r *transport.Received, reason error, withStack bool) {
 	h.counters.failed.Add(1)
-	fields := []zap.Field{zap.Uint32("seq", r.Seq), zap.Uint32("ack", r.Ack), zap.Uint32("from", r.From), zap.Error(reason)}
-	if p, ok := reason.(*handlers.PanicError); ok && withStack {
-		fields = append(fields, zap.ByteString("stack", p.Stack))
+	// Rate-limited: a peer can make every message fail (one that never
+	// reads its replies, say); the count is in Failed either way.
+	if ok, n := h.limit.allow(warnFailed); ok {
+		fields := []zap.Field{zap.Uint32("seq", r.Seq), zap.Uint32("ack", r.Ack), zap.Uint32("from", r.From), zap.Error(reason),
+			zap.Int("suppressed", n)}
+		if p, ok := reason.(*handlers.PanicError); ok && withStack {
+			fields = append(fields, zap.ByteString("stack", p.Stack))
+		}
+		h.log.Warn("handler failed; message dropped", fields...)
 	}
-	h.log.Warn("handler failed; message dropped", fields...)
 	if h.spec.DeadLetter != nil {
 		h.guard("dead-letter hook", func() { h.spec.DeadLetter(r, reason) })
 	}
@@ -261,6 +268,7 @@ func (a *handlerActor) Receive(c actor.Context) {
 		}
 	case *actor.Stopped:
 		a.ref.mb.stopped.Store(true)
+		a.ref.limit.close()
 		close(a.ref.stopped)
 	}
 }

@@ -18,6 +18,7 @@ const (
 	warnMalformed
 	warnRefused
 	warnShedding
+	warnFailed
 	numWarnKinds
 )
 
@@ -27,6 +28,7 @@ var warnNames = [numWarnKinds]string{
 	warnMalformed: "malformed datagram rejected",
 	warnRefused:   "sender refused by policy",
 	warnShedding:  "callback shedding its messages",
+	warnFailed:    "handler failed; message dropped",
 }
 
 // logInterval is how often one kind of warning may be logged.

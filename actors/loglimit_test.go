@@ -1,6 +1,10 @@
 package actors
 
 import (
+	"context"
+	"errors"
+	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/transport"
 	"testing"
 	"time"
 
@@ -62,5 +66,41 @@ func TestLogLimiterPerKindAndFlush(t *testing.T) {
 		if l.kinds[k].flush != nil {
 			t.Fatalf("kind %d has a timer after close", k)
 		}
+	}
+}
+
+// A handler that fails every message (a peer that never reads its
+// replies makes every reply fail) logs its failures rate-limited; the
+// count is in Failed, and what was suppressed is logged when it stops.
+func TestHandlerFailuresRateLimited(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.WarnLevel)
+	sys := newSystem(t)
+	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{
+		ID: transport.CbID{Idx: 0x5200, Val: 1}, Name: "failing", Logger: zap.New(core),
+		Handler: handlers.HandlerFunc(func(handlers.Context, *transport.Message) error { return errors.New("always") }),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	start := time.Now()
+	for i := range uint32(n) {
+		ref.Deliver(&transport.Received{Message: transport.Message{ID: ref.Spec().ID, Seq: i}})
+	}
+	waitFor(t, "every failure counted", func() bool { return ref.Stats().Failed == n })
+	// One line a second at most (however slow the machine made this).
+	if lines, most := logs.FilterMessage(warnNames[warnFailed]).Len(), int(time.Since(start)/logInterval)+1; lines > most {
+		t.Fatalf("%d failure lines for %d failures in %v: not rate-limited", lines, n, time.Since(start))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ref.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, logged := suppressedOf(t, logs, warnNames[warnFailed])
+	_, flushed := suppressedOf(t, logs, warnNames[warnFailed]+" (repeats suppressed)")
+	if lines := logs.FilterMessage(warnNames[warnFailed]).Len(); logged+flushed+lines != n {
+		t.Fatalf("%d lines and %d + %d suppressed reported, for %d failures", lines, logged, flushed, n)
 	}
 }
