@@ -20,6 +20,19 @@ import (
 // the test drives: the lifecycle does not depend on the real kernel.
 func memMonitor(t *testing.T, ctx context.Context, copts ...cnactor.Option) (*proc.Monitor, *cnactor.Connector, *memory.Network) {
 	t.Helper()
+	c, net := memConnector(t, copts...)
+	m, err := proc.Listen(ctx, proc.WithConnector(c), proc.WithEnrichment(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, c, net
+}
+
+// memConnector is a connector on an in-memory network of its own, closed
+// at the end of the test.
+func memConnector(t *testing.T, copts ...cnactor.Option) (*cnactor.Connector, *memory.Network) {
+	t.Helper()
 	net := memory.NewNetwork()
 	conn, err := net.Dial()
 	if err != nil {
@@ -30,12 +43,7 @@ func memMonitor(t *testing.T, ctx context.Context, copts ...cnactor.Option) (*pr
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close(context.Background()) })
-	m, err := proc.Listen(ctx, proc.WithConnector(c), proc.WithEnrichment(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m, c, net
+	return c, net
 }
 
 // kernelEvent sends a proc event from the network's kernel to group 1.

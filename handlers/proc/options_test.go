@@ -6,10 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/handlers/proc"
 	"github.com/cnactor/cnactor/internal/testutil"
-	"github.com/cnactor/cnactor/transport/memory"
 	"go.uber.org/zap"
 )
 
@@ -17,16 +15,7 @@ import (
 // table on, an exec event is named from the table and counted.
 func TestListenOptions(t *testing.T) {
 	t.Parallel()
-	net := memory.NewNetwork()
-	conn, err := net.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := cnactor.New(cnactor.WithTransport(conn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
+	c, net := memConnector(t)
 	var asked atomic.Int32
 	m, err := proc.Listen(context.Background(), proc.WithConnector(c), proc.WithMode(proc.ModeAll),
 		proc.WithEvents(proc.WhatExec), proc.WithBuffer(16), proc.WithMailbox(64), proc.WithReadBuffer(1<<20),
