@@ -115,7 +115,7 @@ func TestFlowHoldThenSpace(t *testing.T) {
 	g.send(t, n)
 	waitFor(t, "the reader to hold", func() bool { return g.ref.Stats().Stalls >= 1 })
 	close(g.h.gate)
-	waitFor(t, "every message handled", func() bool { return g.h.handled.Load() == n })
+	waitFor(t, "every message handled", func() bool { return g.ref.Stats().Handled == n })
 	s := g.ref.Stats()
 	checkInvariant(t, "after the hold", s)
 	if s.Received != n || s.Handled != n || s.Dropped != 0 || s.Shed != 0 || s.Sheddings != 0 {
