@@ -14,6 +14,7 @@ import (
 	"github.com/cnactor/cnactor/dispatch"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/internal/protolog"
+	"github.com/cnactor/cnactor/internal/ratelog"
 	"github.com/cnactor/cnactor/internal/watch"
 	"github.com/cnactor/cnactor/supervisor"
 	"github.com/cnactor/cnactor/transport"
@@ -74,9 +75,9 @@ type Connector struct {
 	controlApplied   atomic.Uint64
 	controlMalformed atomic.Uint64
 	controlRejected  atomic.Uint64 // subscriptions over the bounds
-	controlLog       logLimiter
+	controlLog       *ratelog.Limiter
 	callbacksRefused atomic.Uint64 // AddCallback past cfg.maxCallbacks
-	callbackLog      logLimiter
+	callbackLog      *ratelog.Limiter
 }
 
 type callback struct {
@@ -118,14 +119,16 @@ func New(opts ...Option) (*Connector, error) {
 		// cannot be stopped: keep that short so Close leaves nothing behind.
 		actor.WithDeadLetterThrottleInterval(deadLetterWindow))
 	c := &Connector{
-		log:       log,
-		cfg:       cfg,
-		conn:      conn,
-		system:    system,
-		table:     dispatch.NewTable(conn),
-		callbacks: map[transport.CbID]*callback{},
-		sups:      map[string]*supervisor.Supervisor{},
-		failed:    make(chan struct{}),
+		controlLog:  ratelog.New(log, "control message refused or malformed"),
+		callbackLog: ratelog.New(log, "callback refused: too many callbacks"),
+		log:         log,
+		cfg:         cfg,
+		conn:        conn,
+		system:      system,
+		table:       dispatch.NewTable(conn),
+		callbacks:   map[transport.CbID]*callback{},
+		sups:        map[string]*supervisor.Supervisor{},
+		failed:      make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.seq.Store(1)
@@ -264,7 +267,7 @@ func (c *Connector) AddCallback(id transport.CbID, name string, h handlers.Handl
 	}
 	if n := c.numCallbacks(); n >= c.cfg.maxCallbacks && id != dispatch.CoreID {
 		c.callbacksRefused.Add(1)
-		if ok, sup := c.callbackLog.allow(); ok {
+		if ok, sup := c.callbackLog.Allow(); ok {
 			c.log.Warn("callback refused: too many callbacks", zap.Stringer("id", id), zap.String("name", name),
 				zap.Int("callbacks", n), zap.Int("max", c.cfg.maxCallbacks), zap.Int("suppressed", sup))
 		}
@@ -518,12 +521,8 @@ func (c *Connector) Close(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	c.system.Shutdown()
-	if n := c.callbackLog.flush(); n > 0 {
-		c.log.Warn("callbacks refused without a warning of their own", zap.Int("suppressed", n))
-	}
-	if n := c.controlLog.flush(); n > 0 {
-		c.log.Warn("control messages refused or malformed without a warning of their own", zap.Int("suppressed", n))
-	}
+	c.callbackLog.Close()
+	c.controlLog.Close()
 	c.log.Info("connector closed")
 	return errors.Join(errs...)
 }

@@ -2,7 +2,6 @@ package cnactor
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/cnactor/cnactor/actors"
@@ -57,7 +56,7 @@ func (c *Connector) control(ctx handlers.Context, m *transport.Message) error {
 	sub, err := dispatch.ParseControl(m.Data)
 	if err != nil {
 		c.controlMalformed.Add(1)
-		if ok, n := c.controlLog.allow(); ok {
+		if ok, n := c.controlLog.Allow(); ok {
 			ctx.Logger().Warn("malformed control message ignored", zap.Uint32("from", ctx.From()), zap.Int("len", len(m.Data)), zap.Int("suppressed", n))
 		}
 		return nil
@@ -65,7 +64,7 @@ func (c *Connector) control(ctx handlers.Context, m *transport.Message) error {
 	added, removed, err := c.subs.Apply(sub)
 	if err != nil {
 		c.controlRejected.Add(1)
-		if ok, n := c.controlLog.allow(); ok {
+		if ok, n := c.controlLog.Allow(); ok {
 			ctx.Logger().Warn("notification subscription refused", zap.Error(err), zap.Uint32("from", ctx.From()),
 				zap.Uint32("group", sub.Group), zap.Int("ranges", len(sub.IdxRanges)+len(sub.ValRanges)),
 				zap.Int("subscriptions", c.subs.Len()), zap.Int("suppressed", n))
@@ -75,39 +74,4 @@ func (c *Connector) control(ctx handlers.Context, m *transport.Message) error {
 	c.controlApplied.Add(1)
 	ctx.Logger().Debug("notification subscription", zap.Uint32("group", sub.Group), zap.Bool("added", added), zap.Int("removed", removed), zap.Uint32("from", ctx.From()))
 	return nil
-}
-
-// logLimiter lets one warning through per interval and counts the rest, so
-// that a flood of bad control messages cannot flood the log; flush reports
-// what the last interval suppressed, so that a count is never lost.
-type logLimiter struct {
-	mu         sync.Mutex
-	next       time.Time
-	suppressed int
-}
-
-const logInterval = time.Second
-
-// allow reports whether to log now, and how many warnings were suppressed
-// since the last one logged.
-func (l *logLimiter) allow() (ok bool, suppressed int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if now.Before(l.next) {
-		l.suppressed++
-		return false, 0
-	}
-	l.next = now.Add(logInterval)
-	suppressed, l.suppressed = l.suppressed, 0
-	return true, suppressed
-}
-
-// flush returns the count not yet reported and resets it.
-func (l *logLimiter) flush() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := l.suppressed
-	l.suppressed = 0
-	return n
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/ratelog"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
 )
@@ -74,7 +75,7 @@ type HandlerRef struct {
 	// congested: unicast peers found full, until when (the handler
 	// actor's own).
 	congested map[uint32]time.Time
-	limit     *logLimiter
+	limit     *ratelog.Limiter // failure warnings
 }
 
 // SpawnHandler starts a handler actor as a child of spawner.
@@ -100,7 +101,7 @@ func SpawnHandler(spawner actor.SpawnerContext, root *actor.RootContext, spec Ha
 		h.spec.StallTimeout = DefaultStallTimeout
 	}
 	h.batcher, _ = spec.Handler.(handlers.BatchHandler)
-	h.limit = newLogLimiter(h.log)
+	h.limit = ratelog.New(h.log, warnNames[warnFailed])
 	h.mb = newMailbox(spec.MailboxSize, spec.Overflow, &h.counters)
 	_, h.mb.notifyLoss = spec.Handler.(handlers.LossObserver)
 	h.mb.onPanic = h.onPanic
@@ -233,7 +234,7 @@ func (h *HandlerRef) fail(r *transport.Received, reason error, withStack bool) {
 	h.counters.failed.Add(1)
 	// Rate-limited: a peer can make every message fail (one that never
 	// reads its replies, say); the count is in Failed either way.
-	if ok, n := h.limit.allow(warnFailed); ok {
+	if ok, n := h.limit.Allow(); ok {
 		fields := []zap.Field{zap.Uint32("seq", r.Seq), zap.Uint32("ack", r.Ack), zap.Uint32("from", r.From), zap.Error(reason),
 			zap.Int("suppressed", n)}
 		if p, ok := reason.(*handlers.PanicError); ok && withStack {
@@ -268,7 +269,7 @@ func (a *handlerActor) Receive(c actor.Context) {
 		}
 	case *actor.Stopped:
 		a.ref.mb.stopped.Store(true)
-		a.ref.limit.close()
+		a.ref.limit.Close()
 		close(a.ref.stopped)
 	}
 }

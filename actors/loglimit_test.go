@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnactor/cnactor/internal/ratelog"
 	"github.com/cnactor/cnactor/internal/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -30,11 +31,14 @@ func suppressedOf(t *testing.T, logs *observer.ObservedLogs, msg string) (lines,
 func TestLogLimiterPerKindAndFlush(t *testing.T) {
 	t.Parallel()
 	core, logs := observer.New(zap.WarnLevel)
-	l := newLogLimiter(zap.New(core))
-	l.interval = 500 * time.Millisecond // far longer than the flood takes, even under -race on a loaded machine
+	log := zap.New(core)
+	l := newLogLimiter(log)
+	for _, k := range l {
+		k.WithInterval(500 * time.Millisecond) // far longer than the flood takes, even under -race on a loaded machine
+	}
 	warn := func(k warnKind) {
 		if ok, n := l.allow(k); ok {
-			l.log.Warn(warnNames[k], zap.Int("suppressed", n))
+			log.Warn(warnNames[k], zap.Int("suppressed", n))
 		}
 	}
 	for range 1000 {
@@ -62,11 +66,6 @@ func TestLogLimiterPerKindAndFlush(t *testing.T) {
 	if _, n := suppressedOf(t, logs, warnNames[warnOverflow]+" (repeats suppressed)"); n != 4 {
 		t.Fatalf("close reported %d suppressed overflow warnings, want 4", n)
 	}
-	for k := range l.kinds {
-		if l.kinds[k].flush != nil {
-			t.Fatalf("kind %d has a timer after close", k)
-		}
-	}
 }
 
 // A handler that fails every message (a peer that never reads its
@@ -90,7 +89,7 @@ func TestHandlerFailuresRateLimited(t *testing.T) {
 	}
 	waitFor(t, "every failure counted", func() bool { return ref.Stats().Failed == n })
 	// One line a second at most (however slow the machine made this).
-	if lines, most := logs.FilterMessage(warnNames[warnFailed]).Len(), int(time.Since(start)/logInterval)+1; lines > most {
+	if lines, most := logs.FilterMessage(warnNames[warnFailed]).Len(), int(time.Since(start)/ratelog.Interval)+1; lines > most {
 		t.Fatalf("%d failure lines for %d failures in %v: not rate-limited", lines, n, time.Since(start))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/internal/ratelog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -51,7 +52,8 @@ func serveMetrics(c *cnactor.Connector, addr string, stderr io.Writer, log *zap.
 		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 	}
-	ll := &limitListener{Listener: ln, sem: make(chan struct{}, max(lim.MaxConns, 1)), log: log}
+	ll := &limitListener{Listener: ln, sem: make(chan struct{}, max(lim.MaxConns, 1)), log: log,
+		limit: ratelog.New(log, "metrics connection refused: at the connection limit")}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -62,10 +64,8 @@ func serveMetrics(c *cnactor.Connector, addr string, stderr io.Writer, log *zap.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
-		<-served // Accept has returned: its counts are ours to read
-		if ll.pending > 0 {
-			log.Warn("metrics connections refused since the last warning", zap.Uint64("suppressed", ll.pending), zap.Uint64("refused_total", ll.refused.Load()))
-		}
+		<-served
+		ll.limit.Close() // what is still suppressed
 	}, nil
 }
 
@@ -77,8 +77,7 @@ type limitListener struct {
 	sem     chan struct{}
 	log     *zap.Logger
 	refused atomic.Uint64
-	next    time.Time // only Accept's goroutine touches next and pending
-	pending uint64
+	limit   *ratelog.Limiter
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -94,15 +93,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		c.Close()
 		n := l.refused.Add(1)
-		if now := time.Now(); now.Before(l.next) {
-			l.pending++
-			continue
-		} else {
-			l.next = now.Add(time.Second)
+		if ok, sup := l.limit.Allow(); ok {
+			l.log.Warn("metrics connection refused: at the connection limit", zap.Int("limit", cap(l.sem)),
+				zap.Uint64("refused_total", n), zap.Int("suppressed", sup))
 		}
-		l.log.Warn("metrics connection refused: at the connection limit", zap.Int("limit", cap(l.sem)),
-			zap.Uint64("refused_total", n), zap.Uint64("suppressed", l.pending))
-		l.pending = 0
 	}
 }
 
