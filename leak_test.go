@@ -3,6 +3,8 @@ package cnactor_test
 import (
 	"context"
 	"errors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,7 +28,8 @@ func TestMain(m *testing.M) {
 // afterwards in exactly one counter, and nothing is left queued.
 func TestCloseUnderLoad(t *testing.T) {
 	t.Parallel()
-	c, net := newMemConnector(t)
+	core, logs := observer.New(zap.WarnLevel)
+	c, net := newMemConnector(t, cnactor.WithLogger(zap.New(core)))
 	var (
 		fast   = transport.CbID{Idx: 0x7800, Val: 1}
 		slow   = transport.CbID{Idx: 0x7800, Val: 2}
@@ -81,9 +84,11 @@ func TestCloseUnderLoad(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	// Close drains what was queued when it began; traffic that keeps
-	// coming must not hold it up to the reader's one-second drain limit.
-	if d := time.Since(start); d > 900*time.Millisecond {
-		t.Errorf("Close under load took %v", d)
+	// coming must not hold it up to the reader's drain limit (which says
+	// so when it is reached) - checked by what the reader did, not by the
+	// clock, which a loaded machine slows.
+	if n := logs.FilterMessageSnippet("drain limit reached").Len(); n != 0 {
+		t.Errorf("Close under load ran into the drain limit (took %v)", time.Since(start))
 	}
 	wg.Wait()
 	total := sent.Load()

@@ -164,6 +164,9 @@ func (r *Reader) loop() {
 			// when a non-blocking receive finds nothing, whatever the
 			// scheduler does meanwhile.
 			if time.Since(time.Unix(0, r.stopAt.Load())) > drainMax {
+				// Traffic kept coming: what is still queued is left to
+				// the socket's close. Said, not silent.
+				r.log.Warn("stop: drain limit reached; datagrams still arriving are left unread", zap.Duration("limit", drainMax))
 				r.free <- b
 				return
 			}

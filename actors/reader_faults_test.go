@@ -167,7 +167,8 @@ func TestReaderDrainLimit(t *testing.T) {
 	data, _ := transport.AppendDatagram(nil, &transport.Message{ID: transport.CbID{Idx: 0x5312, Val: 9}}, 0, 0)
 	conn := &endless{Conn: inner, data: data}
 	sys := newSystem(t)
-	r, err := StartReader(sys.Root, ReaderConfig{Conn: conn, Table: dispatch.NewTable(conn), BatchSize: 1})
+	core, logs := observer.New(zap.WarnLevel)
+	r, err := StartReader(sys.Root, ReaderConfig{Conn: conn, Table: dispatch.NewTable(conn), BatchSize: 1, Logger: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +180,9 @@ func TestReaderDrainLimit(t *testing.T) {
 	}
 	if took := time.Since(start); took < drainMax {
 		t.Fatalf("the drain ended after %v, before drainMax %v, with the queue never empty", took, drainMax)
+	}
+	if logs.FilterMessageSnippet("drain limit reached").Len() != 1 {
+		t.Fatal("the drain limit was reached without a warning")
 	}
 	r.Stop()
 	// Every batch taken was routed (to no callback: unknown).

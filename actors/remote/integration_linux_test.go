@@ -328,14 +328,14 @@ func TestIntegrationRemoteNodeRestart(t *testing.T) {
 	l.waitUntil(t, "events from a", 10*time.Second, events("a"))
 	a.kill()
 	l.waitUntil(t, "a disconnected", 5*time.Second, hasStatus("a", "disconnected"))
-	removed := evs.waitFor(t, "a removed", time.Second, func(ev Event) bool { return ev.Kind == EventRemoved && ev.Node == addrA })
+	removed := evs.waitFor(t, "a removed", testutil.WaitTimeout, func(ev Event) bool { return ev.Kind == EventRemoved && ev.Node == addrA })
 	if !removed.Retrying || !errors.Is(removed.Reason, ErrNodeLost) {
 		t.Fatalf("removed event %+v", removed)
 	}
 	time.Sleep(300 * time.Millisecond) // a misses these
 	restarted, _ := startNode(t, helperConfig{Listen: addrA, Exports: []string{"proc"}})
 	l.waitUntil(t, "a reconnected", 10*time.Second, hasStatus("a", "reconnected"))
-	added := evs.waitFor(t, "a added again", time.Second, func(ev Event) bool {
+	added := evs.waitFor(t, "a added again", testutil.WaitTimeout, func(ev Event) bool {
 		return ev.Kind == EventAdded && ev.Node == addrA && ev.Resubscribed
 	})
 	l.waitUntil(t, "events from a after the restart", 10*time.Second, events("a"))

@@ -149,7 +149,7 @@ func TestRemoteRegistration(t *testing.T) {
 	if err := s.AddCallback(ctx, addr, id5, "again", h); !errors.Is(err, ErrDuplicate) {
 		t.Fatalf("second registration of the same node and id: got %v, want ErrDuplicate", err)
 	}
-	added := evs.waitFor(t, "added", time.Second, func(ev Event) bool { return ev.Kind == EventAdded })
+	added := evs.waitFor(t, "added", testutil.WaitTimeout, func(ev Event) bool { return ev.Kind == EventAdded })
 	if added.ID != id5 || added.Resubscribed || added.Node != addr {
 		t.Fatalf("added event %+v", added)
 	}
@@ -186,7 +186,7 @@ func TestRemoteRegistration(t *testing.T) {
 	if err := s.DelCallback(addr, id5); err != nil {
 		t.Fatal(err)
 	}
-	removed := evs.waitFor(t, "removed", time.Second, func(ev Event) bool { return ev.Kind == EventRemoved })
+	removed := evs.waitFor(t, "removed", testutil.WaitTimeout, func(ev Event) bool { return ev.Kind == EventRemoved })
 	st := removed.Stats
 	if removed.Reason != nil || removed.Retrying || st.InFlight != 0 || st.Lost != 0 ||
 		st.Offered != st.Delivered+st.Dropped || st.Delivered != st.Handled+st.Failed || st.Delivered < 10 {
@@ -363,7 +363,7 @@ func TestRemoteSlowSubscriberAccounting(t *testing.T) {
 	for _, st := range s.Stats() {
 		t.Errorf("still registered: %+v", st)
 	}
-	st := evs.waitFor(t, "removed", time.Second, func(ev Event) bool { return ev.Kind == EventRemoved }).Stats
+	st := evs.waitFor(t, "removed", testutil.WaitTimeout, func(ev Event) bool { return ev.Kind == EventRemoved }).Stats
 	mu.Lock()
 	defer mu.Unlock()
 	if handled+dropped != offered || st.Offered != offered || st.Dropped != dropped || st.Delivered != handled ||
