@@ -117,6 +117,7 @@ func startServeNode(t *testing.T, bin, listen string) string {
 // host, in JSON (a "host" key) and in text (a Host column).
 func TestIntegrationProcRemote(t *testing.T) {
 	testutil.KernelConnector(t)
+	testutil.Exclusive(t, testutil.ProcStorm) // a loss fails it: no storm meanwhile
 	bin := cnctlBinary(t)
 	var list []string
 	for i := 1; i <= 3; i++ {

@@ -112,7 +112,8 @@ func (c *collector) until(t *testing.T, what string, done func(proc.Event) bool)
 }
 
 func TestIntegrationProcessLifecycle(t *testing.T) {
-	testutil.Privileged(t) // the helper changes uid
+	testutil.Privileged(t)                    // the helper changes uid
+	testutil.Exclusive(t, testutil.ProcStorm) // any loss fails it: no storm meanwhile
 	c := listen(t)
 	if c.m.Mode() != proc.ModeAll {
 		t.Fatalf("mode %v, want all", c.m.Mode())
