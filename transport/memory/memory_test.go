@@ -242,7 +242,14 @@ func TestUnicastWaitsForRoom(t *testing.T) {
 	send(t, s, to, msg(1))
 	send(t, s, to, msg(2))
 	errc := make(chan error, 1)
-	go func() { errc <- s.Send(context.Background(), to, msg(3)) }()
+	started := make(chan struct{})
+	go func() {
+		close(started)
+		errc <- s.Send(context.Background(), to, msg(3))
+	}()
+	// The window counts from when the send began, not from when the
+	// goroutine was created: on a slow machine it may start late.
+	<-started
 	select {
 	case err := <-errc:
 		t.Fatalf("send to a full queue returned %v, want it to wait", err)
