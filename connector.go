@@ -242,7 +242,38 @@ func (c *Connector) spawn(parent actor.SpawnerContext, id transport.CbID, name s
 // group (idx, when 1..32) is joined, and subscribers are notified (event 0).
 // A registered id is refused with ErrDuplicate. Without WithSenderPolicy,
 // the policy is the one h declares (handlers.SenderDeclarer), else anyone.
+// A handler that is a handlers.Starter is started once registered (within
+// 5 s); if Start fails the callback is removed again and the error returned.
 func (c *Connector) AddCallback(id transport.CbID, name string, h handlers.Handler, opts ...CallbackOption) error {
+	if err := c.addCallback(id, name, h, opts...); err != nil {
+		return err
+	}
+	st, ok := h.(handlers.Starter)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, startTimeout)
+	defer cancel()
+	if err := st.Start(ctx, outbox{c}); err != nil {
+		if derr := c.DelCallback(id); derr != nil && !errors.Is(derr, ErrNotFound) {
+			err = errors.Join(err, derr)
+		}
+		return fmt.Errorf("cnactor: start callback %q: %w", name, err)
+	}
+	return nil
+}
+
+// startTimeout bounds a handlers.Starter's Start.
+const startTimeout = 5 * time.Second
+
+// outbox is the handlers.Outbox of started handlers.
+type outbox struct{ c *Connector }
+
+func (o outbox) Send(ctx context.Context, to transport.Addr, m *transport.Message) error {
+	return o.c.send(ctx, to, m)
+}
+
+func (c *Connector) addCallback(id transport.CbID, name string, h handlers.Handler, opts ...CallbackOption) error {
 	if h == nil {
 		return errors.New("cnactor: nil handler")
 	}

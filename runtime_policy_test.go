@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/config"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
 	"github.com/cnactor/cnactor/transport/memory"
@@ -145,7 +146,7 @@ func TestDeclaredSenderPolicy(t *testing.T) {
 	if err := c.AddCallback(overridden, "overridden", &kernelOnlyHandler{}, cnactor.WithSenderPolicy(cnactor.AllowAnyone())); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := cnactor.ParseConfig("c.yaml", []byte(`
+	cfg, err := config.Parse("c.yaml", []byte(`
 callbacks:
   - {id: "0x7410:3", handler: test-kernel-only}
   - {id: "0x7410:4", handler: test-kernel-only, senders: anyone}
@@ -154,7 +155,7 @@ callbacks:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := c.Apply(cfg, handlers.Env{}); err != nil {
+	if _, _, err := config.Apply(c, cfg, handlers.Env{}); err != nil {
 		t.Fatal(err)
 	}
 	want := map[uint32]string{1: "kernel", 2: "anyone", 3: "kernel", 4: "anyone", 5: "anyone"}
@@ -164,11 +165,11 @@ callbacks:
 		}
 	}
 	// A connector-wide default is explicit too.
-	cfg2, err := cnactor.ParseConfig("d.yaml", []byte("connector: {senders: {uids: [1000]}}\ncallbacks:\n  - {id: \"0x7410:6\", handler: test-kernel-only}\n"))
+	cfg2, err := config.Parse("d.yaml", []byte("connector: {senders: {uids: [1000]}}\ncallbacks:\n  - {id: \"0x7410:6\", handler: test-kernel-only}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := c.Apply(cfg2, handlers.Env{}); err != nil {
+	if _, _, err := config.Apply(c, cfg2, handlers.Env{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := info(t, c, transport.CbID{Idx: 0x7410, Val: 6}).Policy; got != "uids=1000" {

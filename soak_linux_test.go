@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/config"
 	"github.com/cnactor/cnactor/dispatch"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/internal/testutil"
@@ -52,11 +53,11 @@ func TestSoak(t *testing.T) {
   - {id: "%d:3", handler: sink, mailbox: {size: 64, overflow: drop-newest}}
 `, g, g, g)
 	extra := base + fmt.Sprintf("  - {id: \"%d:4\", handler: count}\n", g)
-	cfgBase, err := cnactor.ParseConfig("base.yaml", []byte(base))
+	cfgBase, err := config.Parse("base.yaml", []byte(base))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfgExtra, err := cnactor.ParseConfig("extra.yaml", []byte(extra))
+	cfgExtra, err := config.Parse("extra.yaml", []byte(extra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,7 @@ func TestSoak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	applied, _, err := c.Apply(cfgBase, handlers.Env{Stdout: discard{}, Stderr: discard{}})
+	applied, _, err := config.Apply(c, cfgBase, handlers.Env{Stdout: discard{}, Stderr: discard{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,3 +93,16 @@ func (c *Connector) Err() error {
 	}
 	return nil
 }
+
+// Health is nil while c serves, the failure once one escalated past the
+// root supervisor under FailConnector (see Err), and ErrClosed once c is
+// closed: what a health check reports.
+func (c *Connector) Health() error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	if c.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return nil
+}

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
-	"github.com/cnactor/cnactor/handlers/proc"
+	"github.com/cnactor/cnactor/proc"
 	"github.com/cnactor/cnactor/transport"
 )
 

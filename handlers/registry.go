@@ -98,7 +98,7 @@ type Outbox interface {
 // registered, for example to subscribe with the kernel (the proc handler
 // sends LISTEN). Start is called once, right after the callback is
 // registered, by the paths that build handlers by name
-// (cnactor.Connector.AddHandler and configurations); a failed Start removes
+// (Connector.AddCallback, and so configurations); a failed Start removes
 // the callback again. Handlers given to AddCallback directly are started
 // by whoever built them.
 type Starter interface {

@@ -1,7 +1,7 @@
 package handlers
 
 // The built-in handlers, registered by name. Handler packages outside this
-// one (handlers/proc, plugins) register themselves the same way.
+// one (package proc, plugins) register themselves the same way.
 func init() {
 	Register("echo", noSettings(Echo))
 	Register("sink", noSettings(Sink))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/metrics"
 	"github.com/cnactor/cnactor/internal/ratelog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -35,11 +36,11 @@ var defaultMetricsLimits = metricsLimits{
 // Refused connections are logged to log, at most once per second.
 func serveMetrics(c *cnactor.Connector, addr string, stderr io.Writer, log *zap.Logger, lim metricsLimits) (stop func(), err error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(cnactor.NewCollector(c), collectors.NewGoCollector(),
+	reg.MustRegister(metrics.NewCollector(c), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("GET /healthz", cnactor.HealthHandler(c))
+	mux.Handle("GET /healthz", metrics.HealthHandler(c))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("-metrics: %w", err)

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"regexp"
 
-	"github.com/cnactor/cnactor/handlers/proc"
+	"github.com/cnactor/cnactor/proc"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )

@@ -4,7 +4,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/cnactor/cnactor/handlers/proc"
+	"github.com/cnactor/cnactor/proc"
 )
 
 // procFilter decides which events cnctl proc shows. Losses and

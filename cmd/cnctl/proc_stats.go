@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/cnactor/cnactor/handlers/proc"
+	"github.com/cnactor/cnactor/proc"
 )
 
 // procCounts are cnctl proc -stats: event counts per process name, as

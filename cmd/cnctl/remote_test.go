@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnactor/cnactor/handlers/proc"
+	"github.com/cnactor/cnactor/proc"
 	"github.com/cnactor/cnactor/internal/testutil"
 )
 

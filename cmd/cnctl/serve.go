@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/config"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
@@ -54,10 +55,10 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	logger := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()),
 		zapcore.AddSync(e.stderr), level))
 	opts := []cnactor.Option{cnactor.WithLogger(logger)}
-	var cfg *cnactor.Config
+	var cfg *config.Config
 	if *configFile != "" {
 		var err error
-		if cfg, err = cnactor.LoadConfig(*configFile); err != nil {
+		if cfg, err = config.Load(*configFile); err != nil {
 			return err
 		}
 		opts = append(opts, cfg.Options()...)
@@ -71,7 +72,7 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	}
 	s := &server{c: c, e: e, json: *jsonOut, file: *configFile, handlerOf: map[transport.CbID]string{}}
 	if cfg != nil {
-		a, ch, err := c.Apply(cfg, s.env())
+		a, ch, err := config.Apply(c, cfg, s.env())
 		if err != nil {
 			c.Close(context.Background())
 			return err
@@ -194,7 +195,7 @@ type server struct {
 	e       *env
 	json    bool
 	file    string
-	applied *cnactor.Applied
+	applied *config.Applied
 	// handlerOf is the handler name of every callback added from stdin or
 	// the configuration; only the serve loop touches it.
 	handlerOf map[transport.CbID]string
@@ -203,7 +204,7 @@ type server struct {
 func (s *server) env() handlers.Env { return handlers.Env{Stdout: s.e.stdout, Stderr: s.e.stderr} }
 
 // track records the handler names of what a configuration changed.
-func (s *server) track(cfg *cnactor.Config, ch *cnactor.Changes) {
+func (s *server) track(cfg *config.Config, ch *config.Changes) {
 	for _, id := range ch.Removed {
 		delete(s.handlerOf, id)
 	}
@@ -216,11 +217,11 @@ func (s *server) track(cfg *cnactor.Config, ch *cnactor.Changes) {
 
 // reload reads the configuration file again and applies the difference;
 // a file that cannot be read or applied leaves everything as it was.
-func (s *server) reload() (*cnactor.Changes, error) {
+func (s *server) reload() (*config.Changes, error) {
 	if s.applied == nil {
 		return nil, errors.New("no configuration to reload (serve -config FILE)")
 	}
-	cfg, err := cnactor.LoadConfig(s.file)
+	cfg, err := config.Load(s.file)
 	if err != nil {
 		return nil, fmt.Errorf("%w (keeping the running configuration)", err)
 	}
@@ -280,11 +281,15 @@ func (s *server) dispatch(f []string) error {
 		}
 		settings := handlers.Settings{Env: s.env()}
 		if s.json && jsonSettings[f[2]] {
-			if settings.Source, err = cnactor.ParseSettings("", []byte("format: json")); err != nil {
+			if settings.Source, err = config.ParseSettings("", []byte("format: json")); err != nil {
 				return err
 			}
 		}
-		if err := s.c.AddHandler(id, name, f[2], settings, opts...); err != nil {
+		h, err := handlers.New(f[2], settings)
+		if err != nil {
+			return err
+		}
+		if err := s.c.AddCallback(id, name, h, opts...); err != nil {
 			return err
 		}
 		s.handlerOf[id] = f[2]

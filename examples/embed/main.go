@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/metrics"
+	"github.com/cnactor/cnactor/config"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
 	"github.com/prometheus/client_golang/prometheus"
@@ -103,12 +105,12 @@ type service struct {
 func newService(c *cnactor.Connector, env handlers.Env) *service {
 	s := &service{c: c, env: env, mux: http.NewServeMux(), handlerOf: map[transport.CbID]string{}}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(cnactor.NewCollector(c))
+	reg.MustRegister(metrics.NewCollector(c))
 	s.mux.HandleFunc("POST /callbacks", s.add)
 	s.mux.HandleFunc("GET /callbacks", s.list)
 	s.mux.HandleFunc("DELETE /callbacks/{id}", s.del)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	s.mux.Handle("GET /healthz", cnactor.HealthHandler(c))
+	s.mux.Handle("GET /healthz", metrics.HealthHandler(c))
 	return s
 }
 
@@ -133,12 +135,12 @@ func (s *service) add(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, err)
 		return
 	}
-	cb, err := cnactor.ParseCallback("", body)
+	cb, err := config.ParseCallback("", body)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	if err := s.c.AddConfigured(cb, s.env); err != nil {
+	if err := cb.AddTo(s.c, s.env); err != nil {
 		code := http.StatusBadRequest // bad settings, no such supervisor, ...
 		switch {
 		case errors.Is(err, cnactor.ErrDuplicate):

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/metrics"
+	"github.com/cnactor/cnactor/config"
 	_ "github.com/cnactor/cnactor/examples/plugin/upper" // registers "upper"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,10 +30,10 @@ import (
 
 func main() {
 	file := flag.String("config", "examples/plugin/config.yaml", "configuration file")
-	metrics := flag.String("metrics", "", "serve /metrics and /healthz on this address")
+	metricsAddr := flag.String("metrics", "", "serve /metrics and /healthz on this address")
 	flag.Parse()
 
-	cfg, err := cnactor.LoadConfig(*file)
+	cfg, err := config.Load(*file)
 	if err != nil {
 		log.Fatal(err) // names the file, the line and the field
 	}
@@ -39,20 +41,20 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	applied, changes, err := c.Apply(cfg, handlers.Env{})
+	applied, changes, err := config.Apply(c, cfg, handlers.Env{})
 	if err != nil {
 		c.Close(context.Background())
 		log.Fatal(err)
 	}
 	log.Printf("connector port %d; %s: %s", c.Port(), *file, changes)
 
-	if *metrics != "" {
+	if *metricsAddr != "" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(cnactor.NewCollector(c))
+		reg.MustRegister(metrics.NewCollector(c))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.Handle("/healthz", cnactor.HealthHandler(c))
-		go func() { log.Print(http.ListenAndServe(*metrics, mux)) }()
+		mux.Handle("/healthz", metrics.HealthHandler(c))
+		go func() { log.Print(http.ListenAndServe(*metricsAddr, mux)) }()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -62,7 +64,7 @@ func main() {
 	for {
 		select {
 		case <-hup:
-			next, err := cnactor.LoadConfig(*file)
+			next, err := config.Load(*file)
 			if err == nil {
 				changes, err = applied.Reload(next)
 			}

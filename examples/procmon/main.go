@@ -13,7 +13,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/cnactor/cnactor/handlers/proc"
+	"github.com/cnactor/cnactor/proc"
 )
 
 func main() {

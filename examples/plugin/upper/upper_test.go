@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/config"
 	_ "github.com/cnactor/cnactor/examples/plugin/upper"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/internal/testutil"
@@ -17,7 +18,7 @@ import (
 // TestPluginFromConfig: the plugin registered itself; the example
 // configuration picks it by name and it answers upper-cased.
 func TestPluginFromConfig(t *testing.T) {
-	cfg, err := cnactor.LoadConfig("../config.yaml")
+	cfg, err := config.Load("../config.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func TestPluginFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
-	if _, ch, err := c.Apply(cfg, handlers.Env{}); err != nil || ch.String() != "added 100:1,100:2; supervisors added plugins" {
+	if _, ch, err := config.Apply(c, cfg, handlers.Env{}); err != nil || ch.String() != "added 100:1,100:2; supervisors added plugins" {
 		t.Fatalf("apply: %v, %v", ch, err)
 	}
 	peer, _ := net.Dial()
@@ -71,7 +72,7 @@ func TestPluginSettingsErrors(t *testing.T) {
 		"callbacks:\n  - id: \"1:2\"\n    handler: upper\n    settings: {max_len: 99999}\n":   `p.yaml:4: callbacks[0].settings.max_len: must be between 0 and 16384, got 99999`,
 		"callbacks:\n  - id: \"1:2\"\n    handler: upper\n    settings:\n      shout: true\n": `p.yaml:5: callbacks[0].settings.shout: unknown field (want max_len, prefix)`,
 	} {
-		cfg, err := cnactor.ParseConfig("p.yaml", []byte(text))
+		cfg, err := config.Parse("p.yaml", []byte(text))
 		if err != nil {
 			t.Fatal(err)
 		}
