@@ -3,9 +3,9 @@ package metrics_test
 import (
 	"context"
 	"github.com/cnactor/cnactor/config"
-	"github.com/cnactor/cnactor/metrics"
 	"github.com/cnactor/cnactor/internal/conntest"
 	ctest "github.com/cnactor/cnactor/internal/testutil"
+	"github.com/cnactor/cnactor/metrics"
 	"net/http"
 	"net/http/httptest"
 	"strings"

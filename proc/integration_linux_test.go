@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
-	"github.com/cnactor/cnactor/proc"
 	"github.com/cnactor/cnactor/internal/testutil"
+	"github.com/cnactor/cnactor/proc"
 	"github.com/cnactor/cnactor/transport"
 	"golang.org/x/sys/unix"
 )

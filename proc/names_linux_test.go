@@ -11,8 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cnactor/cnactor/proc"
 	"github.com/cnactor/cnactor/internal/testutil"
+	"github.com/cnactor/cnactor/proc"
 )
 
 // helperThreads starts threads that stay alive until it exits: the

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnactor/cnactor/proc"
 	"github.com/cnactor/cnactor/internal/testutil"
+	"github.com/cnactor/cnactor/proc"
 	"go.uber.org/zap"
 )
 

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
-	"github.com/cnactor/cnactor/remote"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/proc"
+	"github.com/cnactor/cnactor/remote"
 	"github.com/cnactor/cnactor/transport"
 )
 

@@ -13,8 +13,8 @@ import (
 
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/handlers"
-	"github.com/cnactor/cnactor/proc"
 	"github.com/cnactor/cnactor/internal/testutil"
+	"github.com/cnactor/cnactor/proc"
 	"github.com/cnactor/cnactor/transport"
 	"github.com/cnactor/cnactor/transport/memory"
 )

@@ -17,9 +17,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cnactor/cnactor"
-	"github.com/cnactor/cnactor/remote/wire"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/internal/watch"
+	"github.com/cnactor/cnactor/remote/wire"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"

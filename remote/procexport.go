@@ -4,8 +4,8 @@ import (
 	"context"
 
 	"github.com/cnactor/cnactor"
-	"github.com/cnactor/cnactor/remote/wire"
 	"github.com/cnactor/cnactor/proc"
+	"github.com/cnactor/cnactor/remote/wire"
 	"github.com/cnactor/cnactor/transport"
 )
 

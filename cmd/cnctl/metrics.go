@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
-	"github.com/cnactor/cnactor/metrics"
 	"github.com/cnactor/cnactor/internal/ratelog"
+	"github.com/cnactor/cnactor/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"

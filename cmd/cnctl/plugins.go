@@ -5,5 +5,5 @@ package main
 // -config files) can then use them. Link yours in the same way.
 import (
 	_ "github.com/cnactor/cnactor/examples/plugin/upper" // "upper"
-	_ "github.com/cnactor/cnactor/proc"         // "proc"
+	_ "github.com/cnactor/cnactor/proc"                  // "proc"
 )

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cnactor/cnactor/proc"
 	"github.com/cnactor/cnactor/internal/testutil"
+	"github.com/cnactor/cnactor/proc"
 )
 
 // procLine is what these tests read of cnctl proc -json lines.

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
-	"github.com/cnactor/cnactor/remote"
 	"github.com/cnactor/cnactor/proc"
+	"github.com/cnactor/cnactor/remote"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"

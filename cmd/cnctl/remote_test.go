@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cnactor/cnactor/proc"
 	"github.com/cnactor/cnactor/internal/testutil"
+	"github.com/cnactor/cnactor/proc"
 )
 
 func TestParseExports(t *testing.T) {

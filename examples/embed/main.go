@@ -33,9 +33,9 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
-	"github.com/cnactor/cnactor/metrics"
 	"github.com/cnactor/cnactor/config"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/metrics"
 	"github.com/cnactor/cnactor/transport"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"

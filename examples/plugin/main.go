@@ -20,10 +20,10 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor"
-	"github.com/cnactor/cnactor/metrics"
 	"github.com/cnactor/cnactor/config"
 	_ "github.com/cnactor/cnactor/examples/plugin/upper" // registers "upper"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
