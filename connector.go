@@ -24,9 +24,6 @@ import (
 var (
 	// ErrClosed is returned by a closed Connector.
 	ErrClosed = errors.New("cnactor: connector closed")
-	// ErrNoGroup: Send with group 0 for an id whose callback has no group
-	// (none registered, or idx outside 1..32).
-	ErrNoGroup = errors.New("cnactor: no group for message id")
 	// ErrCoreCallback: the connector core's own id cannot be removed.
 	ErrCoreCallback = errors.New("cnactor: the connector core callback cannot be removed")
 	// ErrTooManyCallbacks: AddCallback past the connector's bound
@@ -270,7 +267,7 @@ const startTimeout = 5 * time.Second
 type outbox struct{ c *Connector }
 
 func (o outbox) Send(ctx context.Context, to transport.Addr, m *transport.Message) error {
-	return o.c.send(ctx, to, m)
+	return o.c.Send(ctx, to, m)
 }
 
 func (c *Connector) addCallback(id transport.CbID, name string, h handlers.Handler, opts ...CallbackOption) error {
@@ -428,9 +425,9 @@ func (c *Connector) stopHandler(ref *actors.HandlerRef, timeout time.Duration, d
 	return ref.Stop(ctx)
 }
 
-// NextSeq returns the next sequence number of this connector. Every message
+// nextSeq returns the next sequence number of this connector. Every message
 // the connector sends without a seq of its own gets one.
-func (c *Connector) NextSeq() uint32 {
+func (c *Connector) nextSeq() uint32 {
 	for {
 		if s := c.seq.Add(1) - 1; s != 0 {
 			return s
@@ -438,30 +435,16 @@ func (c *Connector) NextSeq() uint32 {
 	}
 }
 
-// Send sends m to a multicast group, as the kernel's cn_netlink_send: group
-// 0 means the group of the callback registered for m.ID, and ErrNoGroup if
-// there is none. A zero m.Seq is replaced by the connector's next seq.
-func (c *Connector) Send(ctx context.Context, m *transport.Message, group uint32) error {
-	if group == 0 {
-		if c.table.Lookup(m.ID) != nil {
-			group = dispatch.GroupOf(m.ID)
-		}
-		if group == 0 {
-			return fmt.Errorf("%w: %s", ErrNoGroup, m.ID)
-		}
-	}
-	return c.send(ctx, transport.Addr{Group: group}, m)
-}
-
-// SendTo sends m to a port id (0 is the kernel). A zero m.Seq is replaced by
-// the connector's next seq.
-func (c *Connector) SendTo(ctx context.Context, m *transport.Message, port uint32) error {
-	return c.send(ctx, transport.Addr{Port: port}, m)
-}
-
-func (c *Connector) send(ctx context.Context, to transport.Addr, m *transport.Message) error {
+// Send sends m from the connector's socket to a port (transport.Addr{Port:
+// P}; 0 is the kernel) or a multicast group (transport.Addr{Group: G}, as
+// the kernel's cn_netlink_send, which multicasts an id's messages on group
+// id.Idx). A zero m.Seq goes out as the connector's next sequence number;
+// m itself is never modified, by Send or by any other send of cnactor.
+func (c *Connector) Send(ctx context.Context, to transport.Addr, m *transport.Message) error {
 	if m.Seq == 0 {
-		m.Seq = c.NextSeq()
+		numbered := *m
+		numbered.Seq = c.nextSeq()
+		m = &numbered
 	}
 	return c.sendRaw(ctx, to, m)
 }
@@ -484,7 +467,7 @@ func (s connSender) Send(ctx context.Context, to transport.Addr, m *transport.Me
 	return s.c.sendRaw(ctx, to, m)
 }
 
-func (s connSender) NextSeq() uint32 { return s.c.NextSeq() }
+func (s connSender) NextSeq() uint32 { return s.c.nextSeq() }
 
 // Close stops the connector: it drains what is queued on the socket, lets
 // every handler finish what is queued to it (bounded by its shutdown

@@ -133,7 +133,7 @@ func TestIntegrationNonReadingPeerDoesNotStallReplies(t *testing.T) {
 	}
 	client := newKernelConnector(t)
 	for i := range 20 {
-		if _, err := client.Request(ctx, &transport.Message{ID: id, Data: []byte("ping")}, transport.Addr{Port: c.Port()},
+		if _, err := client.Request(ctx, transport.Addr{Port: c.Port()}, &transport.Message{ID: id, Data: []byte("ping")},
 			cnactor.WithRequestTimeout(10*time.Second), cnactor.WithRetries(0)); err != nil {
 			t.Fatalf("request %d behind the deaf peer: %v", i, err)
 		}

@@ -85,8 +85,8 @@ func TestIntegrationUnicastMulticastReply(t *testing.T) {
 		t.Errorf("group member got seq %d on group %d", m.Seq, m.Group)
 	}
 
-	// The connector's own Send with group 0 goes to the id's group.
-	if err := c.Send(context.Background(), &transport.Message{ID: id, Data: []byte("news")}, 0); err != nil {
+	// The connector's own Send multicasts on the id's group (idx).
+	if err := c.Send(context.Background(), transport.Addr{Group: id.Idx}, &transport.Message{ID: id, Data: []byte("news")}); err != nil {
 		t.Fatal(err)
 	}
 	if m := recvFrom(t, member, c.Port()); m.Group != g || string(m.Data) != "news" {
@@ -156,10 +156,10 @@ func TestIntegrationForgedKernelRejected(t *testing.T) {
 	op := func(v uint32) *transport.Message {
 		return &transport.Message{ID: procID, Ack: 0x7a03, Data: binary.NativeEndian.AppendUint32(nil, v)}
 	}
-	if err := c.SendTo(context.Background(), op(1), 0); err != nil {
+	if err := c.Send(context.Background(), transport.Kernel, op(1)); err != nil {
 		t.Fatal(err)
 	}
-	defer c.SendTo(context.Background(), op(2), 0)
+	defer c.Send(context.Background(), transport.Kernel, op(2))
 	deadline := time.Now().Add(waitTimeout)
 	for fromKernel.Load() == 0 && time.Now().Before(deadline) {
 		if err := exec.Command("/bin/true").Run(); err != nil {

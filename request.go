@@ -92,7 +92,7 @@ func WithMatch(m Match) RequestOption {
 // dispatch. A reply arriving after its exchange timed out or was cancelled,
 // or a second reply to one already answered, is consumed and counted in
 // Stats().Requester (Late, Duplicates) for a while (10s by default).
-func (c *Connector) Request(ctx context.Context, m *transport.Message, to transport.Addr, opts ...RequestOption) (*Reply, error) {
+func (c *Connector) Request(ctx context.Context, to transport.Addr, m *transport.Message, opts ...RequestOption) (*Reply, error) {
 	var o actors.RequestOptions
 	for _, opt := range opts {
 		opt.applyRequest(&o)

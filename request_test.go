@@ -106,7 +106,7 @@ func TestRequestConcurrentOutOfOrder(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			want := fmt.Sprintf("request %d", i)
-			r, err := g.c.Request(context.Background(), &transport.Message{ID: reqID, Data: []byte(want)}, g.to,
+			r, err := g.c.Request(context.Background(), g.to, &transport.Message{ID: reqID, Data: []byte(want)},
 				cnactor.WithRequestTimeout(30*time.Second))
 			if err != nil {
 				errs <- err
@@ -163,7 +163,7 @@ func TestRequestWrongSeqOrAckIsNewMessage(t *testing.T) {
 	var reply *cnactor.Reply
 	go func() {
 		var err error
-		reply, err = g.c.Request(context.Background(), &transport.Message{ID: reqID, Data: []byte("q")}, g.to)
+		reply, err = g.c.Request(context.Background(), g.to, &transport.Message{ID: reqID, Data: []byte("q")})
 		done <- err
 	}()
 	req := <-requests
@@ -216,7 +216,7 @@ func TestRequestLossyPeerRecoveredByRetries(t *testing.T) {
 		wg.Go(func() {
 			for i := next.Add(1); i <= n; i = next.Add(1) {
 				data := []byte(fmt.Sprint(i))
-				r, err := g.c.Request(context.Background(), &transport.Message{ID: reqID, Data: data}, g.to,
+				r, err := g.c.Request(context.Background(), g.to, &transport.Message{ID: reqID, Data: data},
 					cnactor.WithRequestTimeout(20*time.Millisecond), cnactor.WithRetries(12), cnactor.WithBackoff(1, 0))
 				if err == nil && !bytes.Equal(r.Data, data) {
 					err = fmt.Errorf("reply %q to %q", r.Data, data)
@@ -251,7 +251,7 @@ func TestRequestLateAndDuplicateReplies(t *testing.T) {
 	g.serve(t, func(ctx context.Context, m transport.Received) { requests <- m })
 	ctx := context.Background()
 
-	_, err := g.c.Request(ctx, &transport.Message{ID: reqID}, g.to, cnactor.WithRequestTimeout(20*time.Millisecond))
+	_, err := g.c.Request(ctx, g.to, &transport.Message{ID: reqID}, cnactor.WithRequestTimeout(20*time.Millisecond))
 	if !errors.Is(err, cnactor.ErrTimeout) {
 		t.Fatalf("err = %v, want ErrTimeout", err)
 	}
@@ -269,7 +269,7 @@ func TestRequestLateAndDuplicateReplies(t *testing.T) {
 		g.reply(ctx, m, []byte("2"))
 		g.reply(ctx, m, []byte("3"))
 	}()
-	r, err := g.c.Request(ctx, &transport.Message{ID: reqID}, g.to)
+	r, err := g.c.Request(ctx, g.to, &transport.Message{ID: reqID})
 	if err != nil || string(r.Data) != "1" {
 		t.Fatalf("reply %v, err %v", r, err)
 	}
@@ -287,7 +287,7 @@ func TestRequestCancellation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := g.c.Request(ctx, &transport.Message{ID: reqID}, g.to, cnactor.WithRequestTimeout(time.Hour))
+		_, err := g.c.Request(ctx, g.to, &transport.Message{ID: reqID}, cnactor.WithRequestTimeout(time.Hour))
 		done <- err
 	}()
 	waitUntil(t, "the request in flight", func() bool { return requesterStats(g.c).InFlight == 1 })
@@ -300,7 +300,7 @@ func TestRequestCancellation(t *testing.T) {
 	}
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer dcancel()
-	if _, err := g.c.Request(dctx, &transport.Message{ID: reqID}, g.to); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := g.c.Request(dctx, g.to, &transport.Message{ID: reqID}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
 	if st := requesterStats(g.c); st.InFlight != 0 {
@@ -316,7 +316,7 @@ func TestRequestCloseFailsPending(t *testing.T) {
 	errs := make(chan error, n)
 	for range n {
 		go func() {
-			_, err := g.c.Request(context.Background(), &transport.Message{ID: reqID}, g.to, cnactor.WithRequestTimeout(time.Hour))
+			_, err := g.c.Request(context.Background(), g.to, &transport.Message{ID: reqID}, cnactor.WithRequestTimeout(time.Hour))
 			errs <- err
 		}()
 	}
@@ -329,7 +329,7 @@ func TestRequestCloseFailsPending(t *testing.T) {
 			t.Fatalf("err = %v, want ErrClosed", err)
 		}
 	}
-	if _, err := g.c.Request(context.Background(), &transport.Message{ID: reqID}, g.to); !errors.Is(err, cnactor.ErrClosed) {
+	if _, err := g.c.Request(context.Background(), g.to, &transport.Message{ID: reqID}); !errors.Is(err, cnactor.ErrClosed) {
 		t.Fatalf("request after Close: %v", err)
 	}
 	if st := requesterStats(g.c); st.InFlight != 0 || st.Failed != n {
@@ -356,7 +356,7 @@ func TestRequestToGroup(t *testing.T) {
 			member.Send(ctx, transport.Addr{Port: m.From}, &r)
 		}
 	}()
-	r, err := g.c.Request(context.Background(), &transport.Message{ID: reqID}, transport.Addr{Group: group})
+	r, err := g.c.Request(context.Background(), transport.Addr{Group: group}, &transport.Message{ID: reqID})
 	if err != nil || r.From != member.Port() || string(r.Data) != "member" {
 		t.Fatalf("reply %+v, err %v", r, err)
 	}
@@ -369,21 +369,18 @@ func TestRequestSeqNumbering(t *testing.T) {
 	g.serve(t, func(ctx context.Context, m transport.Received) { g.reply(ctx, m, nil) })
 	ctx := context.Background()
 	m := transport.Message{ID: reqID}
-	r1, err := g.c.Request(ctx, &m, g.to)
+	r1, err := g.c.Request(ctx, g.to, &m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r2, err := g.c.Request(ctx, &m, g.to)
+	r2, err := g.c.Request(ctx, g.to, &m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.Seq != 0 || m.Ack != 0 || r2.Seq <= r1.Seq {
 		t.Fatalf("message %+v, seqs %d then %d", m, r1.Seq, r2.Seq)
 	}
-	if next := g.c.NextSeq(); next <= r2.Seq {
-		t.Fatalf("NextSeq %d after request seq %d", next, r2.Seq)
-	}
-	r3, err := g.c.Request(ctx, &transport.Message{ID: reqID, Seq: 0xabcdef, Ack: 41}, g.to)
+	r3, err := g.c.Request(ctx, g.to, &transport.Message{ID: reqID, Seq: 0xabcdef, Ack: 41})
 	if err != nil || r3.Seq != 0xabcdef || r3.Ack != 42 {
 		t.Fatalf("reply %+v, err %v", r3, err)
 	}
@@ -394,7 +391,7 @@ func TestRequestStatsInConnectorStats(t *testing.T) {
 	g := newReqRig(t)
 	g.serve(t, func(ctx context.Context, m transport.Received) { g.reply(ctx, m, nil) })
 	for range 3 {
-		if _, err := g.c.Request(context.Background(), &transport.Message{ID: reqID}, g.to); err != nil {
+		if _, err := g.c.Request(context.Background(), g.to, &transport.Message{ID: reqID}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -447,7 +444,7 @@ func TestIntegrationRequestProcConnectorAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	const listenAck, ignoreAck = 0x5eed0001, 0x5eed1001
-	r, err := c.Request(ctx, &transport.Message{ID: procID, Ack: listenAck, Data: procOp(1)}, transport.Kernel,
+	r, err := c.Request(ctx, transport.Kernel, &transport.Message{ID: procID, Ack: listenAck, Data: procOp(1)},
 		cnactor.WithMatch(cnactor.MatchAck), cnactor.WithRequestTimeout(time.Second), cnactor.WithRetries(2))
 	if err != nil {
 		t.Fatalf("LISTEN: %v", err)
@@ -457,7 +454,7 @@ func TestIntegrationRequestProcConnectorAck(t *testing.T) {
 	}
 	t.Logf("LISTEN acked: ack %#x, seq %d (not ours), rtt %v", r.Ack, r.Seq, r.RTT)
 
-	_, err = c.Request(ctx, &transport.Message{ID: procID, Ack: ignoreAck, Data: procOp(2)}, transport.Kernel,
+	_, err = c.Request(ctx, transport.Kernel, &transport.Message{ID: procID, Ack: ignoreAck, Data: procOp(2)},
 		cnactor.WithMatch(cnactor.MatchAck), cnactor.WithRequestTimeout(300*time.Millisecond))
 	if !errors.Is(err, cnactor.ErrTimeout) {
 		t.Fatalf("IGNORE: err = %v; the kernel does not deliver this ack to the socket that sent IGNORE", err)
@@ -501,8 +498,7 @@ func TestIntegrationRequestEcho(t *testing.T) {
 		wg.Go(func() {
 			for i := next.Add(1); i <= n; i = next.Add(1) {
 				data := []byte(fmt.Sprintf("echo %d", i))
-				r, err := cli.Request(context.Background(), &transport.Message{ID: id, Data: data},
-					transport.Addr{Port: srv.Port()}, cnactor.WithRetries(3))
+				r, err := cli.Request(context.Background(), transport.Addr{Port: srv.Port()}, &transport.Message{ID: id, Data: data}, cnactor.WithRetries(3))
 				if err == nil && (!bytes.Equal(r.Data, data) || r.From != srv.Port()) {
 					err = fmt.Errorf("reply %+v to %q", r, data)
 				}

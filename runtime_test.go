@@ -301,47 +301,37 @@ func TestReply(t *testing.T) {
 	}
 }
 
-// Send with group 0 goes to the group of the callback registered for the
-// id; SendTo reaches a port; a zero seq is numbered.
+// Send reaches a group or a port; a zero seq goes out numbered, and the
+// caller's message is never modified.
 func TestSend(t *testing.T) {
 	t.Parallel()
 	c, net := newMemConnector(t)
 	member := dialPeer(t, net, memory.WithGroups(7))
 	id := transport.CbID{Idx: 7, Val: 7}
 	ctx := context.Background()
-	if err := c.Send(ctx, &transport.Message{ID: id}, 0); !errors.Is(err, cnactor.ErrNoGroup) {
-		t.Errorf("Send to the group of an unregistered id: %v, want ErrNoGroup", err)
-	}
-	if err := c.AddCallback(id, "sink", handlers.Sink()); err != nil {
-		t.Fatal(err)
-	}
-	noGroup := transport.CbID{Idx: 0x7300, Val: 7}
-	if err := c.AddCallback(noGroup, "sink", handlers.Sink()); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Send(ctx, &transport.Message{ID: noGroup}, 0); !errors.Is(err, cnactor.ErrNoGroup) {
-		t.Errorf("Send to the group of an id without one: %v, want ErrNoGroup", err)
-	}
-
 	m := &transport.Message{ID: id, Data: []byte("hello")}
-	if err := c.Send(ctx, m, 0); err != nil {
+	if err := c.Send(ctx, transport.Addr{Group: id.Idx}, m); err != nil {
 		t.Fatal(err)
 	}
 	got := recvFrom(t, member, c.Port())
-	if got.Group != 7 || got.ID != id || string(got.Data) != "hello" || got.Seq == 0 || got.Seq != m.Seq {
-		t.Errorf("member got %+v on group %d; sent seq %d", got.Message, got.Group, m.Seq)
+	if got.Group != 7 || got.ID != id || string(got.Data) != "hello" || got.Seq == 0 || m.Seq != 0 {
+		t.Errorf("member got %+v on group %d; the sent message now has seq %d", got.Message, got.Group, m.Seq)
 	}
-	m2 := &transport.Message{ID: noGroup, Data: []byte("direct")}
-	if err := c.SendTo(ctx, m2, member.Port()); err != nil {
+	first := got.Seq
+	m2 := &transport.Message{ID: id, Data: []byte("direct")}
+	if err := c.Send(ctx, transport.Addr{Port: member.Port()}, m2); err != nil {
 		t.Fatal(err)
 	}
 	got = recvFrom(t, member, c.Port())
-	if got.Group != 0 || string(got.Data) != "direct" || got.Seq != m.Seq+1 {
-		t.Errorf("member got %+v on group %d, want the next seq %d", got.Message, got.Group, m.Seq+1)
+	if got.Group != 0 || string(got.Data) != "direct" || got.Seq != first+1 || m2.Seq != 0 {
+		t.Errorf("member got %+v on group %d, want the next seq %d", got.Message, got.Group, first+1)
 	}
-	kept := &transport.Message{ID: noGroup, Seq: 4242}
-	if err := c.SendTo(ctx, kept, member.Port()); err != nil || kept.Seq != 4242 {
-		t.Errorf("SendTo with a seq: %v, seq now %d", err, kept.Seq)
+	kept := &transport.Message{ID: id, Seq: 4242}
+	if err := c.Send(ctx, transport.Addr{Port: member.Port()}, kept); err != nil {
+		t.Fatal(err)
+	}
+	if got = recvFrom(t, member, c.Port()); got.Seq != 4242 {
+		t.Errorf("Send with a seq of its own: sent with %d", got.Seq)
 	}
 }
 
@@ -444,7 +434,7 @@ func TestCallbackErrors(t *testing.T) {
 	if err := c.DelCallback(id); !errors.Is(err, cnactor.ErrClosed) {
 		t.Errorf("del after Close: %v, want ErrClosed", err)
 	}
-	if err := c.SendTo(context.Background(), &transport.Message{ID: id}, 0); !errors.Is(err, cnactor.ErrClosed) {
+	if err := c.Send(context.Background(), transport.Kernel, &transport.Message{ID: id}); !errors.Is(err, cnactor.ErrClosed) {
 		t.Errorf("send after Close: %v, want ErrClosed", err)
 	}
 	if err := c.Close(context.Background()); err != nil {

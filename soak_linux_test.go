@@ -169,7 +169,7 @@ func TestSoak(t *testing.T) {
 	lastAnswer.Store(time.Now().UnixNano())
 	wg.Go(func() {
 		for ctx.Err() == nil {
-			_, err := client.Request(ctx, &transport.Message{ID: echo, Data: []byte("hello")}, to, cnactor.WithRequestTimeout(2*time.Second))
+			_, err := client.Request(ctx, to, &transport.Message{ID: echo, Data: []byte("hello")}, cnactor.WithRequestTimeout(2*time.Second))
 			switch {
 			case err == nil:
 				answered.Add(1)

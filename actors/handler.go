@@ -457,9 +457,11 @@ func (h *HandlerRef) markCongested(port uint32) {
 	h.congested[port] = now.Add(congestedFor)
 }
 
-func (c *handlerContext) Send(m *transport.Message, to transport.Addr) error {
+func (c *handlerContext) Send(to transport.Addr, m *transport.Message) error {
 	if m.Seq == 0 && c.ref.spec.Sender != nil { // without one, send reports the error
-		m.Seq = c.ref.spec.Sender.NextSeq()
+		numbered := *m // sends never modify the caller's message
+		numbered.Seq = c.ref.spec.Sender.NextSeq()
+		m = &numbered
 	}
 	return c.send(m, to)
 }

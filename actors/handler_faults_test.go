@@ -106,7 +106,7 @@ func (p *ctxProbe) Receive(ctx handlers.Context, m *transport.Message) error {
 	id, name := ctx.Callback()
 	s := probeSeen{from: ctx.From(), group: ctx.Group(), creds: ctx.Creds(), id: id, name: name, logger: ctx.Logger() != nil}
 	s.replyErr = ctx.Reply([]byte("re"))
-	s.sendErr = ctx.Send(&transport.Message{ID: m.ID, Data: []byte("new")}, transport.Addr{Group: 3})
+	s.sendErr = ctx.Send(transport.Addr{Group: 3}, &transport.Message{ID: m.ID, Data: []byte("new")})
 	p.got <- s
 	return nil
 }

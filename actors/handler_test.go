@@ -206,7 +206,7 @@ func TestHandlerWithoutSender(t *testing.T) {
 	h := handlers.HandlerFunc(func(ctx handlers.Context, m *transport.Message) error {
 		var got [2]error
 		got[0] = ctx.Reply([]byte("r"))
-		got[1] = ctx.Send(&transport.Message{ID: m.ID}, transport.Addr{Port: 1})
+		got[1] = ctx.Send(transport.Addr{Port: 1}, &transport.Message{ID: m.ID})
 		errs <- got
 		return nil
 	})

@@ -375,7 +375,7 @@ func runLatency(ctx context.Context, cfg *Config, res *Result) (err error) {
 	data := make([]byte, cfg.Payload)
 	request := func(int) error {
 		m := transport.Message{ID: id, Data: data}
-		_, err := cli.Request(ctx, &m, to, cnactor.WithRequestTimeout(time.Second))
+		_, err := cli.Request(ctx, to, &m, cnactor.WithRequestTimeout(time.Second))
 		return err
 	}
 	drops0 := uint64(0)

@@ -143,7 +143,7 @@ func BenchmarkRequestRTT(b *testing.B) {
 	data := make([]byte, payloadLen)
 	request := func() {
 		m := transport.Message{ID: echoID, Data: data}
-		if _, err := cli.Request(ctx, &m, to); err != nil {
+		if _, err := cli.Request(ctx, to, &m); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -201,7 +201,7 @@ func BenchmarkRequestThroughput64(b *testing.B) {
 			wg.Go(func() {
 				for left.Add(-1) >= 0 {
 					m := transport.Message{ID: echoID, Data: data}
-					if _, err := cli.Request(ctx, &m, to, cnactor.WithRetries(3)); err != nil {
+					if _, err := cli.Request(ctx, to, &m, cnactor.WithRetries(3)); err != nil {
 						b.Error(err)
 						return
 					}

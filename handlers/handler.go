@@ -56,7 +56,7 @@ type BatchHandler interface {
 // CallbackContext is what a handler knows outside of any one message: its
 // callback, the connector's logger and cancellation, and how to send. A
 // BatchHandler answers a message m with
-// ctx.Send(&reply, transport.Addr{Port: m.From}) where reply is
+// ctx.Send(transport.Addr{Port: m.From}, &reply) where reply is
 // handlers.ReplyTo(&m.Message, data).
 type CallbackContext interface {
 	// Context carries cancellation: it is done when the connector closes.
@@ -65,9 +65,10 @@ type CallbackContext interface {
 	Logger() *zap.Logger
 	// Callback is the id and name the handler was registered with.
 	Callback() (transport.CbID, string)
-	// Send sends a message from the connector's socket; a zero m.Seq is
-	// replaced by the connector's next sequence number.
-	Send(m *transport.Message, to transport.Addr) error
+	// Send sends m from the connector's socket to a port (0: the kernel)
+	// or a multicast group. A zero m.Seq goes out as the connector's next
+	// sequence number; m itself is not modified.
+	Send(to transport.Addr, m *transport.Message) error
 }
 
 // Context is what a handler knows about the message it is handling and how

@@ -33,7 +33,7 @@ func (c *fakeContext) Reply(data []byte) error {
 	c.replies = append(c.replies, bytes.Clone(data))
 	return nil
 }
-func (c *fakeContext) Send(m *transport.Message, _ transport.Addr) error {
+func (c *fakeContext) Send(_ transport.Addr, m *transport.Message) error {
 	c.sent = append(c.sent, *m)
 	return nil
 }

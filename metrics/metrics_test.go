@@ -57,7 +57,7 @@ callbacks:
 		t.Fatal(err)
 	}
 	cc := conntest.Start(t, client)
-	r, err := cc.Request(context.Background(), &transport.Message{ID: echo, Data: []byte("q")}, transport.Addr{Port: c.Port()})
+	r, err := cc.Request(context.Background(), transport.Addr{Port: c.Port()}, &transport.Message{ID: echo, Data: []byte("q")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -275,7 +275,7 @@ func leadingDigits(s string) string {
 // send sends LISTEN or IGNORE in the form of the monitor's mode: to port 0
 // with no groups.
 func (m *Monitor) send(ctx context.Context, op uint32) error {
-	return m.c.SendTo(ctx, SubscriptionMessage(op, m.mode, m.mask), 0)
+	return m.c.Send(ctx, transport.Kernel, SubscriptionMessage(op, m.mode, m.mask))
 }
 
 // Events is the stream of events, in the kernel's order. It is closed when

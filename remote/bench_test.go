@@ -88,7 +88,7 @@ func (r *benchRig) close() {
 }
 
 func (r *benchRig) send(b *testing.B, m *transport.Message) {
-	if err := r.sender.SendTo(context.Background(), m, r.port); err != nil {
+	if err := r.sender.Send(context.Background(), transport.Addr{Port: r.port}, m); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -158,7 +158,7 @@ func BenchmarkRTT(b *testing.B) {
 			lat := make([]time.Duration, 0, b.N)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				reply, err := r.sender.Request(context.Background(), m, transport.Addr{Port: r.port})
+				reply, err := r.sender.Request(context.Background(), transport.Addr{Port: r.port}, m)
 				if err != nil {
 					b.Fatal(err)
 				}

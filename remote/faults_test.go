@@ -183,8 +183,8 @@ func TestRemoteSendThrough(t *testing.T) {
 		}
 		var r [3]error
 		r[0] = ctx.Reply([]byte("re"))
-		r[1] = ctx.Send(&transport.Message{ID: id, Data: []byte("new")}, transport.Addr{Port: ctx.From()})
-		r[2] = ctx.Send(&transport.Message{ID: transport.CbID{Idx: 0x5351, Val: 2}}, transport.Addr{Port: ctx.From()})
+		r[1] = ctx.Send(transport.Addr{Port: ctx.From()}, &transport.Message{ID: id, Data: []byte("new")})
+		r[2] = ctx.Send(transport.Addr{Port: ctx.From()}, &transport.Message{ID: transport.CbID{Idx: 0x5351, Val: 2}})
 		results <- r
 		return nil
 	})

@@ -241,11 +241,11 @@ func helperNode(ctx context.Context, cfg helperConfig) error {
 				}
 				m := &transport.Message{ID: id, Seq: seq, Ack: 2 * seq, Flags: 3, Data: fmt.Appendf(nil, "m%d", seq)}
 				if !cfg.Request {
-					g.Send(genCtx, m, id.Idx)
+					g.Send(genCtx, transport.Addr{Group: id.Idx}, m)
 					continue
 				}
 				rctx, cancel := context.WithTimeout(genCtx, time.Second)
-				r, err := g.Request(rctx, m, transport.Addr{Port: c.Port()})
+				r, err := g.Request(rctx, transport.Addr{Port: c.Port()}, m)
 				cancel()
 				if err == nil {
 					say("reply seq=%d ack=%d data=%s", r.Seq, r.Ack, r.Data)

@@ -61,7 +61,7 @@ func TestIntegrationRemoteDelivery(t *testing.T) {
 	const n = 200
 	for i := uint32(1); i <= n; i++ {
 		m := &transport.Message{ID: id, Seq: i, Ack: i * 3, Flags: uint16(i % 7), Data: fmt.Appendf(nil, "multicast %d", i)}
-		if err := sender.Send(context.Background(), m, group); err != nil {
+		if err := sender.Send(context.Background(), transport.Addr{Group: group}, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -87,7 +87,7 @@ func TestIntegrationRemoteDelivery(t *testing.T) {
 	// A request to the node's port, answered from here through the node.
 	for i := uint32(1); i <= 3; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		r, err := sender.Request(ctx, &transport.Message{ID: id, Data: fmt.Appendf(nil, "q%d", i)}, transport.Addr{Port: uint32(nodePort)})
+		r, err := sender.Request(ctx, transport.Addr{Port: uint32(nodePort)}, &transport.Message{ID: id, Data: fmt.Appendf(nil, "q%d", i)})
 		cancel()
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)

@@ -638,12 +638,7 @@ func (a *nodeActor) send(ctx actor.Context, m *wire.SendRequest) {
 		defer a.n.sends.Done()
 		msg := transport.Message{ID: id, Seq: m.Seq, Ack: m.Ack, Flags: uint16(m.Flags), Data: m.Data}
 		sctx, cancel := context.WithTimeout(context.Background(), 2*cnactor.SendTimeout)
-		var err error
-		if m.Group != 0 {
-			err = a.n.c.Send(sctx, &msg, m.Group)
-		} else {
-			err = a.n.c.SendTo(sctx, &msg, m.Port)
-		}
+		err := a.n.c.Send(sctx, transport.Addr{Port: m.Port, Group: m.Group}, &msg)
 		cancel()
 		res.Seq = msg.Seq
 		if err != nil {

@@ -29,10 +29,10 @@ func ProcExport() Export {
 		},
 		ReadOnly: true,
 		Start: func(ctx context.Context, c *cnactor.Connector) error {
-			return c.SendTo(ctx, proc.SubscriptionMessage(proc.OpListen, proc.ModeAll, proc.WhatAll), 0)
+			return c.Send(ctx, transport.Kernel, proc.SubscriptionMessage(proc.OpListen, proc.ModeAll, proc.WhatAll))
 		},
 		Stop: func(ctx context.Context, c *cnactor.Connector) error {
-			return c.SendTo(ctx, proc.SubscriptionMessage(proc.OpIgnore, proc.ModeAll, proc.WhatAll), 0)
+			return c.Send(ctx, transport.Kernel, proc.SubscriptionMessage(proc.OpIgnore, proc.ModeAll, proc.WhatAll))
 		},
 		annotator: newProcAnnotator,
 	}

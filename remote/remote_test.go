@@ -134,10 +134,10 @@ func TestRemoteRegistration(t *testing.T) {
 		if m.Seq == 3 {
 			// A new message through the node, to the id's group: the
 			// generator, a member, prints it.
-			if err := hc.Send(&transport.Message{ID: id5, Data: []byte("hello")}, transport.Addr{Group: 5}); err != nil {
+			if err := hc.Send(transport.Addr{Group: 5}, &transport.Message{ID: id5, Data: []byte("hello")}); err != nil {
 				t.Errorf("send through the node: %v", err)
 			}
-			if err := hc.Send(&transport.Message{ID: id6, Data: []byte("x")}, transport.Addr{Group: 6}); !errors.Is(err, ErrSendRefused) {
+			if err := hc.Send(transport.Addr{Group: 6}, &transport.Message{ID: id6, Data: []byte("x")}); !errors.Is(err, ErrSendRefused) {
 				t.Errorf("send with a foreign id: got %v, want ErrSendRefused", err)
 			}
 		}

@@ -1216,15 +1216,12 @@ func (c *remoteContext) Reply(data []byte) error {
 }
 
 // Send sends m from the origin node's connector socket, with the callback's
-// id; a zero m.Seq is replaced by the node connector's next one.
-func (c *remoteContext) Send(m *transport.Message, to transport.Addr) error {
-	seq, err := c.r.s.sendThrough(c.r, &wire.SendRequest{
+// id; a zero m.Seq goes out as the node connector's next one (m is not modified).
+func (c *remoteContext) Send(to transport.Addr, m *transport.Message) error {
+	_, err := c.r.s.sendThrough(c.r, &wire.SendRequest{
 		Subscription: c.sub, Port: to.Port, Group: to.Group, Idx: m.ID.Idx, Val: m.ID.Val,
 		Seq: m.Seq, Ack: m.Ack, Flags: uint32(m.Flags), Data: m.Data,
 	})
-	if err == nil {
-		m.Seq = seq
-	}
 	return err
 }
 

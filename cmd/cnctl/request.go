@@ -88,7 +88,7 @@ func runRequest(ctx context.Context, args []string, e *env) error {
 		wg.Go(func() {
 			for work.Err() == nil && left.Add(-1) >= 0 {
 				started.Add(1)
-				r, err := c.Request(work, &transport.Message{ID: id.id, Data: data}, to, opts...)
+				r, err := c.Request(work, to, &transport.Message{ID: id.id, Data: data}, opts...)
 				mu.Lock()
 				switch {
 				case err == nil:

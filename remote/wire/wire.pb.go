@@ -1161,7 +1161,7 @@ type SendResult struct {
 	Request uint64                 `protobuf:"varint,1,opt,name=request,proto3" json:"request,omitempty"`
 	Code    Code                   `protobuf:"varint,2,opt,name=code,proto3,enum=cnactor.remote.v1.Code" json:"code,omitempty"`
 	Error   string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
-	// The seq the message left with (the node's next one for a zero seq).
+	// The seq the message was sent with; 0: the node's connector numbered it.
 	Seq           uint32 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -40,7 +40,7 @@ func main() {
 		m := &transport.Message{ID: id, Data: fmt.Appendf(nil, "hello %d", i)}
 		// Seq comes from the connector, ack is random; a lost request or
 		// reply is sent again (same seq and ack) twice before giving up.
-		r, err := c.Request(context.Background(), m, to,
+		r, err := c.Request(context.Background(), to, m,
 			cnactor.WithRequestTimeout(200*time.Millisecond), cnactor.WithRetries(2))
 		switch {
 		case errors.Is(err, cnactor.ErrTimeout):
