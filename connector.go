@@ -23,7 +23,8 @@ import (
 
 var (
 	// ErrClosed is returned by a closed Connector.
-	ErrClosed = errors.New("cnactor: connector closed")
+	// It is transport.ErrClosed, which wraps net.ErrClosed.
+	ErrClosed = transport.ErrClosed
 	// ErrCoreCallback: the connector core's own id cannot be removed.
 	ErrCoreCallback = errors.New("cnactor: the connector core callback cannot be removed")
 	// ErrTooManyCallbacks: AddCallback past the connector's bound
@@ -101,7 +102,7 @@ func New(opts ...Option) (*Connector, error) {
 	}
 	conn := cfg.conn
 	if conn == nil {
-		nc, err := transport.Dial(transport.WithReadBuffer(cfg.readBuffer), transport.WithSendTimeout(SendTimeout))
+		nc, err := transport.Dial(transport.WithReadBuffer(cfg.readBuffer), transport.WithSendTimeout(transport.DefaultSendTimeout))
 		if err != nil {
 			return nil, err
 		}
@@ -217,7 +218,7 @@ func (c *Connector) Logger() *zap.Logger { return c.log }
 func (c *Connector) defaultCallbackConfig() callbackConfig {
 	return callbackConfig{
 		mailbox: c.cfg.mailbox, overflow: c.cfg.overflow, stall: c.cfg.stall, supervisor: RootSupervisor,
-		child: supervisor.ChildSpec{Restart: supervisor.Permanent, ShutdownTimeout: DefaultShutdownTimeout},
+		child: supervisor.ChildSpec{Restart: supervisor.Permanent, ShutdownTimeout: supervisor.DefaultShutdownTimeout},
 	}
 }
 
@@ -412,7 +413,7 @@ func (c *Connector) delLocked(id transport.CbID) error {
 // its queue when drain is set; whatever is left is counted as dropped.
 func (c *Connector) stopHandler(ref *actors.HandlerRef, timeout time.Duration, drain bool) error {
 	if timeout <= 0 {
-		timeout = DefaultShutdownTimeout
+		timeout = supervisor.DefaultShutdownTimeout
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -511,7 +512,7 @@ func (c *Connector) Close(ctx context.Context) error {
 	if fallback != nil {
 		c.rootSup.Forget(fallbackKey)
 		wg.Go(func() {
-			stopErrs[len(cbs)] = c.stopHandler(fallback, min(DefaultShutdownTimeout, untilDeadline(ctx)), true)
+			stopErrs[len(cbs)] = c.stopHandler(fallback, min(supervisor.DefaultShutdownTimeout, untilDeadline(ctx)), true)
 		})
 	}
 	wg.Wait()
@@ -521,7 +522,7 @@ func (c *Connector) Close(ctx context.Context) error {
 	if c.rootSup != nil {
 		// A stuck handler keeps its supervisor from stopping: then do not
 		// wait long, it has been reported already.
-		wait := min(DefaultShutdownTimeout, untilDeadline(ctx))
+		wait := min(supervisor.DefaultShutdownTimeout, untilDeadline(ctx))
 		if errors.Is(errors.Join(stopErrs...), actors.ErrStopTimeout) {
 			wait = min(wait, stuckWait)
 		}

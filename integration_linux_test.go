@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/cnactor/cnactor/dispatch"
 	"os/exec"
 	"sync/atomic"
 	"testing"
@@ -133,7 +134,7 @@ func TestIntegrationForgedKernelRejected(t *testing.T) {
 		}
 		return nil
 	})
-	if err := c.AddCallback(procID, "proc", h, cnactor.WithSenderPolicy(cnactor.AllowKernel())); err != nil {
+	if err := c.AddCallback(procID, "proc", h, cnactor.WithSenderPolicy(dispatch.AllowKernel())); err != nil {
 		t.Fatal(err)
 	}
 

@@ -3,6 +3,7 @@ package cnactor_test
 import (
 	"context"
 	"errors"
+	"github.com/cnactor/cnactor/dispatch"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 	"sync"
@@ -54,7 +55,7 @@ func TestCloseUnderLoad(t *testing.T) {
 		}
 		return nil
 	}))
-	mustAdd(kernel, handlers.Sink(), cnactor.WithSenderPolicy(cnactor.AllowKernel()))
+	mustAdd(kernel, handlers.Sink(), cnactor.WithSenderPolicy(dispatch.AllowKernel()))
 	ids := []transport.CbID{fast, slow, flaky, nobody, kernel}
 
 	const peers = 3

@@ -52,10 +52,6 @@ func (f optionFunc) apply(c *config) { f(c) }
 // kernel (doubled by the kernel's bookkeeping): about 10,000 proc events.
 const DefaultReadBuffer = 4 << 20
 
-// SendTimeout bounds a send or reply to a unicast peer whose receive queue
-// stays full, when the caller's context has no deadline of its own.
-const SendTimeout = time.Second
-
 // WithTransport uses conn (for example a transport/memory endpoint) instead
 // of dialing the kernel. The Connector owns it and closes it in Close.
 func WithTransport(conn transport.Conn) Option {
@@ -137,17 +133,6 @@ const (
 // the socket under Backpressure before the callback sheds its messages.
 const DefaultStallTimeout = actors.DefaultStallTimeout
 
-// SenderPolicy says who may reach a callback; see dispatch.SenderPolicy.
-type SenderPolicy = dispatch.SenderPolicy
-
-// Sender policies.
-var (
-	AllowAnyone = dispatch.AllowAnyone
-	AllowKernel = dispatch.AllowKernel
-	AllowPorts  = dispatch.AllowPorts
-	AllowUIDs   = dispatch.AllowUIDs
-)
-
 // A CallbackOption configures one callback.
 type CallbackOption interface{ applyCallback(*callbackConfig) }
 
@@ -165,10 +150,6 @@ type callbackConfig struct {
 type callbackOptionFunc func(*callbackConfig)
 
 func (f callbackOptionFunc) applyCallback(c *callbackConfig) { f(c) }
-
-// DefaultShutdownTimeout bounds how long DelCallback and Close wait for a
-// handler to finish what is queued to it.
-const DefaultShutdownTimeout = 5 * time.Second
 
 // WithMailbox sets the callback's mailbox capacity (messages queued or being
 // handled) and overflow policy.
@@ -188,7 +169,7 @@ func WithStallTimeout(d time.Duration) CallbackOption {
 // WithSenderPolicy restricts who may reach the callback. Without it the
 // callback takes the policy its handler declares (handlers.SenderDeclarer:
 // the proc handler admits the kernel only), or admits anyone.
-func WithSenderPolicy(p SenderPolicy) CallbackOption {
+func WithSenderPolicy(p dispatch.SenderPolicy) CallbackOption {
 	return callbackOptionFunc(func(c *callbackConfig) { c.policy, c.policySet = p, true })
 }
 

@@ -2,6 +2,7 @@ package cnactor_test
 
 import (
 	"errors"
+	"github.com/cnactor/cnactor/dispatch"
 	"slices"
 	"testing"
 
@@ -32,11 +33,11 @@ func TestSenderPolicy(t *testing.T) {
 		anyone     = transport.CbID{Idx: 0x7400, Val: 4}
 	)
 	recs := map[transport.CbID]*recorder{}
-	for id, p := range map[transport.CbID]cnactor.SenderPolicy{
-		kernelOnly: cnactor.AllowKernel(),
-		ports:      cnactor.AllowPorts(alice.Port()),
-		uids:       cnactor.AllowUIDs(1234),
-		anyone:     cnactor.AllowAnyone(),
+	for id, p := range map[transport.CbID]dispatch.SenderPolicy{
+		kernelOnly: dispatch.AllowKernel(),
+		ports:      dispatch.AllowPorts(alice.Port()),
+		uids:       dispatch.AllowUIDs(1234),
+		anyone:     dispatch.AllowAnyone(),
 	} {
 		recs[id] = &recorder{}
 		if err := c.AddCallback(id, p.String(), recs[id], cnactor.WithSenderPolicy(p)); err != nil {
@@ -118,7 +119,7 @@ func TestSenderPolicy(t *testing.T) {
 // proc handler does.
 type kernelOnlyHandler struct{ recorder }
 
-func (*kernelOnlyHandler) Senders() cnactor.SenderPolicy { return cnactor.AllowKernel() }
+func (*kernelOnlyHandler) Senders() dispatch.SenderPolicy { return dispatch.AllowKernel() }
 
 func init() {
 	handlers.Register("test-kernel-only", func(handlers.Settings) (handlers.Handler, error) {
@@ -143,7 +144,7 @@ func TestDeclaredSenderPolicy(t *testing.T) {
 	if err := c.AddCallback(declared, "declared", h); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.AddCallback(overridden, "overridden", &kernelOnlyHandler{}, cnactor.WithSenderPolicy(cnactor.AllowAnyone())); err != nil {
+	if err := c.AddCallback(overridden, "overridden", &kernelOnlyHandler{}, cnactor.WithSenderPolicy(dispatch.AllowAnyone())); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Parse("c.yaml", []byte(`

@@ -42,7 +42,7 @@ var (
 	ErrPending = errors.New("actors: an exchange with this seq and ack is in flight")
 	// ErrRequesterClosed is what pending and new requests fail with after
 	// Close, unless RequesterConfig.Closed says otherwise.
-	ErrRequesterClosed = errors.New("actors: requester closed")
+	ErrRequesterClosed = fmt.Errorf("actors: requester: %w", transport.ErrClosed)
 )
 
 // Request defaults.

@@ -40,7 +40,7 @@ type Config struct {
 	Mailbox      int
 	Overflow     cnactor.Overflow
 	StallTimeout time.Duration
-	Senders      cnactor.SenderPolicy
+	Senders      dispatch.SenderPolicy
 	sendersSet   bool // connector.senders was given
 
 	Supervisors []Supervisor
@@ -76,7 +76,7 @@ type Callback struct {
 	// configuration names none (neither here nor connector.senders), lets
 	// the handler's declared policy apply (handlers.SenderDeclarer), else
 	// anyone.
-	Senders cnactor.SenderPolicy
+	Senders dispatch.SenderPolicy
 
 	sendersSet bool   // senders came from the file (this entry or connector.senders)
 	settings   string // canonical text of the settings, to tell changes
@@ -88,7 +88,7 @@ func (cb *Callback) Options() []cnactor.CallbackOption {
 	opts := []cnactor.CallbackOption{cnactor.WithRestart(cb.Restart)}
 	// A policy set in code (not parsed) counts as given unless it is the
 	// zero one, which leaves the handler's declared policy in force.
-	if cb.sendersSet || cb.Senders.String() != cnactor.AllowAnyone().String() {
+	if cb.sendersSet || cb.Senders.String() != dispatch.AllowAnyone().String() {
 		opts = append(opts, cnactor.WithSenderPolicy(cb.Senders))
 	}
 	if cb.Supervisor != "" {
@@ -339,7 +339,7 @@ type fileMailbox struct {
 }
 
 type fileSenders struct {
-	policy cnactor.SenderPolicy
+	policy dispatch.SenderPolicy
 }
 
 const sendersWant = "want anyone, kernel, {ports: [...]} or {uids: [...]}"
@@ -350,9 +350,9 @@ func (s *fileSenders) UnmarshalYAMLNode(d *yamlconf.Decoder, n *yaml.Node, field
 	case yaml.ScalarNode:
 		switch n.Value {
 		case "anyone":
-			s.policy = cnactor.AllowAnyone()
+			s.policy = dispatch.AllowAnyone()
 		case "kernel":
-			s.policy = cnactor.AllowKernel()
+			s.policy = dispatch.AllowKernel()
 		default:
 			return d.Errorf(n, field, "unknown policy %q (%s)", n.Value, sendersWant)
 		}
@@ -369,9 +369,9 @@ func (s *fileSenders) UnmarshalYAMLNode(d *yamlconf.Decoder, n *yaml.Node, field
 		case m.Ports != nil && m.UIDs != nil:
 			return d.Errorf(n, field, "give ports or uids, not both")
 		case m.Ports != nil:
-			s.policy = cnactor.AllowPorts(*m.Ports...)
+			s.policy = dispatch.AllowPorts(*m.Ports...)
 		case m.UIDs != nil:
-			s.policy = cnactor.AllowUIDs(*m.UIDs...)
+			s.policy = dispatch.AllowUIDs(*m.UIDs...)
 		default:
 			return d.Errorf(n, field, "empty policy (%s)", sendersWant)
 		}

@@ -38,22 +38,38 @@ type Restarter interface {
 	Restart()
 }
 
-// LossSource says where messages were lost.
+// LossSource says where messages were lost: the one taxonomy of loss, for
+// local callbacks and for remote ones (package remote), whose messages
+// pass through a node's socket and mailbox, a queue and a connection.
 type LossSource uint8
 
 const (
 	// LossSocket: the kernel dropped datagrams because the socket's receive
-	// queue was full (its drop counter). They may have been for any id.
+	// queue was full (its drop counter). They may have been for any id. For
+	// a remote callback, the socket is the node's.
 	LossSocket LossSource = iota
-	// LossMailbox: the handler's mailbox was full and dropped messages.
+	// LossMailbox: the handler's mailbox was full and dropped messages (for
+	// a remote callback, the mailbox of the node's forwarding callback).
 	LossMailbox
+	// LossQueue: a remote subscription's queue on its node was full.
+	LossQueue
+	// LossTransport: sent by a node and never received (the connection
+	// broke).
+	LossTransport
 )
 
 func (s LossSource) String() string {
-	if s == LossMailbox {
+	switch s {
+	case LossSocket:
+		return "socket"
+	case LossMailbox:
 		return "mailbox"
+	case LossQueue:
+		return "queue"
+	case LossTransport:
+		return "transport"
 	}
-	return "socket"
+	return "unknown"
 }
 
 // LossObserver is implemented by handlers that want to know, in stream

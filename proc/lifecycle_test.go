@@ -109,7 +109,7 @@ func TestEventsCloseOnClose(t *testing.T) {
 	m, _, _ := memMonitor(t, context.Background())
 	m.Close()
 	drain(t, m)
-	if !errors.Is(m.Err(), proc.ErrClosed) {
+	if !errors.Is(m.Err(), cnactor.ErrClosed) {
 		t.Fatalf("Err = %v, want ErrClosed", m.Err())
 	}
 }

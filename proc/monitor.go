@@ -145,8 +145,6 @@ type Monitor struct {
 
 // Why Events closed, as Err reports it.
 var (
-	// ErrClosed: Close was called.
-	ErrClosed = errors.New("proc: monitor closed")
 	// ErrConnectorFailed: the connector failed (a failure escalated past
 	// its root supervisor); it wraps the connector's error.
 	ErrConnectorFailed = errors.New("proc: connector failed")
@@ -188,7 +186,7 @@ func Listen(ctx context.Context, opts ...Option) (*Monitor, error) {
 		}
 	})
 	err := m.c.AddCallback(ID, "proc", m.h,
-		cnactor.WithSenderPolicy(cnactor.AllowKernel()), cnactor.WithMailbox(cfg.mailbox, cnactor.DropNewest))
+		cnactor.WithSenderPolicy(dispatch.AllowKernel()), cnactor.WithMailbox(cfg.mailbox, cnactor.DropNewest))
 	if err == nil {
 		m.added = true
 		err = m.send(ctx, OpListen)
@@ -285,7 +283,7 @@ func (m *Monitor) send(ctx context.Context, op uint32) error {
 // (counted in Stats.Dropped).
 func (m *Monitor) Events() <-chan Event { return m.h.out }
 
-// Err is why Events closed: ErrClosed, the cause of the ctx given to
+// Err is why Events closed: cnactor.ErrClosed (Close was called), the cause of the ctx given to
 // Listen (context.Canceled, context.DeadlineExceeded or the cause given to
 // a CancelCauseFunc), an error wrapping ErrConnectorFailed and the
 // connector's own, or ErrCallbackRemoved (which becomes the connector's
@@ -327,13 +325,13 @@ func (m *Monitor) Stats() Stats {
 	return Stats{Events: m.h.events.Load(), Filtered: m.h.filtered.Load(), Lost: m.h.lost.Load(), Dropped: m.h.dropped.Load()}
 }
 
-// Close closes Events (Err is then ErrClosed, unless it closed earlier
+// Close closes Events (Err is then cnactor.ErrClosed, unless it closed earlier
 // for another reason), sends IGNORE (which, since 6.6, affects only this
 // socket), removes the proc callback, and closes the connector if Listen
 // created it. It may be called more than once; a monitor made with
 // WithConnector must be closed before its connector.
 func (m *Monitor) Close() error {
-	m.closed.Do(func() { m.cleanErr = m.finish(ErrClosed, true) })
+	m.closed.Do(func() { m.cleanErr = m.finish(cnactor.ErrClosed, true) })
 	return m.cleanErr
 }
 

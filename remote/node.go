@@ -637,7 +637,7 @@ func (a *nodeActor) send(ctx actor.Context, m *wire.SendRequest) {
 	go func() {
 		defer a.n.sends.Done()
 		msg := transport.Message{ID: id, Seq: m.Seq, Ack: m.Ack, Flags: uint16(m.Flags), Data: m.Data}
-		sctx, cancel := context.WithTimeout(context.Background(), 2*cnactor.SendTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), 2*transport.DefaultSendTimeout)
 		err := a.n.c.Send(sctx, transport.Addr{Port: m.Port, Group: m.Group}, &msg)
 		cancel()
 		res.Seq = msg.Seq

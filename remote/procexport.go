@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"github.com/cnactor/cnactor/dispatch"
 
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/proc"
@@ -24,7 +25,7 @@ func ProcExport() Export {
 		ID:   proc.ID,
 		Name: "remote proc",
 		Options: []cnactor.CallbackOption{
-			cnactor.WithSenderPolicy(cnactor.AllowKernel()),
+			cnactor.WithSenderPolicy(dispatch.AllowKernel()),
 			cnactor.WithMailbox(1<<16, cnactor.DropNewest),
 		},
 		ReadOnly: true,

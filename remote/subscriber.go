@@ -36,7 +36,7 @@ const (
 	unsubscribeTimeout = 3 * time.Second
 	// sendWait bounds a reply or send through the node: the node's own
 	// send timeout plus the round trip.
-	sendWait = 3 * cnactor.SendTimeout
+	sendWait = 3 * transport.DefaultSendTimeout
 	// Resubscription backoff.
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = time.Second

@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"net"
 	"syscall"
 )
 
@@ -30,8 +31,11 @@ var (
 
 // Usage errors.
 var (
-	// ErrClosed is returned by operations on a closed Conn.
-	ErrClosed = errors.New("transport: use of closed connection")
+	// ErrClosed is returned by operations on a closed Conn, and by every
+	// other closed thing of cnactor (Connector, proc Monitor, remote Node
+	// and Subscriber): it is the one ErrClosed, and it wraps net.ErrClosed,
+	// so errors.Is(err, net.ErrClosed) holds too.
+	ErrClosed = fmt.Errorf("cnactor: closed: %w", net.ErrClosed)
 	// ErrInvalidGroup: a group outside 1..MaxGroup.
 	ErrInvalidGroup = errors.New("transport: group outside 1..32")
 	// ErrSendTimeout: a unicast receiver stayed full for the whole send timeout.

@@ -20,8 +20,9 @@ type optionFunc func(*dialConfig)
 func (f optionFunc) apply(c *dialConfig) { f(c) }
 
 // DefaultSendTimeout bounds how long Send waits for a full unicast receiver
-// when the context has no deadline.
-const DefaultSendTimeout = 5 * time.Second
+// when the context has no deadline: long enough for a busy peer to drain
+// a burst, short enough that one stuck peer does not hold its sender.
+const DefaultSendTimeout = time.Second
 
 // MaxReadBuffer is the largest receive buffer the kernel takes: it clamps
 // larger values to INT_MAX/2 (then doubles it), and a value over INT_MAX

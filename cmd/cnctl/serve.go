@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/cnactor/cnactor/dispatch"
 	"io"
 	"os"
 	"os/signal"
@@ -336,29 +337,29 @@ const addUsage = "add IDX:VAL HANDLER [NAME] [senders=anyone|kernel|ports:P,..|u
 
 // parseSenders reads a senders= value: anyone, kernel, ports:P,.. or
 // uids:U,...
-func parseSenders(v string) (cnactor.SenderPolicy, error) {
+func parseSenders(v string) (dispatch.SenderPolicy, error) {
 	switch v {
 	case "anyone":
-		return cnactor.AllowAnyone(), nil
+		return dispatch.AllowAnyone(), nil
 	case "kernel":
-		return cnactor.AllowKernel(), nil
+		return dispatch.AllowKernel(), nil
 	}
 	kind, list, _ := strings.Cut(v, ":")
 	var nums []uint32
 	for x := range strings.SplitSeq(list, ",") {
 		n, err := strconv.ParseUint(x, 0, 32)
 		if err != nil {
-			return cnactor.SenderPolicy{}, fmt.Errorf("senders=%s: want anyone, kernel, ports:P,.. or uids:U,..", v)
+			return dispatch.SenderPolicy{}, fmt.Errorf("senders=%s: want anyone, kernel, ports:P,.. or uids:U,..", v)
 		}
 		nums = append(nums, uint32(n))
 	}
 	switch kind {
 	case "ports":
-		return cnactor.AllowPorts(nums...), nil
+		return dispatch.AllowPorts(nums...), nil
 	case "uids":
-		return cnactor.AllowUIDs(nums...), nil
+		return dispatch.AllowUIDs(nums...), nil
 	}
-	return cnactor.SenderPolicy{}, fmt.Errorf("senders=%s: want anyone, kernel, ports:P,.. or uids:U,..", v)
+	return dispatch.SenderPolicy{}, fmt.Errorf("senders=%s: want anyone, kernel, ports:P,.. or uids:U,..", v)
 }
 
 func (s *server) list(w io.Writer) {
