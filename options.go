@@ -221,3 +221,24 @@ const (
 func WithTopPolicy(p TopPolicy) Option {
 	return optionFunc(func(c *config) { c.topPolicy = p })
 }
+
+// Settings are the connector-level settings a Connector runs with, fixed
+// by New; a configuration reload compares against them.
+type Settings struct {
+	// ReadBuffer is the receive buffer asked of the kernel in bytes; 0
+	// when the transport was given (WithTransport).
+	ReadBuffer   int
+	BatchSize    int // datagrams per receive call (WithBatchSize; 0: the default)
+	MaxCallbacks int // WithMaxCallbacks
+	TopPolicy    TopPolicy
+	Root         supervisor.Spec // the root supervisor's spec
+}
+
+// Settings returns the settings c runs with.
+func (c *Connector) Settings() Settings {
+	s := Settings{BatchSize: c.cfg.batchSize, MaxCallbacks: c.cfg.maxCallbacks, TopPolicy: c.cfg.topPolicy, Root: c.cfg.rootSpec}
+	if c.cfg.conn == nil {
+		s.ReadBuffer = c.cfg.readBuffer
+	}
+	return s
+}

@@ -8,13 +8,6 @@ import (
 	"github.com/cnactor/cnactor/transport"
 )
 
-// ErrTimeout is wrapped by the error of a Request that got no reply before
-// its last attempt's wait ran out.
-var ErrTimeout = actors.ErrTimeout
-
-// ErrPending: a Request chose a seq and ack that an exchange in flight uses.
-var ErrPending = actors.ErrPending
-
 // Reply is the answer to a Request: the message as it arrived (its Data is
 // the Reply's own), the round-trip time since the first send, and the
 // number of sends.

@@ -28,8 +28,14 @@ type Stats struct {
 
 // CallbackInfo describes one registered callback and its counters.
 type CallbackInfo struct {
-	ID       transport.CbID
-	Name     string
+	ID   transport.CbID
+	Name string
+	// Core marks the connector core's own callback (dispatch.CoreID,
+	// 0xffffffff:0xffffffff, named "connector" as in the kernel): it serves
+	// peers' notification subscriptions (see Watch). It is listed so that
+	// every message read is counted somewhere; AddCallback cannot take
+	// its id and DelCallback cannot remove it.
+	Core     bool
 	Group    uint32 // 0 if the id has no group
 	Policy   string
 	Mailbox  int
@@ -70,7 +76,7 @@ func (c *Connector) Stats() Stats {
 			continue
 		}
 		info := CallbackInfo{
-			ID: r.ID, Name: r.Name, Group: dispatch.GroupOf(r.ID), Policy: r.Policy.String(),
+			ID: r.ID, Name: r.Name, Core: r.ID == dispatch.CoreID, Group: dispatch.GroupOf(r.ID), Policy: r.Policy.String(),
 			Mailbox: cb.ref.Spec().MailboxSize, Overflow: cb.cfg.overflow, CallbackStats: cb.ref.Stats(),
 		}
 		info.Supervisor = cb.sup.Name()
@@ -98,25 +104,4 @@ func (c *Connector) Callback(id transport.CbID) (CallbackInfo, bool) {
 		}
 	}
 	return CallbackInfo{}, false
-}
-
-// Settings are the connector-level settings a Connector runs with, fixed
-// by New; a configuration reload compares against them.
-type Settings struct {
-	// ReadBuffer is the receive buffer asked of the kernel in bytes; 0
-	// when the transport was given (WithTransport).
-	ReadBuffer   int
-	BatchSize    int // datagrams per receive call (WithBatchSize; 0: the default)
-	MaxCallbacks int // WithMaxCallbacks
-	TopPolicy    TopPolicy
-	Root         supervisor.Spec // the root supervisor's spec
-}
-
-// Settings returns the settings c runs with.
-func (c *Connector) Settings() Settings {
-	s := Settings{BatchSize: c.cfg.batchSize, MaxCallbacks: c.cfg.maxCallbacks, TopPolicy: c.cfg.topPolicy, Root: c.cfg.rootSpec}
-	if c.cfg.conn == nil {
-		s.ReadBuffer = c.cfg.readBuffer
-	}
-	return s
 }

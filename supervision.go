@@ -1,7 +1,6 @@
 package cnactor
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/cnactor/cnactor/supervisor"
@@ -10,10 +9,6 @@ import (
 
 // RootSupervisor is the name of the supervisor every connector starts with.
 const RootSupervisor = "root"
-
-// ErrNoSupervisor: a callback or supervisor names a supervisor that does
-// not exist.
-var ErrNoSupervisor = errors.New("cnactor: no such supervisor")
 
 // AddSupervisor starts a named supervisor under parent ("" or
 // RootSupervisor for the root), so that related callbacks (placed with

@@ -13,7 +13,10 @@ import (
 
 // Collector is a prometheus.Collector of a connector's counters. It keeps
 // none of its own: every scrape reads Connector.Stats, so the metrics are
-// the counters the connector reports everywhere else.
+// the counters the connector reports everywhere else. The callback
+// metrics include the connector core's own callback (id
+// "4294967295:4294967295", name "connector", as in the kernel), which
+// serves peers' notification subscriptions.
 //
 // Metrics (namespace cnactor):
 //

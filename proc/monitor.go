@@ -102,7 +102,8 @@ func WithConnector(c *cnactor.Connector) Option {
 	return optionFunc(func(cfg *config) { cfg.conn = c })
 }
 
-// WithLogger sets the logger of the connector Listen creates.
+// WithLogger sets the logger of the monitor and of the connector Listen
+// creates.
 func WithLogger(l *zap.Logger) Option { return optionFunc(func(c *config) { c.logger = l }) }
 
 // WithCacheSize bounds the process table's entries (default
@@ -199,7 +200,7 @@ func Listen(ctx context.Context, opts ...Option) (*Monitor, error) {
 		return nil, err
 	}
 	go m.watch(ctx)
-	m.c.Logger().Info("proc: listening", zap.Stringer("mode", m.mode), zap.Stringer("events", m.mask))
+	cfg.logger.Info("proc: listening", zap.Stringer("mode", m.mode), zap.Stringer("events", m.mask))
 	return m, nil
 }
 

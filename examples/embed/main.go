@@ -212,10 +212,10 @@ func (s *service) list(w http.ResponseWriter, _ *http.Request) {
 	out := listJSON{Port: st.Port, Callbacks: []callbackJSON{}}
 	s.mu.Lock()
 	for _, cb := range st.Callbacks {
-		h := s.handlerOf[cb.ID]
-		if h == "" {
-			h = "core"
+		if cb.Core {
+			continue // the connector core's own callback: not one the operator added
 		}
+		h := s.handlerOf[cb.ID]
 		out.Callbacks = append(out.Callbacks, callbackJSON{
 			ID: cb.ID.String(), Name: cb.Name, Handler: h, Group: cb.Group, Supervisor: cb.Supervisor,
 			State: cb.State.String(), Received: cb.Received, Handled: cb.Handled, Failed: cb.Failed,
