@@ -1,7 +1,11 @@
 // Package proc is the kernel's process events connector (cn_proc, id 1:1,
-// group 1) as a cnactor handler: fork, exec, uid, gid, sid, ptrace, comm,
+// group 1) on a cnactor.Connector: fork, exec, uid, gid, sid, ptrace, comm,
 // coredump and exit events, decoded exactly, with loss reported in the
-// stream and every event naming its process.
+// stream and every event naming its process. It is built on the root
+// package (Listen runs a Monitor on its own Connector, or on one given
+// with WithConnector); the decoding (Decode, the event types) and the
+// process table (Table) stand on their own for programs that route proc
+// events themselves.
 //
 // Listen registers the proc handler on a connector (joining group 1) and
 // subscribes the way the kernel wants it: LISTEN sent to port 0 with no
