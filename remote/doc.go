@@ -18,7 +18,7 @@
 // a local handler); later subscribers of the id share it; when the last one
 // leaves, the callback is removed (Connector.DelCallback, with its
 // notifications). An id with a local callback of its own is refused
-// (ErrDuplicate). ProcExport exports the proc connector: registering the
+// (cnactor.ErrDuplicate). ProcExport exports the proc connector: registering the
 // callback subscribes to the kernel's process events as proc.Listen does.
 //
 // Each message the forwarding callback receives is copied once and offered
@@ -55,8 +55,12 @@
 //     (SubscriptionStats): Offered = Sent + Dropped + Queued. Losses before
 //     the forwarder (the node socket's drop counter, the forwarder's
 //     mailbox) are reported in the stream too. Handlers learn of every loss
-//     in stream order, before the next message, through LossObserver (or
-//     handlers.LossObserver).
+//     in stream order, before the next message, through
+//     handlers.LossObserver, with the one taxonomy of loss local callbacks
+//     use: handlers.LossSocket and handlers.LossMailbox (the node's socket
+//     and its forwarding callback's mailbox), handlers.LossQueue (the
+//     subscription's queue on the node) and handlers.LossTransport (sent
+//     by the node and never received). Each lost message is told once.
 //   - Ordering: one remote callback receives its messages one at a time, in
 //     the order the node's callback received them.
 //   - Failures: a handler's error or panic fails that message only (counted

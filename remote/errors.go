@@ -4,18 +4,20 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/remote/wire"
 )
 
-// Errors a subscriber sees; test them with errors.Is.
+// Errors of remote callbacks; test them with errors.Is. Remote
+// callbacks also fail with the connector's own errors, wrapped:
+// cnactor.ErrDuplicate (the subscriber already has a callback for the node
+// and id, or the node has a local callback for the id), cnactor.ErrNotFound
+// (DelCallback of a callback that is not registered), cnactor.ErrTimeout
+// (the node did not answer a subscription or a send in time) and
+// cnactor.ErrClosed (the Node, Subscriber or Host is closed).
 var (
 	// ErrNotExported: the node does not export the callback id.
 	ErrNotExported = errors.New("remote: the node does not export this callback id")
-	// ErrDuplicate: the subscriber already has a callback for this node
-	// and id, or the node has a local callback for the id.
-	ErrDuplicate = errors.New("remote: callback already registered")
-	// ErrNotFound: DelCallback for a callback that is not registered.
-	ErrNotFound = errors.New("remote: no such remote callback")
 	// ErrUnauthenticated: the node refused this subscriber's credentials:
 	// mutual TLS without (or with an untrusted) client certificate, or
 	// plaintext to a node that requires TLS.
@@ -25,8 +27,6 @@ var (
 	ErrTLS = errors.New("remote: TLS handshake failed")
 	// ErrUnreachable: no connection could be made to the node.
 	ErrUnreachable = errors.New("remote: node unreachable")
-	// ErrTimeout: the node did not answer in time.
-	ErrTimeout = errors.New("remote: no answer from the node in time")
 	// ErrNodeLost is the reason of the Removed event of callbacks whose
 	// node vanished: its connection broke or its heartbeats stopped. They
 	// are subscribed again when it comes back.
@@ -43,8 +43,6 @@ var (
 	ErrSendRefused = errors.New("remote: send through the node refused")
 	// ErrSendFailed: the node's connector failed to send.
 	ErrSendFailed = errors.New("remote: the node failed to send")
-	// ErrClosed: the Node or Subscriber is closed.
-	ErrClosed = errors.New("remote: closed")
 )
 
 // codeError maps a refusal code from the node to the error users test.
@@ -54,7 +52,7 @@ func codeError(code wire.Code, reason string) error {
 	case wire.Code_CODE_NOT_EXPORTED:
 		base = ErrNotExported
 	case wire.Code_CODE_DUPLICATE:
-		base = ErrDuplicate
+		base = fmt.Errorf("remote: refused by the node: %w", cnactor.ErrDuplicate)
 	case wire.Code_CODE_CLOSED:
 		base = ErrNodeClosed
 	case wire.Code_CODE_NOT_ALLOWED, wire.Code_CODE_UNKNOWN_SUBSCRIPTION:

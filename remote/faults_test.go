@@ -416,7 +416,7 @@ func TestRemoteHeartbeatLoss(t *testing.T) {
 }
 
 // A reply the node never answers (its actor is held) gives up after the
-// send timeout with ErrTimeout, instead of holding the handler forever.
+// send timeout with cnactor.ErrTimeout, instead of holding the handler forever.
 // Heartbeats are slow here, so that the node is not declared lost first.
 func TestRemoteSendThroughTimeout(t *testing.T) {
 	live := transport.CbID{Idx: 0x5365, Val: 1}
@@ -445,13 +445,13 @@ func TestRemoteSendThroughTimeout(t *testing.T) {
 	go func() { added <- s.AddCallback(context.Background(), addr, slow, "slow", handlers.Sink()) }()
 	recv(t, held)
 	ln.send(t, live, 1) // delivered by the outlet, which the held node actor does not stop
-	if err := recv(t, replies); !errors.Is(err, ErrTimeout) {
-		t.Fatalf("reply through a held node = %v, want ErrTimeout", err)
+	if err := recv(t, replies); !errors.Is(err, cnactor.ErrTimeout) {
+		t.Fatalf("reply through a held node = %v, want cnactor.ErrTimeout", err)
 	}
 	// The registration that holds the node started its wait first: it
 	// has timed out as well.
-	if err := recv(t, added); !errors.Is(err, ErrTimeout) {
-		t.Fatalf("subscribing to a held node = %v, want ErrTimeout", err)
+	if err := recv(t, added); !errors.Is(err, cnactor.ErrTimeout) {
+		t.Fatalf("subscribing to a held node = %v, want cnactor.ErrTimeout", err)
 	}
 	close(hold)
 }

@@ -300,7 +300,7 @@ func errClass(err error) string {
 		name string
 	}{
 		{ErrUnauthenticated, "unauthenticated"}, {ErrTLS, "tls"}, {ErrNotExported, "not-exported"},
-		{ErrDuplicate, "duplicate"}, {ErrUnreachable, "unreachable"}, {ErrTimeout, "timeout"},
+		{cnactor.ErrDuplicate, "duplicate"}, {ErrUnreachable, "unreachable"}, {cnactor.ErrTimeout, "timeout"},
 	} {
 		if errors.Is(err, c.err) {
 			return c.name

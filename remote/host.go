@@ -16,6 +16,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	paremote "github.com/asynkron/protoactor-go/remote"
+	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/internal/protolog"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -138,7 +139,7 @@ type Host struct {
 	handlers sync.WaitGroup
 
 	mu           sync.Mutex
-	node, sub    bool
+	claimed      [hostRoles]bool
 	closeStarted bool
 }
 
@@ -247,33 +248,23 @@ func startRemote(r *paremote.Remote) (err error) {
 func (h *Host) Addr() string { return h.system.Address() }
 
 // claim reserves the host for a node or a subscriber.
-func (h *Host) claim(node bool) error {
+func (h *Host) claim(role hostRole) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
 	case h.closeStarted:
-		return ErrClosed
-	case node && h.node:
-		return errors.New("remote: the host already runs a node")
-	case !node && h.sub:
-		return errors.New("remote: the host already runs a subscriber")
+		return fmt.Errorf("remote: host %s: %w", h.Addr(), cnactor.ErrClosed)
+	case h.claimed[role]:
+		return fmt.Errorf("remote: the host already runs a %s", role)
 	}
-	if node {
-		h.node = true
-	} else {
-		h.sub = true
-	}
+	h.claimed[role] = true
 	return nil
 }
 
-func (h *Host) release(node bool) {
+func (h *Host) release(role hostRole) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if node {
-		h.node = false
-	} else {
-		h.sub = false
-	}
+	h.claimed[role] = false
 }
 
 // Close stops protoactor's remote (telling connected peers that this host

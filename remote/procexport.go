@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+
 	"github.com/cnactor/cnactor/dispatch"
 
 	"github.com/cnactor/cnactor"

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/proc"
 	"github.com/cnactor/cnactor/transport"
@@ -178,7 +179,7 @@ func (ps *ProcStream) Close() error {
 		close(ps.done)
 		var errs []error
 		for _, h := range ps.hs {
-			if err := ps.s.DelCallback(h.node.Addr, proc.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			if err := ps.s.DelCallback(h.node.Addr, proc.ID); err != nil && !errors.Is(err, cnactor.ErrNotFound) {
 				errs = append(errs, err)
 			}
 		}
@@ -203,8 +204,8 @@ type procHandler struct {
 }
 
 var (
-	_ LossObserver  = (*procHandler)(nil)
-	_ EventObserver = (*procHandler)(nil)
+	_ handlers.LossObserver = (*procHandler)(nil)
+	_ EventObserver         = (*procHandler)(nil)
 )
 
 func (h *procHandler) Receive(ctx handlers.Context, m *transport.Message) error {
@@ -261,8 +262,8 @@ func wantedProc(mask proc.What, ev proc.Event) bool {
 	return mask&hd.What != 0
 }
 
-// RemoteLost reports losses the node or the transport counted.
-func (h *procHandler) RemoteLost(n uint64, source LossSource) {
+// Lost reports losses the node or the transport counted.
+func (h *procHandler) Lost(n uint64, source handlers.LossSource) {
 	matched := min(n, h.excess)
 	h.excess -= matched
 	if n -= matched; n > 0 {

@@ -110,8 +110,8 @@ func TestRemoteRegistration(t *testing.T) {
 	if err := s.AddCallback(ctx, addr, id7, "nope", handlers.Sink()); !errors.Is(err, ErrNotExported) {
 		t.Fatalf("non-exported id: got %v, want ErrNotExported", err)
 	}
-	if err := s.AddCallback(ctx, addr, id6, "taken", handlers.Sink()); !errors.Is(err, ErrDuplicate) {
-		t.Fatalf("id with a local callback on the node: got %v, want ErrDuplicate", err)
+	if err := s.AddCallback(ctx, addr, id6, "taken", handlers.Sink()); !errors.Is(err, cnactor.ErrDuplicate) {
+		t.Fatalf("id with a local callback on the node: got %v, want cnactor.ErrDuplicate", err)
 	}
 	if err := s.AddCallback(ctx, "127.0.0.1:1", id5, "nobody", handlers.Sink()); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("nobody listening: got %v, want ErrUnreachable", err)
@@ -147,8 +147,8 @@ func TestRemoteRegistration(t *testing.T) {
 	if err := s.AddCallback(ctx, addr, id5, "five", h); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddCallback(ctx, addr, id5, "again", h); !errors.Is(err, ErrDuplicate) {
-		t.Fatalf("second registration of the same node and id: got %v, want ErrDuplicate", err)
+	if err := s.AddCallback(ctx, addr, id5, "again", h); !errors.Is(err, cnactor.ErrDuplicate) {
+		t.Fatalf("second registration of the same node and id: got %v, want cnactor.ErrDuplicate", err)
 	}
 	added := evs.waitFor(t, "added", testutil.WaitTimeout, func(ev Event) bool { return ev.Kind == EventAdded })
 	if added.ID != id5 || added.Resubscribed || added.Node != addr {
@@ -198,7 +198,7 @@ func TestRemoteRegistration(t *testing.T) {
 	if m[1] != fmt.Sprint(st.Offered) || m[3] != fmt.Sprint(st.Dropped) {
 		t.Fatalf("node counts offered=%s dropped=%s, subscriber %+v", m[1], m[3], st)
 	}
-	if err := s.DelCallback(addr, id5); !errors.Is(err, ErrNotFound) {
+	if err := s.DelCallback(addr, id5); !errors.Is(err, cnactor.ErrNotFound) {
 		t.Fatalf("second DelCallback: %v", err)
 	}
 	node.stop()
@@ -333,8 +333,8 @@ func TestRemoteSlowSubscriberAccounting(t *testing.T) {
 		mu.Lock()
 		handled++
 		mu.Unlock()
-	}, lost: func(n uint64, src LossSource) {
-		if src != LossQueue {
+	}, lost: func(n uint64, src handlers.LossSource) {
+		if src != handlers.LossQueue {
 			t.Errorf("loss from %v", src)
 		}
 		mu.Lock()
@@ -383,8 +383,8 @@ func TestRemoteSlowSubscriberAccounting(t *testing.T) {
 
 type lossCounter struct {
 	receive func()
-	lost    func(uint64, LossSource)
+	lost    func(uint64, handlers.LossSource)
 }
 
 func (l *lossCounter) Receive(handlers.Context, *transport.Message) error { l.receive(); return nil }
-func (l *lossCounter) RemoteLost(n uint64, src LossSource)                { l.lost(n, src) }
+func (l *lossCounter) Lost(n uint64, src handlers.LossSource)             { l.lost(n, src) }
