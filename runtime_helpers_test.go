@@ -3,13 +3,14 @@ package cnactor_test
 import (
 	"bytes"
 	"context"
-	"github.com/cnactor/cnactor/internal/testutil"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/conntest"
+	"github.com/cnactor/cnactor/internal/testutil"
 	"github.com/cnactor/cnactor/transport"
 	"github.com/cnactor/cnactor/transport/memory"
 )
@@ -21,44 +22,15 @@ const waitTimeout = 5 * time.Second
 // waitFor polls cond until it holds (testutil.WaitFor).
 var waitFor = testutil.WaitFor
 
-// newMemConnector starts a Connector on its own in-memory network, closed
-// at the end of the test.
-func newMemConnector(t testing.TB, opts ...cnactor.Option) (*cnactor.Connector, *memory.Network) {
-	t.Helper()
-	net := memory.NewNetwork()
-	conn, err := net.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return startConnector(t, conn, opts...), net
-}
-
-func startConnector(t testing.TB, conn transport.Conn, opts ...cnactor.Option) *cnactor.Connector {
-	t.Helper()
-	c, err := cnactor.New(append([]cnactor.Option{cnactor.WithTransport(conn)}, opts...)...)
-	if err != nil {
-		conn.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := c.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return c
-}
-
-func dialPeer(t testing.TB, net *memory.Network, opts ...memory.DialOption) *memory.Conn {
-	t.Helper()
-	p, err := net.Dial(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
+// The helpers shared with the packages above the root (internal/conntest).
+var (
+	newMemConnector = conntest.New
+	startConnector  = conntest.Start
+	dialPeer        = conntest.DialPeer
+	sendTo          = conntest.SendTo
+	recvFrom        = conntest.RecvFrom
+	info            = conntest.Info
+)
 
 func send(t testing.TB, from transport.Conn, to transport.Addr, m *transport.Message) {
 	t.Helper()
@@ -67,43 +39,6 @@ func send(t testing.TB, from transport.Conn, to transport.Addr, m *transport.Mes
 	if err := from.Send(ctx, to, m); err != nil {
 		t.Fatalf("send %v to %v: %v", m.ID, to, err)
 	}
-}
-
-// sendTo unicasts a message with id, seq and data to the connector.
-func sendTo(t testing.TB, from transport.Conn, c *cnactor.Connector, id transport.CbID, seq uint32, data string) {
-	t.Helper()
-	send(t, from, transport.Addr{Port: c.Port()}, &transport.Message{ID: id, Seq: seq, Data: []byte(data)})
-}
-
-// recvFrom returns the next message conn receives from port, skipping
-// others; its Data is a copy.
-func recvFrom(t testing.TB, conn transport.Conn, port uint32) transport.Received {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	b := transport.NewBatch(1)
-	for {
-		if err := conn.ReceiveBatch(ctx, b); err != nil {
-			t.Fatalf("port %d waiting for a message from port %d: %v", conn.Port(), port, err)
-		}
-		for _, m := range b.Messages {
-			if m.From == port {
-				m.Data = bytes.Clone(m.Data)
-				return m
-			}
-		}
-	}
-}
-
-// info returns the counters of the callback for id, failing if there is
-// none.
-func info(t testing.TB, c *cnactor.Connector, id transport.CbID) cnactor.CallbackInfo {
-	t.Helper()
-	ci, ok := c.Callback(id)
-	if !ok {
-		t.Fatalf("no callback %v", id)
-	}
-	return ci
 }
 
 // received records what a handler saw, by copy.

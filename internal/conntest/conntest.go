@@ -50,9 +50,9 @@ func Start(t testing.TB, conn transport.Conn, opts ...cnactor.Option) *cnactor.C
 }
 
 // DialPeer opens another socket on net.
-func DialPeer(t testing.TB, net *memory.Network) *memory.Conn {
+func DialPeer(t testing.TB, net *memory.Network, opts ...memory.DialOption) *memory.Conn {
 	t.Helper()
-	p, err := net.Dial()
+	p, err := net.Dial(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
