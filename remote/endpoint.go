@@ -20,12 +20,7 @@ const (
 	hostRoles
 )
 
-func (r hostRole) String() string {
-	if r == roleNode {
-		return "node"
-	}
-	return "subscriber"
-}
+func (r hostRole) String() string { return [...]string{"node", "subscriber"}[r] }
 
 // endpoint is what a Node and a Subscriber share: the host they run on
 // (their own, or the caller's), the role they claimed on it, the actor that

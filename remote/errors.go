@@ -31,7 +31,7 @@ var (
 	// node vanished: its connection broke or its heartbeats stopped. They
 	// are subscribed again when it comes back.
 	ErrNodeLost = errors.New("remote: node lost")
-	// ErrSubscriberLost is the reason of a node's SubscriberRemoved event
+	// ErrSubscriberLost is the reason of a node's EventRemoved (NodeEvent)
 	// when the subscriber's connection broke or its acknowledgements and
 	// heartbeats stopped.
 	ErrSubscriberLost = errors.New("remote: subscriber lost")

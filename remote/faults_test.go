@@ -51,7 +51,7 @@ func newLocalNode(t *testing.T, exports ...Export) *localNode {
 	}
 	ln := &localNode{net: net, c: c, n: n, peer: peer, added: make(chan NodeEvent, 16)}
 	stop := n.Watch(func(ev NodeEvent) {
-		if ev.Kind == SubscriberAdded {
+		if ev.Kind == EventAdded {
 			ln.added <- ev
 		}
 	})

@@ -201,7 +201,7 @@ func helperNode(ctx context.Context, cfg helperConfig) error {
 		if ev.Reason != nil {
 			reason = strings.ReplaceAll(ev.Reason.Error(), " ", "_")
 		}
-		say("event %s %s offered=%d sent=%d dropped=%d reason=%s", ev.Kind, ev.ID, ev.Offered, ev.Sent, ev.Dropped, reason)
+		say("event subscriber-%s %s offered=%d sent=%d dropped=%d reason=%s", ev.Kind, ev.ID, ev.Offered, ev.Sent, ev.Dropped, reason)
 	})
 	say("node addr=%s port=%d pid=%d", n.Addr(), c.Port(), os.Getpid())
 	var gen sync.WaitGroup

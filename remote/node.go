@@ -1,11 +1,13 @@
 package remote
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -176,40 +178,28 @@ func (n *Node) exportIDs() []transport.CbID {
 	for id := range n.exports {
 		ids = append(ids, id)
 	}
-	sort.Slice(ids, func(i, j int) bool {
-		return ids[i].Idx < ids[j].Idx || ids[i].Idx == ids[j].Idx && ids[i].Val < ids[j].Val
-	})
+	slices.SortFunc(ids, compareCbID)
 	return ids
+}
+
+// compareCbID orders callback ids by index, then value.
+func compareCbID(a, b transport.CbID) int {
+	return cmp.Or(cmp.Compare(a.Idx, b.Idx), cmp.Compare(a.Val, b.Val))
 }
 
 // Exports lists the exported ids.
 func (n *Node) Exports() []transport.CbID { return n.exportIDs() }
-
-// NodeEventKind says what happened to a subscription.
-type NodeEventKind uint8
-
-const (
-	// SubscriberAdded: a subscriber registered for an exported id.
-	SubscriberAdded NodeEventKind = iota
-	// SubscriberRemoved: a subscription ended.
-	SubscriberRemoved
-)
-
-func (k NodeEventKind) String() string {
-	if k == SubscriberRemoved {
-		return "subscriber-removed"
-	}
-	return "subscriber-added"
-}
 
 // NodeEvent reports a subscription starting or ending on the node. The
 // connector's own callback events (Connector.Watch) fire as well, when the
 // first subscriber of an id registers the forwarding callback and when the
 // last one leaves and it is removed.
 type NodeEvent struct {
-	Kind NodeEventKind
+	// Kind is EventAdded when a subscriber registered for an exported id,
+	// EventRemoved when its subscription ended.
+	Kind EventKind
 	SubscriptionStats
-	// Reason, for SubscriberRemoved: nil when the subscriber unsubscribed
+	// Reason, for EventRemoved: nil when the subscriber unsubscribed
 	// (or subscribed again, replacing it), ErrSubscriberLost when its
 	// connection broke or its heartbeats stopped, ErrNodeClosed when the
 	// node closed.
@@ -244,21 +234,14 @@ type SubscriptionStats struct {
 // subscription.
 func (n *Node) Stats() []SubscriptionStats {
 	n.mu.Lock()
-	subs := make([]*subscription, 0, len(n.view))
-	for _, s := range n.view {
-		subs = append(subs, s)
-	}
+	subs := slices.Collect(maps.Values(n.view))
 	n.mu.Unlock()
 	out := make([]SubscriptionStats, 0, len(subs))
 	for _, s := range subs {
 		out = append(out, s.stats(s.q.counters()))
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.ID != b.ID {
-			return a.ID.Idx < b.ID.Idx || a.ID.Idx == b.ID.Idx && a.ID.Val < b.ID.Val
-		}
-		return a.Subscription < b.Subscription
+	slices.SortFunc(out, func(a, b SubscriptionStats) int {
+		return cmp.Or(compareCbID(a.ID, b.ID), cmp.Compare(a.Subscription, b.Subscription))
 	})
 	return out
 }

@@ -178,7 +178,7 @@ func (a *nodeActor) subscribe(ctx actor.Context, m *wire.Subscribe) {
 	fwd.add(s)
 	a.n.log.Info("subscriber added", zap.Stringer("id", id), zap.String("subscriber", ctl.Address),
 		zap.String("subscription", subHex(s.id)))
-	a.n.emit(NodeEvent{Kind: SubscriberAdded, SubscriptionStats: s.stats(s.q.counters())})
+	a.n.emit(NodeEvent{Kind: EventAdded, SubscriptionStats: s.stats(s.q.counters())})
 }
 
 // register adds the forwarding callback for an export and runs its Start.
@@ -273,7 +273,7 @@ func (a *nodeActor) end(ctx actor.Context, s *subscription, code wire.Code, reas
 	}
 	a.n.log.Info("subscriber removed", zap.Stringer("id", s.cbid), zap.String("subscriber", s.ctl.Address),
 		zap.String("subscription", subHex(s.id)), zap.Stringer("code", code), zap.String("reason", reason))
-	a.n.emit(NodeEvent{Kind: SubscriberRemoved, SubscriptionStats: s.stats(final), Reason: why})
+	a.n.emit(NodeEvent{Kind: EventRemoved, SubscriptionStats: s.stats(final), Reason: why})
 }
 
 // send sends a message from the node's connector on a subscription's

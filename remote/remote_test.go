@@ -258,7 +258,7 @@ func TestRemoteSubscriberKilled(t *testing.T) {
 	defer n.Close(context.Background())
 	nodeEvents := make(chan NodeEvent, 16)
 	n.Watch(func(ev NodeEvent) { nodeEvents <- ev })
-	expect := func(kind NodeEventKind) NodeEvent {
+	expect := func(kind EventKind) NodeEvent {
 		t.Helper()
 		select {
 		case ev := <-nodeEvents:
@@ -287,7 +287,7 @@ func TestRemoteSubscriberKilled(t *testing.T) {
 		sub := startHelper(t, "subscriber", helperConfig{Listen: "127.0.0.3:0", Node: n.Addr(), ID: "5:1"})
 		sub.wait(regexp.MustCompile(`^subscribed`), 10*time.Second)
 		expectConn("added")
-		added := expect(SubscriberAdded)
+		added := expect(EventAdded)
 		if len(n.Stats()) != 1 || n.Stats()[0].Subscription != added.Subscription {
 			t.Fatalf("stats %+v", n.Stats())
 		}
@@ -297,7 +297,7 @@ func TestRemoteSubscriberKilled(t *testing.T) {
 		} else {
 			sub.kill()
 		}
-		removed := expect(SubscriberRemoved)
+		removed := expect(EventRemoved)
 		expectConn("removed")
 		t.Logf("orderly=%v: subscriber removed after %v: %v", orderly, time.Since(start).Round(time.Millisecond), removed.Reason)
 		if orderly != (removed.Reason == nil) || !orderly && !errors.Is(removed.Reason, ErrSubscriberLost) {

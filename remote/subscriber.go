@@ -1,13 +1,16 @@
 package remote
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -292,10 +295,7 @@ func (s *Subscriber) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
-	regs := make([]*registration, 0, len(s.regs))
-	for _, r := range s.regs {
-		regs = append(regs, r)
-	}
+	regs := slices.Collect(maps.Values(s.regs))
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, r := range regs {
@@ -307,14 +307,16 @@ func (s *Subscriber) Close(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// EventKind says what happened to a remote callback.
+// EventKind says what happened to a subscription: of a remote callback on
+// the subscriber (Event), of a subscriber on the node (NodeEvent).
 type EventKind uint8
 
 const (
 	// EventAdded: the node accepted the subscription (again, after a loss,
 	// when Resubscribed is set).
 	EventAdded EventKind = iota
-	// EventRemoved: the callback is no longer subscribed on the node.
+	// EventRemoved: the subscription ended; on the subscriber, the
+	// callback is no longer subscribed on the node.
 	EventRemoved
 )
 
@@ -360,21 +362,14 @@ func (s *Subscriber) emit(ev Event) { s.watchers.Emit(ev) }
 // Stats returns the counters of every remote callback, by node then id.
 func (s *Subscriber) Stats() []RegistrationStats {
 	s.mu.Lock()
-	regs := make([]*registration, 0, len(s.regs))
-	for _, r := range s.regs {
-		regs = append(regs, r)
-	}
+	regs := slices.Collect(maps.Values(s.regs))
 	s.mu.Unlock()
 	out := make([]RegistrationStats, 0, len(regs))
 	for _, r := range regs {
 		out = append(out, r.stats())
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Node != b.Node {
-			return a.Node < b.Node
-		}
-		return a.ID.Idx < b.ID.Idx || a.ID.Idx == b.ID.Idx && a.ID.Val < b.ID.Val
+	slices.SortFunc(out, func(a, b RegistrationStats) int {
+		return cmp.Or(strings.Compare(a.Node, b.Node), compareCbID(a.ID, b.ID))
 	})
 	return out
 }
