@@ -21,30 +21,25 @@ type Origin struct {
 	Received     time.Time // when the node's callback received it (node clock)
 }
 
-// Context is the handlers.Context of a remote handler: Reply and Send go
-// through the origin node's connector.
-type Context interface {
-	handlers.Context
-	Origin() Origin
-}
-
-// OriginOf returns the origin of the message a remote handler is handling.
+// OriginOf returns the origin of the message a remote handler is handling,
+// given the handlers.Context its Receive got; false for a local handler.
 func OriginOf(ctx handlers.Context) (Origin, bool) {
 	rc, ok := ctx.(*remoteContext)
 	if !ok {
 		return Origin{}, false
 	}
-	return rc.Origin(), true
+	return rc.origin(), true
 }
 
-// remoteContext is the Context of the message an inlet is handling.
+// remoteContext is the handlers.Context of the message an inlet is
+// handling: Reply and Send go through the origin node's connector.
 type remoteContext struct {
 	r   *registration
 	d   *wire.Delivery
 	sub uint64
 }
 
-var _ Context = (*remoteContext)(nil)
+var _ handlers.Context = (*remoteContext)(nil)
 
 func (c *remoteContext) Deadline() (time.Time, bool) { return c.r.ctx.Deadline() }
 func (c *remoteContext) Done() <-chan struct{}       { return c.r.ctx.Done() }
@@ -60,7 +55,7 @@ func (c *remoteContext) Creds() transport.Credentials {
 	return transport.Credentials{PID: c.d.Pid, UID: c.d.Uid, GID: c.d.Gid}
 }
 
-func (c *remoteContext) Origin() Origin {
+func (c *remoteContext) origin() Origin {
 	o := Origin{Node: c.r.key.node, Subscription: c.sub}
 	if info := c.r.info.Load(); info != nil {
 		o.Name, o.Instance = info.name, info.instance

@@ -33,6 +33,8 @@
 //	                                                                        (credit window)  │ gRPC
 //	subscriber: handler ◀─ inlet actor (one per remote callback) ◀──── Deliveries batches ◀──┘
 //	            control actor ◀── Subscribed / Heartbeat / Ended; Credit ──▶ outlet
+//	            control actor ── Subscribe / Unsubscribe ──▶ node actor ◀── Reply / Send (handler)
+//	                                                         node actor ─▶ connector (sends)
 //
 // # Delivery semantics
 //

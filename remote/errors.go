@@ -27,7 +27,7 @@ var (
 	ErrTLS = errors.New("remote: TLS handshake failed")
 	// ErrUnreachable: no connection could be made to the node.
 	ErrUnreachable = errors.New("remote: node unreachable")
-	// ErrNodeLost is the reason of the Removed event of callbacks whose
+	// ErrNodeLost is the Reason of the EventRemoved of callbacks whose
 	// node vanished: its connection broke or its heartbeats stopped. They
 	// are subscribed again when it comes back.
 	ErrNodeLost = errors.New("remote: node lost")

@@ -1,0 +1,86 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+
+	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/testutil"
+	"github.com/cnactor/cnactor/transport"
+	"github.com/cnactor/cnactor/transport/memory"
+)
+
+// A host runs one node and one subscriber at a time; closing either gives
+// its role back, and a closed host refuses both with cnactor.ErrClosed.
+func TestEndpointHostRoles(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitTimeout)
+	defer cancel()
+	h, err := NewHost(HostConfig{Listen: "127.0.0.1:0", Logger: helperLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := memory.NewNetwork().Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cnactor.New(cnactor.WithTransport(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+
+	s, err := NewSubscriber(SubscriberConfig{Host: h, Logger: helperLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSubscriber(SubscriberConfig{Host: h}); err == nil {
+		t.Fatal("a second subscriber on the host was accepted")
+	}
+	n, err := NewNode(c, NodeConfig{Host: h, Logger: helperLogger()})
+	if err != nil {
+		t.Fatalf("a node beside the subscriber: %v", err)
+	}
+	if _, err := NewNode(c, NodeConfig{Host: h}); err == nil {
+		t.Fatal("a second node on the host was accepted")
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = NewSubscriber(SubscriberConfig{Host: h, Logger: helperLogger()}); err != nil {
+		t.Fatalf("a subscriber after the first one closed: %v", err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := h.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSubscriber(SubscriberConfig{Host: h}); !errors.Is(err, cnactor.ErrClosed) {
+		t.Fatalf("subscriber on a closed host: %v, want cnactor.ErrClosed", err)
+	}
+	if _, err := NewNode(c, NodeConfig{Host: h}); !errors.Is(err, cnactor.ErrClosed) || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("node on a closed host: %v, want cnactor.ErrClosed (net.ErrClosed)", err)
+	}
+}
+
+// A closed subscriber refuses new callbacks with cnactor.ErrClosed.
+func TestSubscriberClosed(t *testing.T) {
+	s, err := NewSubscriber(SubscriberConfig{Host: sharedHost(t), Logger: helperLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	err = s.AddCallback(context.Background(), "127.0.0.1:1", transport.CbID{Idx: 5, Val: 1}, "late", handlers.Sink())
+	if !errors.Is(err, cnactor.ErrClosed) || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("AddCallback after Close: %v, want cnactor.ErrClosed (net.ErrClosed)", err)
+	}
+}
