@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cnactor/cnactor/actors"
 	"github.com/cnactor/cnactor/dispatch"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/spawn"
 	"github.com/cnactor/cnactor/supervisor"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
@@ -82,10 +82,10 @@ func (c *Connector) addCallback(id transport.CbID, name string, h handlers.Handl
 		}
 		return fmt.Errorf("cnactor: add callback %q: %w: %d registered, the limit", name, ErrTooManyCallbacks, n)
 	}
-	start := func(parent actor.SpawnerContext) (*actor.PID, error) {
+	start := func(parent spawn.Parent) (spawn.Child, error) {
 		return c.register(parent, sup, id, name, h, cc)
 	}
-	stop := func(pid *actor.PID, reason error) { c.unregister(id, pid, reason) }
+	stop := func(child spawn.Child, reason error) { c.unregister(id, child, reason) }
 	return sup.StartChild(id.String(), cc.child, start, stop)
 }
 
@@ -108,39 +108,38 @@ func (c *Connector) lookup(id transport.CbID) *callback {
 
 // register starts a handler actor under parent and routes id to it; its
 // supervisor calls it again to start the callback afresh.
-func (c *Connector) register(parent actor.SpawnerContext, sup *supervisor.Supervisor, id transport.CbID, name string, h handlers.Handler, cc callbackConfig) (*actor.PID, error) {
+func (c *Connector) register(parent spawn.Parent, sup *supervisor.Supervisor, id transport.CbID, name string, h handlers.Handler, cc callbackConfig) (spawn.Child, error) {
 	ref, err := c.spawn(parent, id, name, h, cc, sup.Spec().Decider)
 	if err != nil {
-		return nil, err
+		return spawn.Child{}, err
 	}
 	route := &dispatch.Route{ID: id, Name: name, Policy: cc.policy, Target: ref}
 	if err := c.table.Add(route); err != nil {
 		c.stopHandler(ref, cc.child.ShutdownTimeout, false)
-		return nil, fmt.Errorf("cnactor: add callback %q: %w", name, err)
+		return spawn.Child{}, fmt.Errorf("cnactor: add callback %q: %w", name, err)
 	}
 	c.cbMu.Lock()
 	c.callbacks[id] = &callback{route: route, ref: ref, cfg: cc, handler: h, sup: sup}
 	c.cbMu.Unlock()
 	c.notify(id, name, dispatch.EventAdded, actors.CallbackStats{})
-	return ref.PID(), nil
+	return ref.Child(), nil
 }
 
 // unregister is a supervisor removing a callback for good (or before a
 // fresh start): the route goes, queued messages are counted as dropped, and
 // subscribers are notified. A callback already removed by DelCallback, or
 // re-registered since, is left alone.
-func (c *Connector) unregister(id transport.CbID, pid *actor.PID, reason error) {
+func (c *Connector) unregister(id transport.CbID, child spawn.Child, reason error) {
 	c.cbMu.Lock()
 	cb := c.callbacks[id]
-	if cb == nil || !cb.ref.PID().Equal(pid) {
+	if cb == nil || !cb.ref.Child().Is(child) {
 		c.cbMu.Unlock()
 		return
 	}
 	delete(c.callbacks, id)
 	c.cbMu.Unlock()
 	c.table.Remove(id)
-	cb.ref.Detach()
-	c.reader.Barrier(context.Background())
+	c.reader.Detach(cb.ref)
 	c.stopHandler(cb.ref, cb.cfg.child.ShutdownTimeout, false)
 	c.log.Warn("callback removed by its supervisor", zap.Stringer("id", id), zap.String("name", cb.route.Name), zap.Error(reason))
 	c.notify(id, cb.route.Name, dispatch.EventRemoved, cb.ref.Stats())
@@ -182,8 +181,7 @@ func (c *Connector) delLocked(id transport.CbID) error {
 	// A reader holding the socket for this handler's full mailbox lets go
 	// (flow control); once it has routed every batch it holds, nothing
 	// more can reach the handler; then let it finish its queue.
-	cb.ref.Detach()
-	c.reader.Barrier(context.Background())
+	c.reader.Detach(cb.ref)
 	stopErr := c.stopHandler(cb.ref, cb.cfg.child.ShutdownTimeout, true)
 	c.notify(id, cb.route.Name, dispatch.EventRemoved, cb.ref.Stats())
 	return errors.Join(leaveErr, stopErr)

@@ -14,6 +14,7 @@ import (
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/internal/protolog"
 	"github.com/cnactor/cnactor/internal/ratelog"
+	"github.com/cnactor/cnactor/internal/spawn"
 	"github.com/cnactor/cnactor/internal/watch"
 	"github.com/cnactor/cnactor/supervisor"
 	"github.com/cnactor/cnactor/transport"
@@ -114,16 +115,17 @@ func New(opts ...Option) (*Connector, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.seq.Store(1)
-	c.reqs = actors.StartRequester(system.Root, actors.RequesterConfig{Sender: connSender{c}, Logger: log, Closed: ErrClosed})
-	reader, err := actors.StartReader(system.Root, actors.ReaderConfig{
-		Conn: conn, Table: c.table, Logger: log, BatchSize: cfg.batchSize, Intercept: c.reqs,
+	top := spawn.Parent{Ctx: system.Root}
+	c.reqs = actors.StartRequester(top, actors.RequesterConfig{Sender: connSender{c}, Logger: log, Closed: ErrClosed})
+	reader, err := actors.StartReader(top, actors.ReaderConfig{
+		Conn: conn, Table: c.table, Logger: log, BatchSize: cfg.batchSize, Requester: c.reqs,
 	})
 	if err != nil {
 		c.abort()
 		return nil, err
 	}
 	c.reader = reader
-	root, err := supervisor.New(system.Root, RootSupervisor, cfg.rootSpec, supervisor.Hooks{
+	root, err := supervisor.New(top, RootSupervisor, cfg.rootSpec, supervisor.Hooks{
 		OnEvent: c.supervisionEvent, OnTopFailure: c.topFailure,
 	})
 	if err != nil {
@@ -157,29 +159,28 @@ const fallbackKey = "fallback"
 // like any callback.
 func (c *Connector) startFallback(h handlers.Handler) error {
 	cc := c.defaultCallbackConfig()
-	start := func(parent actor.SpawnerContext) (*actor.PID, error) {
+	start := func(parent spawn.Parent) (spawn.Child, error) {
 		ref, err := c.spawn(parent, transport.CbID{}, fallbackKey, h, cc, c.rootSup.Spec().Decider)
 		if err != nil {
-			return nil, err
+			return spawn.Child{}, err
 		}
 		c.cbMu.Lock()
 		c.fallback = ref
 		c.cbMu.Unlock()
 		c.table.SetFallback(&dispatch.Route{Name: fallbackKey, Target: ref})
-		return ref.PID(), nil
+		return ref.Child(), nil
 	}
-	stop := func(pid *actor.PID, reason error) {
+	stop := func(child spawn.Child, reason error) {
 		c.cbMu.Lock()
 		ref := c.fallback
-		if ref == nil || !ref.PID().Equal(pid) {
+		if ref == nil || !ref.Child().Is(child) {
 			c.cbMu.Unlock()
 			return
 		}
 		c.fallback = nil
 		c.cbMu.Unlock()
 		c.table.SetFallback(nil)
-		ref.Detach()
-		c.reader.Barrier(context.Background())
+		c.reader.Detach(ref)
 		c.stopHandler(ref, cc.child.ShutdownTimeout, false)
 		c.log.Warn("fallback handler removed by its supervisor", zap.Error(reason))
 	}
@@ -203,7 +204,7 @@ func (c *Connector) defaultCallbackConfig() callbackConfig {
 	}
 }
 
-func (c *Connector) spawn(parent actor.SpawnerContext, id transport.CbID, name string, h handlers.Handler, cc callbackConfig, decide supervisor.Decider) (*actors.HandlerRef, error) {
+func (c *Connector) spawn(parent spawn.Parent, id transport.CbID, name string, h handlers.Handler, cc callbackConfig, decide supervisor.Decider) (*actors.HandlerRef, error) {
 	spec := actors.HandlerSpec{
 		ID: id, Name: name, Handler: h,
 		MailboxSize: cc.mailbox, Overflow: cc.overflow, StallTimeout: cc.stall,
@@ -213,7 +214,7 @@ func (c *Connector) spawn(parent actor.SpawnerContext, id transport.CbID, name s
 	if decide != nil {
 		spec.Escalate = func(err error) bool { return decide(err) != supervisor.Resume }
 	}
-	return actors.SpawnHandler(parent, c.system.Root, spec)
+	return actors.SpawnHandler(parent, spec)
 }
 
 // Close stops the connector: it drains what is queued on the socket, lets
@@ -227,12 +228,9 @@ func (c *Connector) Close(ctx context.Context) error {
 		return nil
 	}
 	c.closed = true
-	var errs []error
-	if !c.reader.StopIntake(ctx) {
-		errs = append(errs, c.conn.Close())
-		c.reader.WaitIntake()
-	}
-	c.reader.Stop()
+	// The reader drains the socket first; it closes the socket if ctx ends
+	// before the drain does.
+	errs := []error{c.reader.Stop(ctx)}
 	c.reqs.Close() // fails what is still pending with ErrClosed
 	c.cbMu.Lock()
 	cbs := make([]*callback, 0, len(c.callbacks))

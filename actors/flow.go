@@ -72,7 +72,7 @@ func (r *Reader) admit(h *HandlerRef, msg *transport.Received) {
 // far are woken first: they work while the reader waits.
 func (r *Reader) hold(h *HandlerRef, msg *transport.Received) (queued bool) {
 	r.wakeFed()
-	h.Wake()
+	h.wake()
 	start := time.Now()
 	deadline := start.Add(h.spec.StallTimeout)
 	h.counters.stalls.Add(1) // counted as it begins: a hold is visible while it lasts

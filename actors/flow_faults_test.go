@@ -69,7 +69,7 @@ func newFlowRig(t *testing.T, id transport.CbID, mailbox int, stall time.Duratio
 		t.Fatal(err)
 	}
 	h := newGated()
-	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: id, Name: "flow", Handler: h,
+	ref, err := SpawnHandler(top(sys), HandlerSpec{ID: id, Name: "flow", Handler: h,
 		MailboxSize: mailbox, StallTimeout: stall})
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ func newFlowRig(t *testing.T, id transport.CbID, mailbox int, stall time.Duratio
 	if err := table.Add(&dispatch.Route{ID: id, Target: ref}); err != nil {
 		t.Fatal(err)
 	}
-	r, err := StartReader(sys.Root, ReaderConfig{Conn: conn, Table: table})
+	r, err := StartReader(top(sys), ReaderConfig{Conn: conn, Table: table})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,13 +156,13 @@ func TestFlowShedsAfterStallTimeout(t *testing.T) {
 	}
 }
 
-// Detach ends a hold at once: the held message is shed, not waited for.
+// detachOnce ends a hold at once: the held message is shed, not waited for.
 func TestFlowDetachEndsHold(t *testing.T) {
 	t.Parallel()
 	g := newFlowRig(t, transport.CbID{Idx: 0x5322, Val: 1}, 8, time.Hour)
 	g.send(t, 40)
 	waitFor(t, "the reader to hold", func() bool { return g.ref.Stats().Stalls >= 1 })
-	g.ref.Detach()
+	g.ref.detachOnce()
 	waitFor(t, "the hold to end", func() bool { return g.ref.Stats().Sheddings == 1 })
 	waitFor(t, "everything read", func() bool { return g.ref.Stats().Received == 40 })
 	if s := g.ref.Stats(); s.Shed == 0 || s.Shed != s.Dropped {

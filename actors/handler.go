@@ -12,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/internal/ratelog"
+	"github.com/cnactor/cnactor/internal/spawn"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
 )
@@ -61,7 +62,7 @@ type HandlerRef struct {
 	mb       *mailbox
 	counters counters
 	stopped  chan struct{}
-	detached chan struct{} // closed by Detach
+	detached chan struct{} // closed by detach
 	detach   sync.Once
 	root     *actor.RootContext
 	batch    uint64 // the reader's last batch that fed it (the reader's own)
@@ -78,8 +79,9 @@ type HandlerRef struct {
 	limit     *ratelog.Limiter // failure warnings
 }
 
-// SpawnHandler starts a handler actor as a child of spawner.
-func SpawnHandler(spawner actor.SpawnerContext, root *actor.RootContext, spec HandlerSpec) (*HandlerRef, error) {
+// SpawnHandler starts a handler actor as a child of parent (a supervisor,
+// which restarts it through its Starter).
+func SpawnHandler(parent spawn.Parent, spec HandlerSpec) (*HandlerRef, error) {
 	if spec.Handler == nil {
 		return nil, errors.New("actors: nil handler")
 	}
@@ -95,7 +97,7 @@ func SpawnHandler(spawner actor.SpawnerContext, root *actor.RootContext, spec Ha
 		log:      log.With(zap.Stringer("id", spec.ID), zap.String("name", spec.Name)),
 		stopped:  make(chan struct{}),
 		detached: make(chan struct{}),
-		root:     root,
+		root:     parent.Root(),
 	}
 	if spec.StallTimeout <= 0 {
 		h.spec.StallTimeout = DefaultStallTimeout
@@ -108,7 +110,7 @@ func SpawnHandler(spawner actor.SpawnerContext, root *actor.RootContext, spec Ha
 	props := actor.PropsFromProducer(func() actor.Actor { return &handlerActor{ref: h} },
 		actor.WithMailbox(func() actor.Mailbox { return h.mb }),
 		actor.WithDispatcher(startWorker(h.stopped)))
-	pid, err := spawner.SpawnNamed(props, fmt.Sprintf("handler-%d-%d-%d", spec.ID.Idx, spec.ID.Val, spawned.Add(1)))
+	pid, err := parent.Ctx.SpawnNamed(props, fmt.Sprintf("handler-%d-%d-%d", spec.ID.Idx, spec.ID.Val, spawned.Add(1)))
 	if err != nil {
 		close(h.stopped) // ends the worker
 		return nil, fmt.Errorf("actors: spawn handler %s: %w", spec.ID, err)
@@ -117,8 +119,8 @@ func SpawnHandler(spawner actor.SpawnerContext, root *actor.RootContext, spec Ha
 	return h, nil
 }
 
-// PID is the handler actor's protoactor address.
-func (h *HandlerRef) PID() *actor.PID { return h.pid }
+// Child is the handler actor as its supervisor tracks it.
+func (h *HandlerRef) Child() spawn.Child { return spawn.Child{PID: h.pid} }
 
 // Spec returns what the handler was spawned with.
 func (h *HandlerRef) Spec() HandlerSpec { return h.spec }
@@ -131,28 +133,28 @@ func (h *HandlerRef) Deliver(r *transport.Received) {
 	if h.mb.put(r) == putFull {
 		h.mb.shed()
 	}
-	h.Wake()
+	h.wake()
 }
 
-// Detach tells the runtime that the callback is being removed: a reader
-// holding the socket for this handler's full mailbox stops waiting (what
-// it holds is shed, counted), so that removing a stuck callback never
-// waits for its stall timeout.
-func (h *HandlerRef) Detach() { h.detach.Do(func() { close(h.detached) }) }
+// detachOnce marks the callback as being removed: a reader holding the
+// socket for this handler's full mailbox stops waiting (what it holds is
+// shed, counted), so that removing a stuck callback never waits for its
+// stall timeout. Reader.Detach calls it.
+func (h *HandlerRef) detachOnce() { h.detach.Do(func() { close(h.detached) }) }
 
-// Wake makes the handler actor process what is queued.
-func (h *HandlerRef) Wake() { h.mb.schedule() }
+// wake makes the handler actor process what is queued.
+func (h *HandlerRef) wake() { h.mb.schedule() }
 
-// NotifyLoss tells the handler, if it is a handlers.LossObserver, that n
+// notifyLoss tells the handler, if it is a handlers.LossObserver, that n
 // datagrams were lost by the socket before what is queued next.
-func (h *HandlerRef) NotifyLoss(n uint64) {
+func (h *HandlerRef) notifyLoss(n uint64) {
 	if h.mb.notifyLoss {
 		h.mb.notify(n, handlers.LossSocket)
 	}
 }
 
-// Reject counts a message refused by the sender policy.
-func (h *HandlerRef) Reject() { h.counters.rejected.Add(1) }
+// reject counts a message refused by the sender policy.
+func (h *HandlerRef) reject() { h.counters.rejected.Add(1) }
 
 // Stats returns the callback's counters.
 func (h *HandlerRef) Stats() CallbackStats {
@@ -204,9 +206,6 @@ func (h *HandlerRef) Stop(ctx context.Context) error {
 	h.mb.discard()
 	return nil
 }
-
-// Stopped is closed once the actor has stopped.
-func (h *HandlerRef) Stopped() <-chan struct{} { return h.stopped }
 
 // onPanic runs in the mailbox's recover: it turns the panic into the
 // failure reason the supervisor sees, and accounts for the message.

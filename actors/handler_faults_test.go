@@ -56,7 +56,7 @@ func TestBatchHandlerFailures(t *testing.T) {
 	sys := newSystem(t)
 	b := &batcher{failAt: 3, panicAt: 100}
 	var dead atomic.Int64
-	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: transport.CbID{Idx: 0x5330, Val: 1}, Name: "batch", Handler: b,
+	ref, err := SpawnHandler(top(sys), HandlerSpec{ID: transport.CbID{Idx: 0x5330, Val: 1}, Name: "batch", Handler: b,
 		DeadLetter: func(*transport.Received, error) { dead.Add(1); panic("hook") }})
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func TestBatchHandlerFailures(t *testing.T) {
 		ref.mb.put(&transport.Received{Message: transport.Message{Seq: seq}})
 		ref.counters.received.Add(1)
 	}
-	ref.Wake()
+	ref.wake()
 	waitFor(t, "the run", func() bool { s := ref.Stats(); return s.Handled+s.Failed == 5 })
 	if got := b.seen(); len(got) != 4 || got[2] != 4 {
 		t.Fatalf("handled %v, want 1 2 4 5 (3 failed)", got)
@@ -77,7 +77,7 @@ func TestBatchHandlerFailures(t *testing.T) {
 		ref.mb.put(&transport.Received{Message: transport.Message{Seq: seq}})
 		ref.counters.received.Add(1)
 	}
-	ref.Wake()
+	ref.wake()
 	waitFor(t, "the panicking run", func() bool { s := ref.Stats(); return s.Handled+s.Failed == 8 })
 	s := ref.Stats()
 	checkInvariant(t, "after the failures", s)
@@ -119,7 +119,7 @@ func TestHandlerContext(t *testing.T) {
 	snd := newFakeSender()
 	p := &ctxProbe{got: make(chan probeSeen, 1)}
 	id := transport.CbID{Idx: 0x5331, Val: 1}
-	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: id, Name: "probe", Handler: p, Sender: snd})
+	ref, err := SpawnHandler(top(sys), HandlerSpec{ID: id, Name: "probe", Handler: p, Sender: snd})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestHandlerContext(t *testing.T) {
 	if sent.to != (transport.Addr{Group: 3}) || sent.m.Seq != 1 || string(sent.m.Data) != "new" {
 		t.Fatalf("send %+v, want seq 1 from the sender", sent)
 	}
-	if ref.PID() == nil {
+	if ref.Child().PID == nil {
 		t.Fatal("no pid")
 	}
 }
@@ -172,7 +172,7 @@ func TestHandlerEscalationAndHooks(t *testing.T) {
 	t.Parallel()
 	sys := newSystem(t)
 	l := &lifecycle{}
-	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: transport.CbID{Idx: 0x5332, Val: 1}, Name: "life", Handler: l,
+	ref, err := SpawnHandler(top(sys), HandlerSpec{ID: transport.CbID{Idx: 0x5332, Val: 1}, Name: "life", Handler: l,
 		Escalate: func(err error) bool { return errors.Is(err, errEscalate) }})
 	if err != nil {
 		t.Fatal(err)
@@ -202,30 +202,30 @@ func TestHandlerEscalationAndHooks(t *testing.T) {
 	}
 }
 
-// NotifyLoss reaches a loss observer before what is queued next; a handler
+// notifyLoss reaches a loss observer before what is queued next; a handler
 // that is not one is not told.
 func TestHandlerNotifyLoss(t *testing.T) {
 	t.Parallel()
 	sys := newSystem(t)
 	g := newGated()
 	close(g.gate)
-	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: transport.CbID{Idx: 0x5333, Val: 1}, Name: "loss", Handler: g})
+	ref, err := SpawnHandler(top(sys), HandlerSpec{ID: transport.CbID{Idx: 0x5333, Val: 1}, Name: "loss", Handler: g})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ref.Stop(context.Background())
-	ref.NotifyLoss(3)
+	ref.notifyLoss(3)
 	ref.Deliver(&transport.Received{Message: transport.Message{Seq: 1}})
 	waitFor(t, "the message", func() bool { return g.handled.Load() == 1 })
 	if n := g.lostTo(handlers.LossSocket); n != 3 {
 		t.Fatalf("socket loss told %d, want 3", n)
 	}
-	plain, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: transport.CbID{Idx: 0x5333, Val: 2}, Name: "plain", Handler: handlers.Sink()})
+	plain, err := SpawnHandler(top(sys), HandlerSpec{ID: transport.CbID{Idx: 0x5333, Val: 2}, Name: "plain", Handler: handlers.Sink()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer plain.Stop(context.Background())
-	plain.NotifyLoss(3) // nothing to tell: must not queue a notice
+	plain.notifyLoss(3) // nothing to tell: must not queue a notice
 	plain.Deliver(&transport.Received{Message: transport.Message{Seq: 1}})
 	waitFor(t, "the plain handler", func() bool { return plain.Stats().Handled == 1 })
 	if s := plain.Stats(); s.Queued != 0 {
@@ -281,7 +281,7 @@ func TestReplyToCongestedPeer(t *testing.T) {
 		out <- outcome{err, time.Since(start)}
 		return nil
 	})
-	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: id, Name: "replier", Handler: h, Sender: &connSender{c: self}})
+	ref, err := SpawnHandler(top(sys), HandlerSpec{ID: id, Name: "replier", Handler: h, Sender: &connSender{c: self}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"errors"
-	"github.com/cnactor/cnactor/internal/testutil"
 	"log/slog"
 	"sync"
 	"testing"
@@ -11,6 +10,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/spawn"
+	"github.com/cnactor/cnactor/internal/testutil"
 	"github.com/cnactor/cnactor/transport"
 )
 
@@ -22,6 +23,10 @@ func newSystem(t *testing.T) *actor.ActorSystem {
 	t.Cleanup(s.Shutdown)
 	return s
 }
+
+// top spawns at the actor system's root, as the connector spawns the
+// reader and the requester.
+func top(s *actor.ActorSystem) spawn.Parent { return spawn.Parent{Ctx: s.Root} }
 
 var waitFor = testutil.WaitFor
 
@@ -75,7 +80,7 @@ func TestHandlerAccounting(t *testing.T) {
 	t.Parallel()
 	sys := newSystem(t)
 	h := &scripted{entered: make(chan uint32, 1), gate: make(chan struct{}), panics: map[uint32]bool{7: true, 113: true}}
-	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{
+	ref, err := SpawnHandler(top(sys), HandlerSpec{
 		ID: transport.CbID{Idx: 0x5100, Val: 1}, Name: "accounting", Handler: h,
 		MailboxSize: 8, Overflow: DropNewest,
 	})
@@ -165,7 +170,7 @@ func TestHandlerStopTimeout(t *testing.T) {
 	t.Parallel()
 	sys := newSystem(t)
 	h := &scripted{entered: make(chan uint32, 1), gate: make(chan struct{})}
-	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{
+	ref, err := SpawnHandler(top(sys), HandlerSpec{
 		ID: transport.CbID{Idx: 0x5100, Val: 2}, Name: "stuck", Handler: h, MailboxSize: 16,
 	})
 	if err != nil {
@@ -187,7 +192,7 @@ func TestHandlerStopTimeout(t *testing.T) {
 	}
 	close(h.gate)
 	select {
-	case <-ref.Stopped():
+	case <-ref.stopped:
 	case <-time.After(5 * time.Second):
 		t.Fatal("actor did not stop after Receive returned")
 	}
@@ -210,7 +215,7 @@ func TestHandlerWithoutSender(t *testing.T) {
 		errs <- got
 		return nil
 	})
-	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: transport.CbID{Idx: 0x5100, Val: 3}, Name: "mute", Handler: h})
+	ref, err := SpawnHandler(top(sys), HandlerSpec{ID: transport.CbID{Idx: 0x5100, Val: 3}, Name: "mute", Handler: h})
 	if err != nil {
 		t.Fatal(err)
 	}

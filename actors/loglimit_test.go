@@ -75,7 +75,7 @@ func TestHandlerFailuresRateLimited(t *testing.T) {
 	t.Parallel()
 	core, logs := observer.New(zap.WarnLevel)
 	sys := newSystem(t)
-	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{
+	ref, err := SpawnHandler(top(sys), HandlerSpec{
 		ID: transport.CbID{Idx: 0x5200, Val: 1}, Name: "failing", Logger: zap.New(core),
 		Handler: handlers.HandlerFunc(func(handlers.Context, *transport.Message) error { return errors.New("always") }),
 	})

@@ -10,19 +10,10 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cnactor/cnactor/dispatch"
+	"github.com/cnactor/cnactor/internal/spawn"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
 )
-
-// Interceptor sees every admitted message before routing; returning true
-// consumes it. The requester uses it to take replies to pending exchanges.
-//
-// An Interceptor that consumes a message calls taken before anything that
-// lets a caller observe the consumption (waking a waiting request): the
-// reader's Intercepted counter must never lag behind what a caller has seen.
-type Interceptor interface {
-	Intercept(r *transport.Received, taken func()) bool
-}
 
 // ReaderConfig configures the socket-reader.
 type ReaderConfig struct {
@@ -30,8 +21,9 @@ type ReaderConfig struct {
 	Table     *dispatch.Table
 	Logger    *zap.Logger
 	BatchSize int // datagrams per receive; transport.DefaultBatchSize if 0
-	// Intercept, if set, is offered each message before routing.
-	Intercept Interceptor
+	// Requester, if set, is offered each admitted message before routing
+	// and takes the replies to its pending exchanges.
+	Requester *Requester
 }
 
 // ReaderStats are the socket-reader's counters.
@@ -62,7 +54,7 @@ type Reader struct {
 	pid      *actor.PID
 	free     chan *transport.Batch
 	stopping atomic.Bool
-	stopMu   sync.Mutex // orders StopIntake's deadline against the loop's
+	stopMu   sync.Mutex // orders stopIntake's deadline against the loop's
 	// batch numbers route calls; fed lists the handlers the current one
 	// queued messages for; asleep lists those fed but not yet woken. All
 	// belong to the reader actor.
@@ -71,7 +63,7 @@ type Reader struct {
 	asleep []*HandlerRef
 	// sleepers is len(asleep), for the loop: it wakes them before waiting.
 	sleepers atomic.Int32
-	stopAt   atomic.Int64 // unix nanos when StopIntake began
+	stopAt   atomic.Int64 // unix nanos when stopIntake began
 	loopDone chan struct{}
 	// actorDone is closed once the reader actor has stopped: a barrier
 	// sent to it then would never be answered.
@@ -79,7 +71,7 @@ type Reader struct {
 	stopOnce  sync.Once
 	c         readerCounters
 	taken     func() // counts an intercepted message; made once, not per call
-	// stopCh is closed by StopIntake: a flow-control wait gives up.
+	// stopCh is closed by stopIntake: a flow-control wait gives up.
 	stopCh chan struct{}
 	timer  *time.Timer // the flow-control wait's, reused
 	limit  *logLimiter
@@ -110,15 +102,16 @@ func (r *Reader) receive(ctx context.Context, b *transport.Batch) error {
 	return r.cfg.Conn.ReceiveBatch(ctx, b)
 }
 
-// StartReader spawns the reader actor and starts the receive loop.
-func StartReader(root *actor.RootContext, cfg ReaderConfig) (*Reader, error) {
+// StartReader spawns the reader actor under parent and starts the receive
+// loop.
+func StartReader(parent spawn.Parent, cfg ReaderConfig) (*Reader, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
 	r := &Reader{
 		cfg:       cfg,
 		log:       cfg.Logger.Named("reader"),
-		root:      root,
+		root:      parent.Root(),
 		free:      make(chan *transport.Batch, 2),
 		loopDone:  make(chan struct{}),
 		actorDone: make(chan struct{}),
@@ -135,7 +128,7 @@ func StartReader(root *actor.RootContext, cfg ReaderConfig) (*Reader, error) {
 	// a time as ever, without a goroutine handoff per batch.
 	props := actor.PropsFromProducer(func() actor.Actor { return (*readerActor)(r) },
 		actor.WithDispatcher(actor.NewSynchronizedDispatcher(readerThroughput)))
-	pid, err := root.SpawnNamed(props, "reader")
+	pid, err := parent.Ctx.SpawnNamed(props, "reader")
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +144,7 @@ const drainMax = time.Second
 
 func (r *Reader) loop() {
 	defer close(r.loopDone)
-	// A context that is never done costs the receive nothing; StopIntake
+	// A context that is never done costs the receive nothing; stopIntake
 	// wakes a blocked receive with a read deadline instead.
 	ctx := context.Background()
 	for b := range r.free {
@@ -182,7 +175,7 @@ func (r *Reader) loop() {
 			r.free <- b
 			switch {
 			case r.stopping.Load() && errors.Is(err, os.ErrDeadlineExceeded):
-				continue // woken by StopIntake: drain from now on
+				continue // woken by stopIntake: drain from now on
 			case errors.Is(err, transport.ErrClosed):
 				return
 			}
@@ -194,7 +187,7 @@ func (r *Reader) loop() {
 			continue
 		}
 		// A batch with room to spare means the receive emptied the queue:
-		// once draining, everything queued before StopIntake is now read,
+		// once draining, everything queued before stopIntake is now read,
 		// and traffic arriving after it need not hold Close up to drainMax.
 		emptied := draining && b.Lost == 0 && b.Datagrams < b.Cap()
 		r.root.Send(r.pid, b)
@@ -204,8 +197,18 @@ func (r *Reader) loop() {
 	}
 }
 
-// Barrier returns once every batch received before the call is routed.
-func (r *Reader) Barrier(ctx context.Context) error {
+// Detach takes h, whose route has just left the table, out of the
+// reader's hands: a wait on h's full mailbox ends at once (what it holds is
+// shed, counted), and Detach returns once every batch received before the
+// call is routed, so that nothing reaches h afterwards and h can be
+// stopped without losing a message uncounted.
+func (r *Reader) Detach(h *HandlerRef) {
+	h.detachOnce()
+	r.barrier(context.Background())
+}
+
+// barrier returns once every batch received before the call is routed.
+func (r *Reader) barrier(ctx context.Context) error {
 	b := &barrier{done: make(chan struct{})}
 	r.root.Send(r.pid, b)
 	select {
@@ -218,12 +221,28 @@ func (r *Reader) Barrier(ctx context.Context) error {
 	}
 }
 
-// StopIntake stops reading: the loop drains what is queued on the socket
+// Stop stops reading and then the reader actor. The receive loop first
+// drains what is queued on the socket, without waiting for more, until a
+// receive empties the queue or drainMax has passed; if ctx ends first,
+// Stop closes the Conn to end the loop and returns the Close error. The
+// actor stops once every batch read is routed. Stop may be called again.
+func (r *Reader) Stop(ctx context.Context) error {
+	var err error
+	if !r.stopIntake(ctx) {
+		err = r.cfg.Conn.Close()
+		r.waitIntake()
+	}
+	r.stopActor()
+	return err
+}
+
+// stopIntake stops reading: the loop drains what is queued on the socket
 // without waiting, until a receive empties the queue (finds nothing, or
 // returns a batch with room to spare) or drainMax has passed, and then
-// returns; StopIntake waits for that or for ctx. If the loop did not finish
-// by itself, the caller closes the Conn to end it and calls WaitIntake.
-func (r *Reader) StopIntake(ctx context.Context) (drained bool) {
+// returns; stopIntake waits for that or for ctx. If the loop did not
+// finish by itself, the caller closes the Conn to end it and calls
+// waitIntake.
+func (r *Reader) stopIntake(ctx context.Context) (drained bool) {
 	r.stopMu.Lock()
 	r.stopAt.Store(time.Now().UnixNano())
 	if !r.stopping.Swap(true) {
@@ -239,14 +258,14 @@ func (r *Reader) StopIntake(ctx context.Context) (drained bool) {
 	}
 }
 
-// WaitIntake waits for the receive loop to end (after StopIntake and, if
+// waitIntake waits for the receive loop to end (after stopIntake and, if
 // needed, closing the Conn).
-func (r *Reader) WaitIntake() { <-r.loopDone }
+func (r *Reader) waitIntake() { <-r.loopDone }
 
-// Stop stops the reader actor once every received batch is routed.
-func (r *Reader) Stop() {
+// stopActor stops the reader actor once every received batch is routed.
+func (r *Reader) stopActor() {
 	r.stopOnce.Do(func() {
-		r.Barrier(context.Background())
+		r.barrier(context.Background())
 		r.root.StopFuture(r.pid).Wait()
 		close(r.actorDone)
 		r.limit.close()
@@ -294,7 +313,7 @@ func (r *Reader) route(b *transport.Batch) {
 		}
 		// Handlers that watch for loss hear of it before the messages
 		// received after it.
-		snap.Each(func(rt *dispatch.Route) { rt.Target.(*HandlerRef).NotifyLoss(b.Lost) })
+		snap.Each(func(rt *dispatch.Route) { rt.Target.(*HandlerRef).notifyLoss(b.Lost) })
 		r.wakeAll(snap)
 	}
 	for i := range b.Malformed {
@@ -310,7 +329,7 @@ func (r *Reader) route(b *transport.Batch) {
 	// batch, also when ids alternate.
 	for i := range b.Messages {
 		msg := &b.Messages[i]
-		if r.cfg.Intercept != nil && r.cfg.Intercept.Intercept(msg, r.taken) {
+		if r.cfg.Requester != nil && r.cfg.Requester.intercept(msg, r.taken) {
 			continue
 		}
 		route := snap.Lookup(msg.ID)
@@ -323,7 +342,7 @@ func (r *Reader) route(b *transport.Batch) {
 		h := route.Target.(*HandlerRef)
 		if !route.Policy.Allows(msg.From, msg.Creds) {
 			r.c.rejected.Add(1)
-			h.Reject()
+			h.reject()
 			if ok, n := r.limit.allow(warnRefused); ok {
 				r.log.Warn("sender refused by policy", zap.Stringer("id", msg.ID), zap.Uint32("from", msg.From),
 					zap.Uint32("uid", msg.Creds.UID), zap.Stringer("policy", route.Policy), zap.Int("suppressed", n))
@@ -350,7 +369,7 @@ func (r *Reader) route(b *transport.Batch) {
 		// so everyone fed is woken now (no extra receive to find out).
 		for i, h := range r.fed {
 			r.fed[i] = nil
-			h.Wake()
+			h.wake()
 		}
 		r.fed = r.fed[:0]
 		r.wakeAsleep()
@@ -368,7 +387,7 @@ func (r *Reader) route(b *transport.Batch) {
 	for _, h := range r.asleep {
 		if r.batch-h.asleepSince+1 >= sleepBatches || h.mb.UserMessageCount() >= maxRun {
 			h.asleepSince = 0
-			h.Wake()
+			h.wake()
 			continue
 		}
 		kept = append(kept, h)
@@ -386,7 +405,7 @@ const sleepBatches = 16
 func (r *Reader) wakeAsleep() {
 	for i, h := range r.asleep {
 		h.asleepSince = 0
-		h.Wake()
+		h.wake()
 		r.asleep[i] = nil
 	}
 	r.asleep = r.asleep[:0]
@@ -396,7 +415,7 @@ func (r *Reader) wakeAsleep() {
 // wakeFed wakes every handler fed and not yet woken.
 func (r *Reader) wakeFed() {
 	for _, h := range r.fed {
-		h.Wake()
+		h.wake()
 	}
 	r.wakeAsleep()
 }
@@ -404,5 +423,5 @@ func (r *Reader) wakeFed() {
 // wakeAll wakes every handler (after a loss notice, so that it is heard
 // even if no message follows).
 func (r *Reader) wakeAll(snap *dispatch.Snapshot) {
-	snap.Each(func(rt *dispatch.Route) { rt.Target.(*HandlerRef).Wake() })
+	snap.Each(func(rt *dispatch.Route) { rt.Target.(*HandlerRef).wake() })
 }

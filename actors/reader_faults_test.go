@@ -46,7 +46,7 @@ func newFaultRig(t *testing.T, id transport.CbID, faults ...faulty.Fault) *fault
 	g := &faultRig{conn: conn, peer: peer, table: dispatch.NewTable(conn), id: id, logs: logs, log: zap.New(core),
 		h: &scripted{entered: make(chan uint32, 64), gate: make(chan struct{})}}
 	close(g.h.gate)
-	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: id, Name: "faults", Handler: g.h})
+	ref, err := SpawnHandler(top(sys), HandlerSpec{ID: id, Name: "faults", Handler: g.h})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func (g *faultRig) send(t *testing.T, seq uint32) {
 
 func (g *faultRig) start(t *testing.T, batch int) *Reader {
 	t.Helper()
-	r, err := StartReader(newSystem(t).Root, ReaderConfig{Conn: g.conn, Table: g.table, Logger: g.log, BatchSize: batch})
+	r, err := StartReader(top(newSystem(t)), ReaderConfig{Conn: g.conn, Table: g.table, Logger: g.log, BatchSize: batch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,10 +78,10 @@ func stopReader(t *testing.T, r *Reader) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if !r.StopIntake(ctx) {
+	if !r.stopIntake(ctx) {
 		t.Fatal("the receive loop did not end")
 	}
-	r.Stop()
+	r.stopActor()
 }
 
 // Receive errors that are not the socket closing (EINTR, ENOMEM, ...) are
@@ -168,14 +168,14 @@ func TestReaderDrainLimit(t *testing.T) {
 	conn := &endless{Conn: inner, data: data}
 	sys := newSystem(t)
 	core, logs := observer.New(zap.WarnLevel)
-	r, err := StartReader(sys.Root, ReaderConfig{Conn: conn, Table: dispatch.NewTable(conn), BatchSize: 1, Logger: zap.New(core)})
+	r, err := StartReader(top(sys), ReaderConfig{Conn: conn, Table: dispatch.NewTable(conn), BatchSize: 1, Logger: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitTimeout)
 	defer cancel()
-	if !r.StopIntake(ctx) {
+	if !r.stopIntake(ctx) {
 		t.Fatal("the drain did not end under an endless flood")
 	}
 	if took := time.Since(start); took < drainMax {
@@ -184,7 +184,7 @@ func TestReaderDrainLimit(t *testing.T) {
 	if logs.FilterMessageSnippet("drain limit reached").Len() != 1 {
 		t.Fatal("the drain limit was reached without a warning")
 	}
-	r.Stop()
+	r.stopActor()
 	// Every batch taken was routed (to no callback: unknown).
 	if s := r.Stats(); s.Unknown != uint64(conn.tries.Load()) || s.Unknown < 2 {
 		t.Fatalf("%d tries, %d routed", conn.tries.Load(), s.Unknown)
@@ -192,23 +192,23 @@ func TestReaderDrainLimit(t *testing.T) {
 }
 
 // A loop stuck in a receive that ignores the read deadline does not end by
-// StopIntake; closing the socket ends it (what Close does after its
-// timeout), and WaitIntake then returns.
+// stopIntake; closing the socket ends it: Stop does that once its ctx has
+// ended, and then returns.
 func TestReaderStuckReceiveEndsOnClose(t *testing.T) {
 	t.Parallel()
 	stuck := make(chan struct{}) // never opened
 	g := newFaultRig(t, transport.CbID{Idx: 0x5313, Val: 1}, faulty.Fault{Op: faulty.Receive, Wait: stuck})
 	r := g.start(t, 0)
 	waitFor(t, "the receive to hang", func() bool { return g.conn.Injected(faulty.Receive) == 1 })
-	// A context already done: StopIntake reports that the loop is still running.
+	// A context already done: stopIntake reports that the loop is still running.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if r.StopIntake(ctx) {
-		t.Fatal("StopIntake returned drained with the receive stuck")
+	if r.stopIntake(ctx) {
+		t.Fatal("stopIntake returned drained with the receive stuck")
 	}
-	g.conn.Close()
-	r.WaitIntake()
-	r.Stop()
+	if err := r.Stop(ctx); err != nil { // closes the socket
+		t.Fatal(err)
+	}
 	if s := r.Stats(); s.ReceiveErrors != 0 {
 		t.Fatalf("closing counted as a receive error: %+v", s)
 	}

@@ -40,7 +40,7 @@ func TestReaderRoutesAndStops(t *testing.T) {
 	table := dispatch.NewTable(conn)
 	h := &scripted{entered: make(chan uint32, 16), gate: make(chan struct{})}
 	close(h.gate)
-	ref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: known, Name: "known", Handler: h})
+	ref, err := SpawnHandler(top(sys), HandlerSpec{ID: known, Name: "known", Handler: h})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestReaderRoutesAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	kernelOnly := transport.CbID{Idx: 0x5200, Val: 1}
-	kref, err := SpawnHandler(sys.Root, sys.Root, HandlerSpec{ID: kernelOnly, Name: "kernel", Handler: handlers.Sink()})
+	kref, err := SpawnHandler(top(sys), HandlerSpec{ID: kernelOnly, Name: "kernel", Handler: handlers.Sink()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestReaderRoutesAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r, err := StartReader(sys.Root, ReaderConfig{Conn: conn, Table: table})
+	r, err := StartReader(top(sys), ReaderConfig{Conn: conn, Table: table})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestReaderRoutesAndStops(t *testing.T) {
 	waitFor(t, "routing", func() bool { return r.Stats().Messages == 7 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := r.Barrier(ctx); err != nil {
+	if err := r.barrier(ctx); err != nil {
 		t.Fatal(err)
 	}
 	s := r.Stats()
@@ -90,23 +90,24 @@ func TestReaderRoutesAndStops(t *testing.T) {
 		t.Errorf("routed callback %+v, want the 4 multicasts kept and the unicast", hs)
 	}
 
-	if !r.StopIntake(ctx) {
-		t.Fatal("intake did not stop")
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
 	}
-	r.Stop()
-	r.Stop() // idempotent
+	if err := r.Stop(ctx); err != nil { // idempotent
+		t.Fatal(err)
+	}
 	// A barrier after Stop must not wait for an actor that is gone: the
 	// connector's supervisors remove callbacks (and take a barrier) while
 	// Close runs.
 	done := make(chan error, 1)
-	go func() { done <- r.Barrier(context.Background()) }()
+	go func() { done <- r.barrier(context.Background()) }()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("Barrier after Stop: %v", err)
+			t.Errorf("barrier after Stop: %v", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("Barrier after Stop never returned")
+		t.Fatal("barrier after Stop never returned")
 	}
 	for _, h := range []*HandlerRef{ref, kref} {
 		if err := h.Stop(ctx); err != nil {

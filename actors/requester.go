@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cnactor/cnactor/internal/spawn"
 	"github.com/cnactor/cnactor/transport"
 	"go.uber.org/zap"
 )
@@ -215,7 +216,7 @@ type recentItem struct {
 //
 // Callers (Request) register an exchange in a lock-protected index keyed
 // for matching and send the request from their own goroutine. The socket
-// reader offers every message to Intercept, which answers with one atomic
+// reader offers every message to intercept, which answers with one atomic
 // load while nothing is pending or remembered, and otherwise looks the
 // message up in the index: a match ends the exchange with a copy of the
 // reply; anything else goes on to normal dispatch. The requester actor owns
@@ -235,7 +236,7 @@ type Requester struct {
 	c      requesterCounters
 	window int64
 
-	// active is len(pending)+len(recent): Intercept's fast path.
+	// active is len(pending)+len(recent): intercept's fast path.
 	active atomic.Int64
 	idRefs [idBuckets]atomic.Int32 // pending + remembered exchanges per id bucket
 
@@ -257,8 +258,8 @@ type Requester struct {
 
 type tickMsg struct{}
 
-// StartRequester spawns the requester actor on root.
-func StartRequester(root *actor.RootContext, cfg RequesterConfig) *Requester {
+// StartRequester spawns the requester actor under parent.
+func StartRequester(parent spawn.Parent, cfg RequesterConfig) *Requester {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -274,7 +275,7 @@ func StartRequester(root *actor.RootContext, cfg RequesterConfig) *Requester {
 	r := &Requester{
 		cfg:     cfg,
 		log:     cfg.Logger.Named("requester"),
-		root:    root,
+		root:    parent.Root(),
 		base:    time.Now(),
 		window:  int64(cfg.DupWindow),
 		pending: map[matchKey]*exchange{},
@@ -286,7 +287,7 @@ func StartRequester(root *actor.RootContext, cfg RequesterConfig) *Requester {
 		}
 	})
 	r.timer.Stop()
-	r.pid = root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor { return (*requesterActor)(r) }), "requester")
+	r.pid = parent.Ctx.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor { return (*requesterActor)(r) }), "requester")
 	return r
 }
 
@@ -510,15 +511,19 @@ func (r *Requester) evictLocked(now int64, force bool) bool {
 	return true
 }
 
-// Intercept takes replies to pending exchanges, and late and duplicate
-// replies to finished ones, out of the reader's stream. It never blocks.
 // idBuckets spreads callback ids over counters of pending and remembered
-// exchanges, so that Intercept can pass other ids by without the lock.
+// exchanges, so that intercept can pass other ids by without the lock.
 const idBuckets = 256
 
 func idBucket(id transport.CbID) uint32 { return (id.Idx*0x9e3779b1 ^ id.Val) % idBuckets }
 
-func (r *Requester) Intercept(m *transport.Received, taken func()) bool {
+// intercept takes replies to pending exchanges, and late and duplicate
+// replies to finished ones, out of the reader's stream; it returns whether
+// it took m. It never blocks. Having taken m, it calls taken before
+// anything that lets a caller observe it (waking a waiting request): the
+// reader's Intercepted counter must never lag behind what a caller has
+// seen.
+func (r *Requester) intercept(m *transport.Received, taken func()) bool {
 	// Lock-free for the traffic of ids with no exchange pending or
 	// remembered, which is most of it.
 	if r.active.Load() == 0 || r.idRefs[idBucket(m.ID)].Load() == 0 {

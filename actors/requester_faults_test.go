@@ -38,7 +38,7 @@ func faultyRequester(t *testing.T, faults ...faulty.Fault) (*Requester, *faulty.
 	}
 	conn := faulty.Wrap(inner, faults...)
 	sys := newSystem(t)
-	r := StartRequester(sys.Root, RequesterConfig{Sender: &connSender{c: conn}})
+	r := StartRequester(top(sys), RequesterConfig{Sender: &connSender{c: conn}})
 	t.Cleanup(func() { r.Close(); conn.Close(); peer.Close() })
 	return r, conn, peer
 }
@@ -83,7 +83,7 @@ func TestRequestReplyBeatsCancelAndSendFailure(t *testing.T) {
 	waitFor(t, "the send to hang", func() bool { return conn.Injected(faulty.Send) == 1 })
 	reply := received(transport.Message{ID: testID, Seq: 7, Ack: 101, Data: []byte("pong")}, peer.Port(), 0)
 	var taken int
-	if !r.Intercept(reply, func() { taken++ }) || taken != 1 {
+	if !r.intercept(reply, func() { taken++ }) || taken != 1 {
 		t.Fatal("the reply was not taken")
 	}
 	cancel()

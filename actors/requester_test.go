@@ -72,7 +72,7 @@ func newReqRig(t *testing.T, cfg RequesterConfig) *reqRig {
 	}))
 	s := newFakeSender()
 	cfg.Sender = s
-	r := StartRequester(sy.Root, cfg)
+	r := StartRequester(top(sy), cfg)
 	t.Cleanup(func() {
 		r.Close()
 		sy.Shutdown()
@@ -114,7 +114,7 @@ var testID = transport.CbID{Idx: 0x100, Val: 1}
 
 func TestRequesterSeqAckMatching(t *testing.T) {
 	g := newReqRig(t, RequesterConfig{})
-	if g.r.Intercept(received(transport.Message{ID: testID, Seq: 1, Ack: 1}, 7, 0), nop) {
+	if g.r.intercept(received(transport.Message{ID: testID, Seq: 1, Ack: 1}, 7, 0), nop) {
 		t.Fatal("Intercept took a message with nothing pending")
 	}
 	ch := g.start(context.Background(), transport.Message{ID: testID, Data: []byte("ping")}, transport.Addr{Port: 7}, RequestOptions{})
@@ -130,7 +130,7 @@ func TestRequesterSeqAckMatching(t *testing.T) {
 		received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: ack}, 8, 0),                     // wrong port
 		received(transport.Message{ID: transport.CbID{Idx: 0x100}, Seq: req.m.Seq, Ack: ack}, 7, 0), // wrong id
 	} {
-		if g.r.Intercept(bad, nop) {
+		if g.r.intercept(bad, nop) {
 			t.Fatalf("Intercept took %+v from %d as the reply", bad.Message, bad.From)
 		}
 	}
@@ -139,7 +139,7 @@ func TestRequesterSeqAckMatching(t *testing.T) {
 	var taken int
 	early := false
 	count := func() { taken++; early = early || len(ch) > 0 }
-	if !g.r.Intercept(received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: ack, Data: buf}, 7, 0), count) {
+	if !g.r.intercept(received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: ack, Data: buf}, 7, 0), count) {
 		t.Fatal("Intercept refused the reply")
 	}
 	copy(buf, "XXXX") // the batch is reused: the reply must own its data
@@ -151,7 +151,7 @@ func TestRequesterSeqAckMatching(t *testing.T) {
 		t.Fatalf("reply %+v", res.reply)
 	}
 	dup := received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: ack, Data: buf}, 7, 0)
-	if !g.r.Intercept(dup, count) || !g.r.Intercept(dup, count) {
+	if !g.r.intercept(dup, count) || !g.r.intercept(dup, count) {
 		t.Fatal("a duplicate reply was not consumed")
 	}
 	if taken != 3 || early {
@@ -167,7 +167,7 @@ func TestRequesterGroupRequestAcceptsAnyMember(t *testing.T) {
 	g := newReqRig(t, RequesterConfig{})
 	ch := g.start(context.Background(), transport.Message{ID: testID}, transport.Addr{Group: 5}, RequestOptions{})
 	req := g.s.next(t)
-	if !g.r.Intercept(received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 4242, 0), nop) {
+	if !g.r.intercept(received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 4242, 0), nop) {
 		t.Fatal("reply from a group member refused")
 	}
 	if res := wait(t, ch); res.err != nil || res.reply.From != 4242 {
@@ -183,20 +183,20 @@ func TestRequesterAckOnlyMatching(t *testing.T) {
 	if req.m.Ack != 1000 || req.m.Seq == 0 {
 		t.Fatalf("sent %+v: the caller's ack must be kept and a seq assigned", req.m)
 	}
-	if g.r.Intercept(received(transport.Message{ID: procID, Seq: 77, Ack: 1001}, 9, 1), nop) {
+	if g.r.intercept(received(transport.Message{ID: procID, Seq: 77, Ack: 1001}, 9, 1), nop) {
 		t.Fatal("ack-only policy took a message from a user port")
 	}
-	if g.r.Intercept(received(transport.Message{ID: procID, Seq: 77, Ack: 1002}, 0, 1), nop) {
+	if g.r.intercept(received(transport.Message{ID: procID, Seq: 77, Ack: 1002}, 0, 1), nop) {
 		t.Fatal("ack-only policy took a wrong ack")
 	}
 	// The kernel overwrites seq: any seq is fine.
-	if !g.r.Intercept(received(transport.Message{ID: procID, Seq: 77, Ack: 1001}, 0, 1), nop) {
+	if !g.r.intercept(received(transport.Message{ID: procID, Seq: 77, Ack: 1001}, 0, 1), nop) {
 		t.Fatal("ack-only policy refused the kernel's ack")
 	}
 	if res := wait(t, ch); res.err != nil || res.reply.Seq != 77 || res.reply.Group != 1 {
 		t.Fatalf("%+v", res)
 	}
-	if !g.r.Intercept(received(transport.Message{ID: procID, Seq: 78, Ack: 1001}, 0, 1), nop) || g.r.Stats().Duplicates != 1 {
+	if !g.r.intercept(received(transport.Message{ID: procID, Seq: 78, Ack: 1001}, 0, 1), nop) || g.r.Stats().Duplicates != 1 {
 		t.Fatal("a second ack was not counted as a duplicate")
 	}
 }
@@ -231,7 +231,7 @@ func TestRequesterRetriesResendSameSeqAndAck(t *testing.T) {
 	}
 	// A reply after the timeout is late, then duplicate; neither dispatched.
 	rep := received(transport.Message{ID: testID, Seq: first.m.Seq, Ack: first.m.Ack + 1}, 7, 0)
-	if !g.r.Intercept(rep, nop) || !g.r.Intercept(rep, nop) {
+	if !g.r.intercept(rep, nop) || !g.r.intercept(rep, nop) {
 		t.Fatal("late reply not consumed")
 	}
 	if st := g.r.Stats(); st.Late != 1 || st.Duplicates != 1 {
@@ -245,7 +245,7 @@ func TestRequesterRetryAnsweredOnSecondAttempt(t *testing.T) {
 		RequestOptions{Timeout: 10 * time.Millisecond, Retries: 5})
 	g.s.next(t) // lost
 	req := g.s.next(t)
-	g.r.Intercept(received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 7, 0), nop)
+	g.r.intercept(received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 7, 0), nop)
 	res := wait(t, ch)
 	// The reply answers every attempt (they share seq and ack); on a slow
 	// machine a third may have gone out before it: Attempts counts what
@@ -273,7 +273,7 @@ func TestRequesterCancellationFreesEntry(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	// A reply after cancellation is late, not a new message.
-	if !g.r.Intercept(received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 7, 0), nop) || g.r.Stats().Late != 1 {
+	if !g.r.intercept(received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 7, 0), nop) || g.r.Stats().Late != 1 {
 		t.Fatal("reply after cancellation not counted late")
 	}
 
@@ -328,7 +328,7 @@ func TestRequesterSendErrorAndPendingKey(t *testing.T) {
 	if _, err := g.r.Request(context.Background(), m, transport.Addr{Port: 7}, RequestOptions{}); !errors.Is(err, ErrPending) {
 		t.Fatalf("same seq and ack twice: %v", err)
 	}
-	g.r.Intercept(received(transport.Message{ID: testID, Seq: 5, Ack: 10}, 7, 0), nop)
+	g.r.intercept(received(transport.Message{ID: testID, Seq: 5, Ack: 10}, 7, 0), nop)
 	if res := wait(t, ch); res.err != nil {
 		t.Fatal(res.err)
 	}
@@ -354,10 +354,10 @@ func TestRequesterRecentWindowExpires(t *testing.T) {
 	ch := g.start(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{})
 	req := g.s.next(t)
 	rep := received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 7, 0)
-	g.r.Intercept(rep, nop)
+	g.r.intercept(rep, nop)
 	wait(t, ch)
 	time.Sleep(30 * time.Millisecond)
-	if g.r.Intercept(rep, nop) {
+	if g.r.intercept(rep, nop) {
 		t.Fatal("a reply after the window was still taken as a duplicate")
 	}
 	if g.r.active.Load() != 0 || idRefsTotal(g.r) != 0 {
@@ -382,21 +382,21 @@ func TestRequesterDupCapacity(t *testing.T) {
 		ch := g.start(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{})
 		req := g.s.next(t)
 		rep := received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 7, 0)
-		g.r.Intercept(rep, nop)
+		g.r.intercept(rep, nop)
 		wait(t, ch)
 		reps = append(reps, rep)
 	}
-	if g.r.Intercept(reps[0], nop) || g.r.Intercept(reps[1], nop) {
+	if g.r.intercept(reps[0], nop) || g.r.intercept(reps[1], nop) {
 		t.Fatal("the oldest finished exchanges were not evicted")
 	}
-	if !g.r.Intercept(reps[5], nop) {
+	if !g.r.intercept(reps[5], nop) {
 		t.Fatal("the newest finished exchange was evicted")
 	}
 	if n := idRefsTotal(g.r); n != 4 {
 		t.Fatalf("id buckets count %d exchanges, want the 4 remembered", n)
 	}
 	other := received(transport.Message{ID: transport.CbID{Idx: testID.Idx + 1, Val: 9}}, 7, 0)
-	if g.r.Intercept(other, nop) {
+	if g.r.intercept(other, nop) {
 		t.Fatal("a message for another id was taken")
 	}
 }
@@ -404,7 +404,7 @@ func TestRequesterDupCapacity(t *testing.T) {
 func TestRequesterInterceptIdleDoesNotAllocate(t *testing.T) {
 	g := newReqRig(t, RequesterConfig{})
 	m := received(transport.Message{ID: testID, Seq: 1, Ack: 2}, 7, 0)
-	if n := testing.AllocsPerRun(1000, func() { g.r.Intercept(m, nop) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { g.r.intercept(m, nop) }); n != 0 {
 		t.Fatalf("%v allocations per idle Intercept", n)
 	}
 }

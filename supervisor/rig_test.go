@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cnactor/cnactor/internal/spawn"
 	"github.com/cnactor/cnactor/internal/testutil"
 	"github.com/cnactor/cnactor/supervisor"
 	"go.uber.org/goleak"
@@ -50,7 +51,7 @@ func newRig(t *testing.T, spec supervisor.Spec) *rig {
 		r.clock = supervisor.NewManualClock(time.Unix(1000, 0))
 		spec.Clock = r.clock
 	}
-	top, err := supervisor.New(r.sys.Root, fmt.Sprintf("top-%p", r), spec, r.hooks())
+	top, err := supervisor.New(spawn.Parent{Ctx: r.sys.Root}, fmt.Sprintf("top-%p", r), spec, r.hooks())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,24 +181,24 @@ type child struct {
 }
 
 func (r *rig) starter(ch *child) supervisor.Starter {
-	return func(parent actor.SpawnerContext) (*actor.PID, error) {
+	return func(parent spawn.Parent) (spawn.Child, error) {
 		ch.mu.Lock()
 		defer ch.mu.Unlock()
 		if ch.pid != nil && ch.startErr != nil {
-			return nil, ch.startErr
+			return spawn.Child{}, ch.startErr
 		}
-		pid := parent.Spawn(actor.PropsFromProducer(func() actor.Actor { return &kid{r: r, key: ch.key} }))
+		pid := parent.Ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return &kid{r: r, key: ch.key} }))
 		ch.pid = pid
-		return pid, nil
+		return spawn.Child{PID: pid}, nil
 	}
 }
 
 func (r *rig) stopper(key string) supervisor.StopFunc {
-	return func(pid *actor.PID, reason error) {
+	return func(c spawn.Child, reason error) {
 		r.mu.Lock()
 		r.stops[key] = append(r.stops[key], reason)
 		r.mu.Unlock()
-		r.sys.Root.Stop(pid)
+		r.sys.Root.Stop(c.PID)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cnactor/cnactor/internal/spawn"
 	"github.com/cnactor/cnactor/supervisor"
 )
 
@@ -19,9 +20,9 @@ func TestChildCostFlat(t *testing.T) {
 	// Children that are PIDs only: the supervisor's own bookkeeping is
 	// what is measured, not spawning actors.
 	fake := func(key string) supervisor.Starter {
-		return func(actor.SpawnerContext) (*actor.PID, error) { return actor.NewPID("fake", key), nil }
+		return func(spawn.Parent) (spawn.Child, error) { return spawn.Child{PID: actor.NewPID("fake", key)}, nil }
 	}
-	noStop := func(*actor.PID, error) {}
+	noStop := func(spawn.Child, error) {}
 	// cost is the best of three rounds of starting and forgetting 500
 	// children: the best round is the one least disturbed by the machine.
 	cost := func(prefix string) time.Duration {

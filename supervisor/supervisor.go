@@ -11,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/spawn"
 )
 
 // EventKind is what a supervisor did.
@@ -87,14 +88,15 @@ type Hooks struct {
 	OnTopFailure func(err error)
 }
 
-// Starter starts a child's actor under parent and returns its address;
-// the owner registers whatever goes with it (a callback route).
-type Starter func(parent actor.SpawnerContext) (*actor.PID, error)
+// Starter starts a child's actor under parent and returns it; the owner
+// registers whatever goes with it (a callback route). A restart calls it
+// again.
+type Starter func(parent spawn.Parent) (spawn.Child, error)
 
 // StopFunc is told that the supervisor stopped a child for good (reason
 // is why); the owner stops the actor, within the child's shutdown timeout,
 // and unregisters what goes with it. It runs in the supervisor actor.
-type StopFunc func(pid *actor.PID, reason error)
+type StopFunc func(c spawn.Child, reason error)
 
 // Supervisor is a handle on a supervisor actor. Its methods are safe for
 // concurrent use; they talk to the actor by message.
@@ -198,13 +200,13 @@ func (s *Supervisor) liveLocked() []*child {
 
 // New starts a top supervisor. Its failures never escalate past it: they
 // go to hooks.OnTopFailure.
-func New(root *actor.RootContext, name string, spec Spec, hooks Hooks) (*Supervisor, error) {
-	s := &Supervisor{name: name, spec: spec.withDefaults(), hooks: hooks, root: root, stopped: make(chan struct{})}
+func New(parent spawn.Parent, name string, spec Spec, hooks Hooks) (*Supervisor, error) {
+	s := &Supervisor{name: name, spec: spec.withDefaults(), hooks: hooks, root: parent.Root(), stopped: make(chan struct{})}
 	// The guardian stops, rather than restarts or escalates, a top
 	// supervisor that panics in our own code.
 	props := actor.PropsFromProducer(s.producer,
 		actor.WithGuardian(actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })))
-	pid, err := root.SpawnNamed(props, "supervisor-"+name)
+	pid, err := parent.Ctx.SpawnNamed(props, "supervisor-"+name)
 	if err != nil {
 		return nil, err
 	}
@@ -255,10 +257,11 @@ func (s *Supervisor) StartChild(key string, spec ChildSpec, start Starter, stop 
 		if s.find(key) != nil {
 			return fmt.Errorf("supervisor %q: child %q exists", s.name, key)
 		}
-		pid, err := start(c)
+		started, err := start(spawn.Parent{Ctx: c})
 		if err != nil {
 			return err
 		}
+		pid := started.PID
 		s.mu.Lock()
 		s.addLocked(&child{key: key, spec: spec, start: start, stop: stop, pid: pid, lastUp: s.spec.Clock.Now()})
 		s.mu.Unlock()
@@ -569,7 +572,9 @@ func (s *Supervisor) startAgain(c actor.Context, ch *child) {
 			ch.sub.pid.Store(pid)
 		}
 	} else {
-		pid, err = ch.start(c)
+		var started spawn.Child
+		started, err = ch.start(spawn.Parent{Ctx: c})
+		pid = started.PID
 	}
 	if err != nil {
 		s.emit(Event{Kind: EventStopped, Child: ch.key, Reason: fmt.Errorf("restart failed: %w", err)})
@@ -606,7 +611,7 @@ func (s *Supervisor) halt(ch *child, reason error) {
 		ch.sub.stopAll(reason)
 		s.root.Stop(ch.pid)
 	} else if ch.stop != nil {
-		ch.stop(ch.pid, reason)
+		ch.stop(spawn.Child{PID: ch.pid}, reason)
 	}
 	s.emit(Event{Kind: EventStopped, Child: ch.key, Reason: reason})
 }

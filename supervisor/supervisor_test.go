@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/spawn"
 	"github.com/cnactor/cnactor/internal/testutil"
 	"github.com/cnactor/cnactor/supervisor"
 )
@@ -351,7 +351,7 @@ func TestStartErrors(t *testing.T) {
 	if err := r.top.StartChild("a", supervisor.ChildSpec{}, r.starter(&child{r: r, key: "a"}), nil); err == nil {
 		t.Fatal("duplicate key accepted")
 	}
-	err := r.top.StartChild("bad", supervisor.ChildSpec{}, func(actor.SpawnerContext) (*actor.PID, error) { return nil, errBoom }, nil)
+	err := r.top.StartChild("bad", supervisor.ChildSpec{}, func(spawn.Parent) (spawn.Child, error) { return spawn.Child{}, errBoom }, nil)
 	if !errors.Is(err, errBoom) {
 		t.Fatalf("failing starter: %v", err)
 	}
@@ -399,7 +399,7 @@ func TestPanickingHook(t *testing.T) {
 		r.mu.Unlock()
 		panic("hook")
 	}}
-	s, err := supervisor.New(r.sys.Root, "panicky", supervisor.Spec{Backoff: supervisor.NoBackoff, Clock: r.clock}, hooks)
+	s, err := supervisor.New(spawn.Parent{Ctx: r.sys.Root}, "panicky", supervisor.Spec{Backoff: supervisor.NoBackoff, Clock: r.clock}, hooks)
 	if err != nil {
 		t.Fatal(err)
 	}
