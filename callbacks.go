@@ -74,7 +74,7 @@ func (c *Connector) addCallback(id transport.CbID, name string, h handlers.Handl
 	if c.lookup(id) != nil {
 		return fmt.Errorf("cnactor: add callback %q: %w: %s", name, ErrDuplicate, id)
 	}
-	if n := c.numCallbacks(); n >= c.cfg.maxCallbacks && id != dispatch.CoreID {
+	if n := c.numCallbacks(); n >= c.cfg.maxCallbacks && id != dispatch.CoreID() {
 		c.callbacksRefused.Add(1)
 		if ok, sup := c.callbackLog.Allow(); ok {
 			c.log.Warn("callback refused: too many callbacks", zap.Stringer("id", id), zap.String("name", name),
@@ -94,7 +94,7 @@ func (c *Connector) numCallbacks() int {
 	c.cbMu.Lock()
 	defer c.cbMu.Unlock()
 	n := len(c.callbacks)
-	if c.callbacks[dispatch.CoreID] != nil {
+	if c.callbacks[dispatch.CoreID()] != nil {
 		n--
 	}
 	return n
@@ -151,7 +151,7 @@ func (c *Connector) unregister(id transport.CbID, child spawn.Child, reason erro
 // callback's shutdown timeout; what is left is counted as dropped), its
 // actor stops, and subscribers are notified (event 1).
 func (c *Connector) DelCallback(id transport.CbID) error {
-	if id == dispatch.CoreID {
+	if id == dispatch.CoreID() {
 		return ErrCoreCallback
 	}
 	c.mu.Lock()

@@ -73,7 +73,7 @@ type callback struct {
 
 // New starts a connector core: it dials the kernel connector (unless
 // WithTransport gives another transport), starts the actor system, the
-// socket-reader actor and the core's own callback at dispatch.CoreID.
+// socket-reader actor and the core's own callback at dispatch.CoreID().
 func New(opts ...Option) (*Connector, error) {
 	cfg := config{readBuffer: DefaultReadBuffer, logger: zap.NewNop(), maxCallbacks: DefaultMaxCallbacks}
 	for _, o := range opts {
@@ -140,7 +140,7 @@ func New(opts ...Option) (*Connector, error) {
 			return nil, err
 		}
 	}
-	if err := c.AddCallback(dispatch.CoreID, dispatch.CoreName, handlers.HandlerFunc(c.control)); err != nil {
+	if err := c.AddCallback(dispatch.CoreID(), dispatch.CoreName, handlers.HandlerFunc(c.control)); err != nil {
 		c.Close(context.Background())
 		return nil, err
 	}

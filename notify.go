@@ -48,7 +48,7 @@ func (c *Connector) notify(id transport.CbID, name string, ev dispatch.Event, fi
 	}
 }
 
-// control is the core's own callback at dispatch.CoreID: it serves the
+// control is the core's own callback at dispatch.CoreID(): it serves the
 // seed's notification requests. Malformed ones, and subscriptions over the
 // bounds (see dispatch.Subscriptions), are counted and ignored, with a
 // rate-limited warning: anyone who may reach the core can send them.

@@ -37,7 +37,7 @@ func TestNotifications(t *testing.T) {
 
 	control := func(from *memory.Conn, s dispatch.Subscription) {
 		t.Helper()
-		send(t, from, transport.Addr{Port: c.Port()}, &transport.Message{ID: dispatch.CoreID, Data: dispatch.AppendControl(nil, &s)})
+		send(t, from, transport.Addr{Port: c.Port()}, &transport.Message{ID: dispatch.CoreID(), Data: dispatch.AppendControl(nil, &s)})
 	}
 	applied := func(n uint64, subs int) {
 		t.Helper()
@@ -106,7 +106,7 @@ func TestNotifications(t *testing.T) {
 		dispatch.AppendControl(nil, &dispatch.Subscription{Group: 33}), // no such group
 	}
 	for _, data := range bad {
-		send(t, p1, transport.Addr{Port: c.Port()}, &transport.Message{ID: dispatch.CoreID, Data: data})
+		send(t, p1, transport.Addr{Port: c.Port()}, &transport.Message{ID: dispatch.CoreID(), Data: data})
 	}
 	waitFor(t, "malformed control messages", func() bool { return c.Stats().Control.Malformed == uint64(len(bad)) })
 	if s := c.Stats().Control; s.Applied != 4 || s.Subscriptions != 1 {
@@ -168,7 +168,7 @@ func TestControlSubscriptionsBounded(t *testing.T) {
 	all := []dispatch.Range{{First: 0, Count: 0xffffffff}}
 	control := func(s dispatch.Subscription) {
 		t.Helper()
-		send(t, p, transport.Addr{Port: c.Port()}, &transport.Message{ID: dispatch.CoreID, Data: dispatch.AppendControl(nil, &s)})
+		send(t, p, transport.Addr{Port: c.Port()}, &transport.Message{ID: dispatch.CoreID(), Data: dispatch.AppendControl(nil, &s)})
 	}
 	start := time.Now()
 	const dups, distinct = 3000, dispatch.DefaultMaxSubscriptions + 100

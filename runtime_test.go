@@ -402,10 +402,10 @@ func TestCallbackErrors(t *testing.T) {
 	if err := c.AddCallback(transport.CbID{Idx: 0x7302, Val: 2}, "nil", nil); err == nil {
 		t.Error("nil handler accepted")
 	}
-	if err := c.AddCallback(dispatch.CoreID, "core", handlers.Sink()); !errors.Is(err, cnactor.ErrDuplicate) {
+	if err := c.AddCallback(dispatch.CoreID(), "core", handlers.Sink()); !errors.Is(err, cnactor.ErrDuplicate) {
 		t.Errorf("registering the core id: %v, want ErrDuplicate", err)
 	}
-	if err := c.DelCallback(dispatch.CoreID); !errors.Is(err, cnactor.ErrCoreCallback) {
+	if err := c.DelCallback(dispatch.CoreID()); !errors.Is(err, cnactor.ErrCoreCallback) {
 		t.Errorf("removing the core: %v, want ErrCoreCallback", err)
 	}
 	if err := c.DelCallback(transport.CbID{Idx: 0x7302, Val: 3}); !errors.Is(err, cnactor.ErrNotFound) {
@@ -421,7 +421,7 @@ func TestCallbackErrors(t *testing.T) {
 	if err := c.AddCallback(id, "three", handlers.Sink()); err != nil {
 		t.Errorf("re-registering: %v", err)
 	}
-	core := info(t, c, dispatch.CoreID)
+	core := info(t, c, dispatch.CoreID())
 	if core.Name != dispatch.CoreName || core.Group != 0 {
 		t.Errorf("core callback %+v", core)
 	}

@@ -138,7 +138,7 @@ func TestSoak(t *testing.T) {
 	loop("control", func(rng *rand.Rand) error {
 		s := dispatch.Subscription{Group: g, IdxRanges: []dispatch.Range{{First: rng.Uint32(), Count: 1}}, ValRanges: make([]dispatch.Range, 1+rng.IntN(80))}
 		controls.Add(1)
-		return send(controller, &transport.Message{ID: dispatch.CoreID, Data: dispatch.AppendControl(nil, &s)})
+		return send(controller, &transport.Message{ID: dispatch.CoreID(), Data: dispatch.AppendControl(nil, &s)})
 	})
 	// A peer that asks for echoes and never reads them.
 	deaf := dial(transport.WithReadBuffer(4096))

@@ -30,7 +30,7 @@ type Stats struct {
 type CallbackInfo struct {
 	ID   transport.CbID
 	Name string
-	// Core marks the connector core's own callback (dispatch.CoreID,
+	// Core marks the connector core's own callback (dispatch.CoreID(),
 	// 0xffffffff:0xffffffff, named "connector" as in the kernel): it serves
 	// peers' notification subscriptions (see Watch). It is listed so that
 	// every message read is counted somewhere; AddCallback cannot take
@@ -76,7 +76,7 @@ func (c *Connector) Stats() Stats {
 			continue
 		}
 		info := CallbackInfo{
-			ID: r.ID, Name: r.Name, Core: r.ID == dispatch.CoreID, Group: dispatch.GroupOf(r.ID), Policy: r.Policy.String(),
+			ID: r.ID, Name: r.Name, Core: r.ID == dispatch.CoreID(), Group: dispatch.GroupOf(r.ID), Policy: r.Policy.String(),
 			Mailbox: cb.ref.Spec().MailboxSize, Overflow: cb.cfg.overflow, CallbackStats: cb.ref.Stats(),
 		}
 		info.Supervisor = cb.sup.Name()

@@ -312,7 +312,7 @@ func (r *supRig) subscribe(g, idx uint32) {
 		r.t.Fatal(err)
 	}
 	sub := dispatch.Subscription{Group: g, IdxRanges: []dispatch.Range{{First: idx, Count: 1}}, ValRanges: []dispatch.Range{{First: 0, Count: ^uint32(0)}}}
-	if err := r.peer.Send(context.Background(), transport.Addr{Port: r.c.Port()}, &transport.Message{ID: dispatch.CoreID, Data: dispatch.AppendControl(nil, &sub)}); err != nil {
+	if err := r.peer.Send(context.Background(), transport.Addr{Port: r.c.Port()}, &transport.Message{ID: dispatch.CoreID(), Data: dispatch.AppendControl(nil, &sub)}); err != nil {
 		r.t.Fatal(err)
 	}
 	eventually(r.t, "the subscription", func() bool { return r.c.Stats().Control.Subscriptions == 1 })

@@ -5,9 +5,12 @@ import (
 	"time"
 )
 
-// RTTBuckets are the upper bounds of the requester's round-trip-time
+// RTTBuckets returns the upper bounds of the requester's round-trip-time
 // histogram, from a local round trip (tens of microseconds) to a slow peer.
-var RTTBuckets = [NumRTTBuckets]time.Duration{
+// The array is a copy: the bounds cannot be changed under the histogram.
+func RTTBuckets() [NumRTTBuckets]time.Duration { return rttBuckets }
+
+var rttBuckets = [NumRTTBuckets]time.Duration{
 	50 * time.Microsecond, 100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
 	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
 	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
@@ -18,7 +21,7 @@ var RTTBuckets = [NumRTTBuckets]time.Duration{
 const NumRTTBuckets = 17
 
 // RTTHistogram is a snapshot of the RTTs of delivered replies: Counts[i]
-// replies took at most RTTBuckets[i] and more than RTTBuckets[i-1];
+// replies took at most RTTBuckets()[i] and more than RTTBuckets()[i-1];
 // Counts[NumRTTBuckets] took longer than the last bound. Sum is their total.
 type RTTHistogram struct {
 	Counts [NumRTTBuckets + 1]uint64
@@ -42,7 +45,7 @@ type rttHistogram struct {
 
 func (h *rttHistogram) observe(d time.Duration) {
 	i := 0
-	for i < NumRTTBuckets && d > RTTBuckets[i] {
+	for i < NumRTTBuckets && d > rttBuckets[i] {
 		i++
 	}
 	h.counts[i].Add(1)

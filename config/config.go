@@ -586,7 +586,7 @@ func (f *fileCallback) resolve(cfg *Config, sups map[string]int) (Callback, erro
 	if err != nil {
 		return cb, f.At.Errorf("id", "invalid id %q: want IDX:VAL, each a decimal or 0x hex number below 2^32", f.ID)
 	}
-	if id == dispatch.CoreID {
+	if id == dispatch.CoreID() {
 		return cb, f.At.Errorf("id", "%s is the connector core's own id", id)
 	}
 	cb.ID = id

@@ -41,7 +41,7 @@ func FuzzParse(f *testing.F) {
 		}
 		ids := map[transport.CbID]bool{}
 		for _, cb := range cfg.Callbacks {
-			if ids[cb.ID] || cb.ID == dispatch.CoreID {
+			if ids[cb.ID] || cb.ID == dispatch.CoreID() {
 				t.Fatalf("accepted id %v twice or the core's", cb.ID)
 			}
 			ids[cb.ID] = true

@@ -12,8 +12,9 @@ import (
 )
 
 // CoreID is the id the connector core registers itself at; control messages
-// for the notification protocol are sent to it.
-var CoreID = transport.CbID{Idx: 0xffffffff, Val: 0xffffffff}
+// for the notification protocol are sent to it. A func, not a var, so that
+// it cannot be reassigned.
+func CoreID() transport.CbID { return transport.CbID{Idx: 0xffffffff, Val: 0xffffffff} }
 
 // CoreName is the core's symbolic name, as in the kernel.
 const CoreName = "connector"

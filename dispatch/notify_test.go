@@ -143,7 +143,7 @@ func TestSubscriptionMatches(t *testing.T) {
 		{"overflow: max range low", r(0xffffffff, 0xffffffff), all, transport.CbID{Idx: 0xfffffffe, Val: 0}, false},
 		{"all but the top", all, all, transport.CbID{Idx: 0xfffffffe, Val: 0xfffffffe}, true},
 		{"all excludes 2^32-1", all, all, transport.CbID{Idx: 0xffffffff, Val: 0}, false},
-		{"core id", r(0xffffffff, 1), r(0xffffffff, 1), dispatch.CoreID, true},
+		{"core id", r(0xffffffff, 1), r(0xffffffff, 1), dispatch.CoreID(), true},
 	} {
 		s := dispatch.Subscription{Group: 3, IdxRanges: tc.idx, ValRanges: tc.val}
 		if got := s.Matches(tc.id); got != tc.want {

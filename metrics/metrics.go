@@ -116,10 +116,10 @@ var (
 	callbacksRefusedDesc = desc("callbacks_refused_total", "AddCallback refusals past the connector's bound on callbacks.")
 )
 
-// rttBounds are actors.RTTBuckets in seconds.
+// rttBounds are actors.RTTBuckets() in seconds.
 var rttBounds = func() []float64 {
 	b := make([]float64, actors.NumRTTBuckets)
-	for i, d := range actors.RTTBuckets {
+	for i, d := range actors.RTTBuckets() {
 		b[i] = d.Seconds()
 	}
 	return b

@@ -42,19 +42,19 @@ func ParseCbID(s string) (CbID, error) {
 	if !ok {
 		return CbID{}, fmt.Errorf("transport: callback id %q: want IDX:VAL", s)
 	}
-	i, err := ParseUint32(idx)
+	i, err := parseUint32(idx)
 	if err != nil {
 		return CbID{}, fmt.Errorf("transport: callback id %q: idx: %w", s, err)
 	}
-	v, err := ParseUint32(val)
+	v, err := parseUint32(val)
 	if err != nil {
 		return CbID{}, fmt.Errorf("transport: callback id %q: val: %w", s, err)
 	}
 	return CbID{Idx: i, Val: v}, nil
 }
 
-// ParseUint32 parses a decimal or 0x-prefixed hexadecimal 32-bit number.
-func ParseUint32(s string) (uint32, error) {
+// parseUint32 parses a decimal or 0x-prefixed hexadecimal 32-bit number.
+func parseUint32(s string) (uint32, error) {
 	n, err := strconv.ParseUint(s, 0, 32)
 	if err != nil {
 		return 0, err

@@ -61,12 +61,18 @@ type u32Flag struct {
 
 func (f *u32Flag) String() string { return strconv.FormatUint(uint64(f.v), 10) }
 func (f *u32Flag) Set(s string) error {
-	v, err := transport.ParseUint32(s)
+	v, err := parseUint32(s)
 	if err != nil {
 		return fmt.Errorf("want a decimal or 0x hex number below 2^32")
 	}
 	f.v, f.set = v, true
 	return nil
+}
+
+// parseUint32 parses a decimal or 0x-prefixed hexadecimal 32-bit number.
+func parseUint32(s string) (uint32, error) {
+	n, err := strconv.ParseUint(s, 0, 32)
+	return uint32(n), err
 }
 
 // groupsFlag collects repeated -group flags.
@@ -81,7 +87,7 @@ func (g *groupsFlag) String() string {
 }
 
 func (g *groupsFlag) Set(s string) error {
-	v, err := transport.ParseUint32(s)
+	v, err := parseUint32(s)
 	if err == nil {
 		err = transport.CheckGroup(v)
 	}
