@@ -92,7 +92,9 @@ func ExampleParseWhat() {
 }
 
 // A process table on its own: seeded from /proc, kept current by the
-// events of a monitor that has no table of its own. (Compile-only.)
+// events of a monitor that has no table of its own. (Compile-only: Seed
+// reads this machine's /proc and Listen needs the kernel; ExampleTable_Update
+// shows a Table fed with events by hand.)
 func ExampleTable() {
 	table := proc.NewTable(proc.WithRetention(time.Minute))
 	if _, err := table.Seed(); err != nil {
