@@ -14,14 +14,12 @@ import (
 )
 
 // A host runs one node and one subscriber at a time; closing either gives
-// its role back, and a closed host refuses both with cnactor.ErrClosed.
+// its role back. (One host per test process: a second one would race on
+// gRPC's global logger.)
 func TestEndpointHostRoles(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitTimeout)
 	defer cancel()
-	h, err := NewHost(HostConfig{Listen: "127.0.0.1:0", Logger: helperLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := sharedHost(t)
 	conn, err := memory.NewNetwork().Dial()
 	if err != nil {
 		t.Fatal(err)
@@ -58,15 +56,21 @@ func TestEndpointHostRoles(t *testing.T) {
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-
-	if err := h.Close(ctx); err != nil {
+	if n, err = NewNode(c, NodeConfig{Host: h, Logger: helperLogger()}); err != nil {
+		t.Fatalf("a node after the first one closed: %v", err)
+	}
+	if err := n.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewSubscriber(SubscriberConfig{Host: h}); !errors.Is(err, cnactor.ErrClosed) {
-		t.Fatalf("subscriber on a closed host: %v, want cnactor.ErrClosed", err)
-	}
-	if _, err := NewNode(c, NodeConfig{Host: h}); !errors.Is(err, cnactor.ErrClosed) || !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("node on a closed host: %v, want cnactor.ErrClosed (net.ErrClosed)", err)
+}
+
+// A closing host refuses both roles with cnactor.ErrClosed.
+func TestEndpointHostClosed(t *testing.T) {
+	h := &Host{closeStarted: true}
+	for _, role := range []hostRole{roleNode, roleSubscriber} {
+		if err := h.claim(role); !errors.Is(err, cnactor.ErrClosed) || !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("%s on a closed host: %v, want cnactor.ErrClosed (net.ErrClosed)", role, err)
+		}
 	}
 }
 

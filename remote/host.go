@@ -253,7 +253,7 @@ func (h *Host) claim(role hostRole) error {
 	defer h.mu.Unlock()
 	switch {
 	case h.closeStarted:
-		return fmt.Errorf("remote: host %s: %w", h.Addr(), cnactor.ErrClosed)
+		return fmt.Errorf("remote: host closed: %w", cnactor.ErrClosed)
 	case h.claimed[role]:
 		return fmt.Errorf("remote: the host already runs a %s", role)
 	}

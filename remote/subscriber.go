@@ -99,8 +99,8 @@ type regKey struct {
 	id   transport.CbID
 }
 
-// NewSubscriber starts a subscriber: an actor system with protoactor's
-// remote listening on cfg.Listen.
+// NewSubscriber starts a subscriber on cfg.Host, or on a host of its own
+// listening on cfg.Listen.
 func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultSubscriberListen
