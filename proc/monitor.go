@@ -65,6 +65,7 @@ type config struct {
 	cacheSize  int           // table limit; 0: DefaultTableLimit
 	retention  time.Duration // 0: DefaultRetention; negative: none
 	readable   ReadFilter
+	taskstats  bool
 }
 
 type optionFunc func(*config)
@@ -123,6 +124,11 @@ func WithTableRetention(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.retention = max(d, -1) })
 }
 
+// WithTaskstats turns off (or on: the default) the taskstats listener of
+// the process table, which names processes gone before their exec could be
+// read (see Names in the package documentation).
+func WithTaskstats(on bool) Option { return optionFunc(func(c *config) { c.taskstats = on }) }
+
 // ErrPermission explains a refused subscription.
 var ErrPermission = errors.New("proc: this kernel lets only root (CAP_NET_ADMIN) listen to process events; kernels 6.6 and later allow everyone")
 
@@ -135,6 +141,7 @@ type Monitor struct {
 	mask  What
 	h     *handler
 	added bool // our AddCallback succeeded: Close removes the callback
+	ts    *taskstatsListener
 
 	stop     chan struct{} // closed when Events closes: ends watch
 	removed  chan struct{} // the connector removed our callback
@@ -161,7 +168,7 @@ var (
 // get none); the Ack event shows up in the stream when there is one.
 func Listen(ctx context.Context, opts ...Option) (*Monitor, error) {
 	cfg := config{mask: WhatAll, enrich: true, buffer: 4096, mailbox: 1 << 16,
-		readBuffer: cnactor.DefaultReadBuffer, logger: zap.NewNop()}
+		readBuffer: cnactor.DefaultReadBuffer, logger: zap.NewNop(), taskstats: true}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
@@ -178,6 +185,9 @@ func Listen(ctx context.Context, opts ...Option) (*Monitor, error) {
 		m.c, m.owns = c, true
 	}
 	m.h = newHandler(m, cfg)
+	if m.h.table != nil && cfg.taskstats {
+		m.listenTaskstats(cfg.logger)
+	}
 	m.unwatch = m.c.Watch(func(ev cnactor.Event) {
 		if ev.ID == ID && ev.Kind == dispatch.EventRemoved && ev.Name == "proc" {
 			select {
@@ -202,6 +212,24 @@ func Listen(ctx context.Context, opts ...Option) (*Monitor, error) {
 	go m.watch(ctx)
 	cfg.logger.Info("proc: listening", zap.Stringer("mode", m.mode), zap.Stringer("events", m.mask))
 	return m, nil
+}
+
+// listenTaskstats gives the table the exit records of taskstats, before
+// the subscription so that no process's exit is missed; without them
+// (no privilege, no CONFIG_TASKSTATS), the table works as before.
+func (m *Monitor) listenTaskstats(log *zap.Logger) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	x := newExitNames()
+	l, err := listenTaskstats(x, log)
+	if err != nil {
+		log.Info("proc: no taskstats exit records (they need CAP_NET_ADMIN in the initial namespaces, and CONFIG_TASKSTATS): processes gone before their exec is read keep their earlier names, marked stale",
+			zap.Error(err))
+		return
+	}
+	m.ts = l
+	m.h.table.exits = x
 }
 
 // tableNeeds are the kinds the process table is kept current from.
@@ -343,6 +371,9 @@ const ignoreTimeout = time.Second
 func (m *Monitor) finish(reason error, ignore bool) error {
 	m.reason.CompareAndSwap(nil, &reason)
 	m.h.closeOut()
+	if m.ts != nil {
+		m.ts.close() // wakes an exec waiting for its record
+	}
 	close(m.stop)
 	if m.unwatch != nil {
 		m.unwatch()

@@ -44,6 +44,7 @@ type Table struct {
 	lastLog   time.Time
 	unlogged  uint64 // rejections since the last log line
 	readable  ReadFilter
+	exits     exitSource // names of exited tasks (taskstats); nil: none
 }
 
 // A ReadFilter decides, at an exec, whether the table reads the new
@@ -71,6 +72,10 @@ type TableStats struct {
 	Pruned                uint64 // live entries dropped because /proc no longer had them
 	Rejected              uint64 // entries not kept because the table was full
 	Skipped               uint64 // execs not read: the read filter rejected them
+	// ExitNamed counts Misses named from the taskstats record of the
+	// process's exit; Stale counts execs left with their earlier names
+	// (misses without a record in time, and Skipped).
+	ExitNamed, Stale uint64
 }
 
 // A TableOption configures NewTable.
@@ -99,6 +104,10 @@ func WithTableLogger(l *zap.Logger) TableOption { return func(t *Table) { t.log 
 // WithReadFilter reads /proc at execs only for the processes fn accepts,
 // for a consumer that shows only some processes.
 func WithReadFilter(fn ReadFilter) TableOption { return func(t *Table) { t.readable = fn } }
+
+// withExits names processes gone before their exec could be read from
+// their exit records.
+func withExits(x exitSource) TableOption { return func(t *Table) { t.exits = x } }
 
 // withRoot reads another /proc, for tests.
 func withRoot(dir string) TableOption { return func(t *Table) { t.r.root = dir } }

@@ -109,8 +109,9 @@ func (t *Table) fork(e *Fork) *Process {
 }
 
 // exec reads the new program's names from /proc. If the process is
-// already gone, or the read filter rejects it, it keeps the names it had,
-// marked Stale.
+// already gone, its name is its exit record's (taskstats), with no command
+// line or executable; without a record, or if the read filter rejects it,
+// it keeps the names it had, marked Stale.
 func (t *Table) exec(e *Exec) *Process {
 	old := t.live[e.TGID] // an exited entry of this tgid is another process
 	if old == nil {
@@ -134,15 +135,41 @@ func (t *Table) exec(e *Exec) *Process {
 		if old.p.StartNS != 0 {
 			np.StartNS, np.PPID = old.p.StartNS, old.p.PPID
 		}
+	} else if t.stats.Misses++; t.exitName(e.TGID, old.p.StartNS, e.TimestampNS, &np) {
+		t.stats.ExitNamed++
 	} else {
-		t.stats.Misses++
 		np.Stale = true
+	}
+	if np.Stale {
+		t.stats.Stale++
 	}
 	// The other threads were gone before the exec event.
 	t.nthr -= len(old.threads)
 	old.threads = nil
 	old.p = &np
 	return old.p
+}
+
+// exitName names p, gone before its exec at ns could be read, from the
+// exit record of pid. It waits for the record (a bounded time) without
+// the table's lock: Update is called by one goroutine, so only lookups
+// and Seed run meanwhile, and the stream waits, keeping its order.
+func (t *Table) exitName(pid uint32, start, at uint64, p *Process) bool {
+	if t.exits == nil {
+		return false
+	}
+	var lived uint64
+	if start != 0 && at > start {
+		lived = at - start
+	}
+	t.mu.Unlock()
+	r, ok := t.exits.take(pid, lived, at)
+	t.mu.Lock()
+	if !ok {
+		return false
+	}
+	p.Comm, p.Cmdline, p.Exe = r.comm, "", ""
+	return true
 }
 
 // exit returns what is known of the ending task with its duration; a
