@@ -10,7 +10,6 @@ import (
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/internal/testutil"
 	"github.com/cnactor/cnactor/transport"
-	"github.com/cnactor/cnactor/transport/memory"
 )
 
 // A host runs one node and one subscriber at a time; closing either gives
@@ -20,15 +19,7 @@ func TestEndpointHostRoles(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitTimeout)
 	defer cancel()
 	h := sharedHost(t)
-	conn, err := memory.NewNetwork().Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := cnactor.New(cnactor.WithTransport(conn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	c, _ := memoryConnector(t)
 
 	s, err := NewSubscriber(SubscriberConfig{Host: h, Logger: helperLogger()})
 	if err != nil {

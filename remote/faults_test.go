@@ -29,7 +29,9 @@ type localNode struct {
 	added chan NodeEvent
 }
 
-func newLocalNode(t *testing.T, exports ...Export) *localNode {
+// memoryConnector starts a connector on a new in-memory network; the test
+// closes it after whatever it registers later.
+func memoryConnector(t *testing.T) (*cnactor.Connector, *memory.Network) {
 	t.Helper()
 	net := memory.NewNetwork()
 	conn, err := net.Dial()
@@ -40,9 +42,15 @@ func newLocalNode(t *testing.T, exports ...Export) *localNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c, net
+}
+
+func newLocalNode(t *testing.T, exports ...Export) *localNode {
+	t.Helper()
+	c, net := memoryConnector(t)
 	n, err := NewNode(c, NodeConfig{Host: sharedHost(t), Exports: exports})
 	if err != nil {
-		c.Close(context.Background())
 		t.Fatal(err)
 	}
 	peer, err := net.Dial()

@@ -14,7 +14,6 @@ import (
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/internal/testutil"
 	"github.com/cnactor/cnactor/transport"
-	"github.com/cnactor/cnactor/transport/memory"
 )
 
 // newSubscriber starts a subscriber on loopback, closed by the test.
@@ -235,16 +234,7 @@ func TestRemoteReadOnly(t *testing.T) {
 // connector's notification. A subscriber that leaves in order unsubscribes.
 // Here the node is in this process and the subscribers are helpers.
 func TestRemoteSubscriberKilled(t *testing.T) {
-	net := memory.NewNetwork()
-	conn, err := net.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := cnactor.New(cnactor.WithTransport(conn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	c, _ := memoryConnector(t)
 	connEvents := make(chan cnactor.Event, 16)
 	c.Watch(func(ev cnactor.Event) {
 		if ev.ID == id5 {
