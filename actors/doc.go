@@ -39,4 +39,19 @@
 // Received = Handled + Failed + Dropped + Queued holds at all times, and
 // CallbackStats says how often and how long it held the reader and how much
 // it shed.
+//
+// Removing a callback runs the other way: once its route has left the
+// table, Reader.Detach ends any wait on the handler's mailbox and returns
+// when every batch read before it is routed, so that nothing reaches the
+// handler afterwards; HandlerRef.Drain and Stop then finish it. At Close,
+// Reader.Stop drains what is queued on the socket before the reader stops.
+//
+// # Who calls what
+//
+// The cnactor Connector wires this package: StartReader, StartRequester and
+// SpawnHandler take a spawn.Parent, which only the cnactor module can make,
+// because these actors live on the Connector's actor system. Users meet the
+// package's values through the Connector: CallbackStats, ReaderStats and
+// RequesterStats in Connector.Stats, Overflow and RequestOptions through its
+// options, ErrStopTimeout from Close.
 package actors

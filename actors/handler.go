@@ -125,10 +125,10 @@ func (h *HandlerRef) Child() spawn.Child { return spawn.Child{PID: h.pid} }
 // Spec returns what the handler was spawned with.
 func (h *HandlerRef) Spec() HandlerSpec { return h.spec }
 
-// Deliver copies r into the mailbox and wakes the handler; a full mailbox
+// deliver copies r into the mailbox and wakes the handler; a full mailbox
 // applies the overflow policy, except that under Backpressure a full
 // mailbox drops r (counted) instead of waiting: waiting is the reader's.
-func (h *HandlerRef) Deliver(r *transport.Received) {
+func (h *HandlerRef) deliver(r *transport.Received) {
 	h.counters.received.Add(1)
 	if h.mb.put(r) == putFull {
 		h.mb.shed()

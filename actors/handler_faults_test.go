@@ -125,7 +125,7 @@ func TestHandlerContext(t *testing.T) {
 	}
 	defer ref.Stop(context.Background())
 	creds := transport.Credentials{PID: 7, UID: 8, GID: 9}
-	ref.Deliver(&transport.Received{Message: transport.Message{ID: id, Seq: 40, Ack: 5}, From: 1234, Group: 2, Creds: creds})
+	ref.deliver(&transport.Received{Message: transport.Message{ID: id, Seq: 40, Ack: 5}, From: 1234, Group: 2, Creds: creds})
 	s := <-p.got
 	if s.from != 1234 || s.group != 2 || s.creds != creds || s.id != id || s.name != "probe" || !s.logger ||
 		s.replyErr != nil || s.sendErr != nil {
@@ -178,7 +178,7 @@ func TestHandlerEscalationAndHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	for seq := uint32(1); seq <= 4; seq++ {
-		ref.Deliver(&transport.Received{Message: transport.Message{Seq: seq}})
+		ref.deliver(&transport.Received{Message: transport.Message{Seq: seq}})
 	}
 	// 1 escalates (restart), 2 fails quietly, 3 is a normal end (restart
 	// again under the default strategy), 4 is handled.
@@ -215,7 +215,7 @@ func TestHandlerNotifyLoss(t *testing.T) {
 	}
 	defer ref.Stop(context.Background())
 	ref.notifyLoss(3)
-	ref.Deliver(&transport.Received{Message: transport.Message{Seq: 1}})
+	ref.deliver(&transport.Received{Message: transport.Message{Seq: 1}})
 	waitFor(t, "the message", func() bool { return g.handled.Load() == 1 })
 	if n := g.lostTo(handlers.LossSocket); n != 3 {
 		t.Fatalf("socket loss told %d, want 3", n)
@@ -226,7 +226,7 @@ func TestHandlerNotifyLoss(t *testing.T) {
 	}
 	defer plain.Stop(context.Background())
 	plain.notifyLoss(3) // nothing to tell: must not queue a notice
-	plain.Deliver(&transport.Received{Message: transport.Message{Seq: 1}})
+	plain.deliver(&transport.Received{Message: transport.Message{Seq: 1}})
 	waitFor(t, "the plain handler", func() bool { return plain.Stats().Handled == 1 })
 	if s := plain.Stats(); s.Queued != 0 {
 		t.Fatalf("plain %+v", s)
@@ -286,11 +286,11 @@ func TestReplyToCongestedPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ref.Stop(context.Background())
-	ref.Deliver(&transport.Received{Message: transport.Message{ID: id, Seq: 1}, From: full.Port()})
+	ref.deliver(&transport.Received{Message: transport.Message{ID: id, Seq: 1}, From: full.Port()})
 	first := recvOutcome(t, out)
-	ref.Deliver(&transport.Received{Message: transport.Message{ID: id, Seq: 2}, From: full.Port()})
+	ref.deliver(&transport.Received{Message: transport.Message{ID: id, Seq: 2}, From: full.Port()})
 	second := recvOutcome(t, out)
-	ref.Deliver(&transport.Received{Message: transport.Message{ID: id, Seq: 3}, From: open.Port()})
+	ref.deliver(&transport.Received{Message: transport.Message{ID: id, Seq: 3}, From: open.Port()})
 	third := recvOutcome(t, out)
 	if !errors.Is(first.err, ErrPeerCongested) || !errors.Is(second.err, ErrPeerCongested) {
 		t.Fatalf("replies to the full peer: %v, %v; want ErrPeerCongested", first.err, second.err)

@@ -88,7 +88,7 @@ func TestHandlerAccounting(t *testing.T) {
 		t.Fatal(err)
 	}
 	deliver := func(seq uint32) {
-		ref.Deliver(&transport.Received{Message: transport.Message{ID: ref.Spec().ID, Seq: seq, Data: []byte("x")}})
+		ref.deliver(&transport.Received{Message: transport.Message{ID: ref.Spec().ID, Seq: seq, Data: []byte("x")}})
 	}
 
 	// Phase 1: the handler is stuck in seq 0; 8 fit (the one in progress
@@ -177,7 +177,7 @@ func TestHandlerStopTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	for seq := uint32(1); seq <= 5; seq++ {
-		ref.Deliver(&transport.Received{Message: transport.Message{Seq: seq}})
+		ref.deliver(&transport.Received{Message: transport.Message{Seq: seq}})
 		if seq == 1 {
 			<-h.entered
 		}
@@ -219,7 +219,7 @@ func TestHandlerWithoutSender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref.Deliver(&transport.Received{Message: transport.Message{ID: ref.Spec().ID, Seq: 1}})
+	ref.deliver(&transport.Received{Message: transport.Message{ID: ref.Spec().ID, Seq: 1}})
 	select {
 	case got := <-errs:
 		if got[0] == nil || got[1] == nil {

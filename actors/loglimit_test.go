@@ -85,7 +85,7 @@ func TestHandlerFailuresRateLimited(t *testing.T) {
 	const n = 500
 	start := time.Now()
 	for i := range uint32(n) {
-		ref.Deliver(&transport.Received{Message: transport.Message{ID: ref.Spec().ID, Seq: i}})
+		ref.deliver(&transport.Received{Message: transport.Message{ID: ref.Spec().ID, Seq: i}})
 	}
 	waitFor(t, "every failure counted", func() bool { return ref.Stats().Failed == n })
 	// One line a second at most (however slow the machine made this).

@@ -75,7 +75,7 @@ func msg(seq uint32) *transport.Received {
 	return &transport.Received{Message: transport.Message{Seq: seq, Data: []byte{byte(seq)}}}
 }
 
-// post delivers seqs the way HandlerRef.Deliver does: counted as received,
+// post delivers seqs the way HandlerRef.deliver does: counted as received,
 // then put and the actor scheduled.
 func post(m *mailbox, c *counters, seqs ...uint32) {
 	for _, s := range seqs {

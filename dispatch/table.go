@@ -1,14 +1,3 @@
-// Package dispatch is the connector's routing table: which callback id goes
-// to which handler, who may reach it, and which multicast groups the socket
-// must be in for it. It also implements the seed's notification protocol
-// (subscriptions to callback registration and removal events).
-//
-// Data flows through it on every received message without a lock: the
-// socket-reader takes the current Snapshot once per batch and looks each
-// message's id up in it. Writers (AddCallback, DelCallback) copy the table,
-// change the copy and publish it atomically, joining group idx when the first
-// callback with that idx arrives and leaving it when the last one goes, as
-// the kernel's connector core assigns group id.idx to a callback.
 package dispatch
 
 import (
@@ -269,16 +258,6 @@ func (t *Table) Routes() []*Route {
 		return cmpU32(a.ID.Val, b.ID.Val)
 	})
 	return out
-}
-
-// GroupRefs returns how many registered callbacks hold group g.
-func (t *Table) GroupRefs(g uint32) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if transport.CheckGroup(g) != nil {
-		return 0
-	}
-	return t.refs[g]
 }
 
 func cmpU32(a, b uint32) int {

@@ -135,7 +135,7 @@ func TestTableRoutesOrdered(t *testing.T) {
 	if got, want := routeIDs(tb), "[7:1 7:9 300:1 300:2 4294967295:0]"; got != want {
 		t.Errorf("Routes = %s, want %s", got, want)
 	}
-	if n := tb.GroupRefs(7); n != 2 {
+	if n := dispatch.GroupRefs(tb, 7); n != 2 {
 		t.Errorf("GroupRefs(7) = %d, want 2", n)
 	}
 }
@@ -176,12 +176,12 @@ func TestTableGroupRefcount(t *testing.T) {
 		if got := m.take(); !slices.Equal(got, s.calls) {
 			t.Errorf("step %d (add=%v %d:%d): membership calls %q, want %q", i, s.add, s.idx, s.val, got, s.calls)
 		}
-		if got := tb.GroupRefs(s.idx); got != s.refs {
+		if got := dispatch.GroupRefs(tb, s.idx); got != s.refs {
 			t.Errorf("step %d: GroupRefs(%d) = %d, want %d", i, s.idx, got, s.refs)
 		}
 	}
 	for _, g := range []uint32{0, 33, 0xffffffff} {
-		if n := tb.GroupRefs(g); n != 0 {
+		if n := dispatch.GroupRefs(tb, g); n != 0 {
 			t.Errorf("GroupRefs(%d) = %d, want 0", g, n)
 		}
 	}
@@ -196,7 +196,7 @@ func TestTableJoinFailureRefuses(t *testing.T) {
 	if !errors.Is(err, refused) {
 		t.Fatalf("add with a failing join: %v, want the join error", err)
 	}
-	if tb.Lookup(transport.CbID{Idx: 11, Val: 1}) != nil || tb.GroupRefs(11) != 0 {
+	if tb.Lookup(transport.CbID{Idx: 11, Val: 1}) != nil || dispatch.GroupRefs(tb, 11) != 0 {
 		t.Fatal("a callback whose group could not be joined was registered")
 	}
 	// Nothing half-done: once the group can be joined, the id registers
@@ -302,8 +302,8 @@ func TestTableConcurrentLookup(t *testing.T) {
 	if lookups.Load() == 0 {
 		t.Error("readers never ran")
 	}
-	if n := len(tb.Routes()); n != 1 || tb.GroupRefs(20) != 1 {
-		t.Errorf("after the writers: %d routes, %d refs on group 20; want 1 and 1", n, tb.GroupRefs(20))
+	if n := len(tb.Routes()); n != 1 || dispatch.GroupRefs(tb, 20) != 1 {
+		t.Errorf("after the writers: %d routes, %d refs on group 20; want 1 and 1", n, dispatch.GroupRefs(tb, 20))
 	}
 	// Group 20 was held by the stable route throughout: never left, joined once.
 	if calls := m.take(); !slices.Equal(calls, []string{"join 20"}) {

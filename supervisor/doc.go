@@ -56,4 +56,13 @@
 // Every step is reported as an Event (failed, backoff, restarted, stopped,
 // escalated) and each child's state, restart count and current backoff are
 // readable with Status.
+//
+// # Who calls what
+//
+// The cnactor Connector owns the tree: New and StartChild, with its Starter
+// and StopFunc, deal in spawn values that only the cnactor module can make,
+// because every child is an actor on the Connector's actor system. Users
+// describe supervision with Spec and ChildSpec (Connector.AddSupervisor,
+// WithRootSupervisor, WithRestart, WithShutdownTimeout) and read it back as
+// Events (Connector.WatchSupervision) and ChildStatus (Connector.Stats).
 package supervisor
