@@ -84,7 +84,7 @@ func ExampleConnector_AddSupervisor() {
 	defer stop()
 
 	err := c.AddSupervisor("pair", cnactor.RootSupervisor,
-		supervisor.Spec{Strategy: supervisor.OneForAll, Backoff: supervisor.NoBackoff},
+		supervisor.Spec{Strategy: supervisor.OneForAll, Backoff: supervisor.NoBackoff()},
 		supervisor.ChildSpec{Restart: supervisor.Permanent})
 	fmt.Println("add supervisor:", err)
 	a, b := transport.CbID{Idx: 7, Val: 1}, transport.CbID{Idx: 7, Val: 2}

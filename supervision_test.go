@@ -121,7 +121,7 @@ func (h *supHandler) handled() []uint32 {
 	return slices.Clone(h.seqs)
 }
 
-var fastRestarts = supervisor.Spec{Backoff: supervisor.NoBackoff, Intensity: supervisor.Intensity{MaxRestarts: 1 << 30, Period: time.Second}}
+var fastRestarts = supervisor.Spec{Backoff: supervisor.NoBackoff(), Intensity: supervisor.Intensity{MaxRestarts: 1 << 30, Period: time.Second}}
 
 // TestSupervisionChaos: a handler that panics on every 10th of 100,000
 // messages beside three healthy ones. Exactly 10,000 failures and
@@ -343,7 +343,7 @@ func TestIntensityExceeded(t *testing.T) {
 	r := newSupRig(t)
 	const g = 9
 	r.subscribe(g, 400)
-	spec := supervisor.Spec{Backoff: supervisor.NoBackoff, Intensity: supervisor.Intensity{MaxRestarts: 2, Period: time.Minute}}
+	spec := supervisor.Spec{Backoff: supervisor.NoBackoff(), Intensity: supervisor.Intensity{MaxRestarts: 2, Period: time.Minute}}
 	if err := r.c.AddSupervisor("fragile", "", spec, supervisor.ChildSpec{Restart: supervisor.Temporary}); err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +387,7 @@ func TestIntensityExceeded(t *testing.T) {
 
 func TestNestedSupervisorRestartsItsChildren(t *testing.T) {
 	r := newSupRig(t)
-	spec := supervisor.Spec{Backoff: supervisor.NoBackoff, Intensity: supervisor.Intensity{MaxRestarts: 1, Period: time.Minute}}
+	spec := supervisor.Spec{Backoff: supervisor.NoBackoff(), Intensity: supervisor.Intensity{MaxRestarts: 1, Period: time.Minute}}
 	if err := r.c.AddSupervisor("inner", "", spec, supervisor.ChildSpec{Restart: supervisor.Permanent}); err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +411,7 @@ func TestNestedSupervisorRestartsItsChildren(t *testing.T) {
 }
 
 func TestTopPolicyFailConnector(t *testing.T) {
-	spec := supervisor.Spec{Backoff: supervisor.NoBackoff, Intensity: supervisor.Intensity{MaxRestarts: 1, Period: time.Minute}}
+	spec := supervisor.Spec{Backoff: supervisor.NoBackoff(), Intensity: supervisor.Intensity{MaxRestarts: 1, Period: time.Minute}}
 	r := newSupRig(t, cnactor.WithRootSupervisor(spec), cnactor.WithTopPolicy(cnactor.FailConnector))
 	id := transport.CbID{Idx: 500, Val: 1}
 	if err := r.c.AddCallback(id, "doomed", &supHandler{}); err != nil {

@@ -455,7 +455,7 @@ func resolveSpec(p yamlconf.Place, strategy string, in *fileIntensity, bo *fileB
 		spec.Strategy = supervisor.Strategy(i)
 	}
 	if in != nil {
-		spec.Intensity = supervisor.DefaultIntensity
+		spec.Intensity = supervisor.DefaultIntensity()
 		if in.MaxRestarts != nil {
 			if *in.MaxRestarts < 1 {
 				return spec, in.At.Errorf("max_restarts", "must be at least 1")
@@ -471,10 +471,10 @@ func resolveSpec(p yamlconf.Place, strategy string, in *fileIntensity, bo *fileB
 	}
 	if bo != nil {
 		if bo.None {
-			spec.Backoff = supervisor.NoBackoff
+			spec.Backoff = supervisor.NoBackoff()
 		} else {
 			f := bo.Fields
-			b := supervisor.DefaultBackoff
+			b := supervisor.DefaultBackoff()
 			for _, x := range []struct {
 				key string
 				v   *time.Duration

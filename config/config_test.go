@@ -80,7 +80,7 @@ func TestParseConfig(t *testing.T) {
 		w.Child != (supervisor.ChildSpec{Restart: supervisor.Transient, ShutdownTimeout: time.Second}) {
 		t.Errorf("workers = %+v", w)
 	}
-	if in := cfg.Supervisors[1]; in.Parent != "workers" || in.Spec.Backoff != supervisor.NoBackoff || in.Spec.Intensity != (supervisor.Intensity{}) {
+	if in := cfg.Supervisors[1]; in.Parent != "workers" || in.Spec.Backoff != supervisor.NoBackoff() || in.Spec.Intensity != (supervisor.Intensity{}) {
 		t.Errorf("inner = %+v", in)
 	}
 	if len(cfg.Callbacks) != 3 {

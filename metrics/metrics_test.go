@@ -23,7 +23,7 @@ import (
 // TestMetricsAfterKnownTraffic: the collector reports exactly the traffic
 // sent: per callback, for the reader and for the requester.
 func TestMetricsAfterKnownTraffic(t *testing.T) {
-	c, net := conntest.New(t, cnactor.WithRootSupervisor(supervisor.Spec{Backoff: supervisor.NoBackoff}))
+	c, net := conntest.New(t, cnactor.WithRootSupervisor(supervisor.Spec{Backoff: supervisor.NoBackoff()}))
 	cfg, err := config.Parse("test.yaml", []byte(`
 callbacks:
   - {id: "7:1", name: echo, handler: echo, mailbox: {size: 16}}
@@ -233,7 +233,7 @@ func TestHealthHandler(t *testing.T) {
 		return rec.Code, rec.Body.String()
 	}
 	c, net := conntest.New(t, cnactor.WithTopPolicy(cnactor.FailConnector),
-		cnactor.WithRootSupervisor(supervisor.Spec{Intensity: supervisor.Intensity{MaxRestarts: 1, Period: time.Minute}, Backoff: supervisor.NoBackoff}))
+		cnactor.WithRootSupervisor(supervisor.Spec{Intensity: supervisor.Intensity{MaxRestarts: 1, Period: time.Minute}, Backoff: supervisor.NoBackoff()}))
 	h := metrics.HealthHandler(c)
 	if code, body := get(h); code != 200 || body != "ok\n" {
 		t.Errorf("running: %d %q", code, body)

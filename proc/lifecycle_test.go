@@ -135,7 +135,7 @@ func (panicker) Receive(handlers.Context, *transport.Message) error { panic("boo
 func TestEventsCloseWhenConnectorFails(t *testing.T) {
 	t.Parallel()
 	m, c, net := memMonitor(t, context.Background(), cnactor.WithTopPolicy(cnactor.FailConnector),
-		cnactor.WithRootSupervisor(supervisor.Spec{Backoff: supervisor.NoBackoff, Intensity: supervisor.Intensity{MaxRestarts: 0, Period: time.Minute}}))
+		cnactor.WithRootSupervisor(supervisor.Spec{Backoff: supervisor.NoBackoff(), Intensity: supervisor.Intensity{MaxRestarts: 0, Period: time.Minute}}))
 	id := transport.CbID{Idx: 0x7777, Val: 1}
 	if err := c.AddCallback(id, "panicker", panicker{}); err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ func ExampleDefaultSpec() {
 	fmt.Printf("intensity: %d restarts in %v\n", s.Intensity.MaxRestarts, s.Intensity.Period)
 	b := s.Backoff
 	fmt.Printf("backoff: %v doubling to %v, jitter %.0f%%, reset after %v\n", b.Min, b.Max, b.Jitter*100, b.ResetAfter)
-	fmt.Println("no backoff:", supervisor.NoBackoff == supervisor.Backoff{Min: -1})
+	fmt.Println("no backoff:", supervisor.NoBackoff() == supervisor.Backoff{Min: -1})
 	// Output:
 	// strategy: one-for-one
 	// intensity: 100 restarts in 10s

@@ -122,7 +122,7 @@ func (b Backoff) delay(n int, rnd func() float64) time.Duration {
 }
 
 // Spec configures a supervisor. Zero Intensity, Backoff and Decider take
-// the defaults (use NoBackoff for none).
+// the defaults (use NoBackoff() for none).
 type Spec struct {
 	Strategy  Strategy
 	Intensity Intensity
@@ -133,32 +133,37 @@ type Spec struct {
 	Clock Clock
 }
 
-// Defaults, chosen so that a burst of bad messages does not take a handler
-// down while a handler that fails on every message is stopped within
-// seconds: up to 100 restarts in 10 s per supervisor; restart delays from
-// 1 ms doubling to 1 s with 20% jitter, back to 1 ms after 1 s of stability.
-var (
-	DefaultIntensity = Intensity{MaxRestarts: 100, Period: 10 * time.Second}
-	DefaultBackoff   = Backoff{Min: time.Millisecond, Max: time.Second, Jitter: 0.2, ResetAfter: time.Second}
-)
+// DefaultIntensity is the restart bound of a Spec whose Intensity is zero.
+// The defaults are chosen so that a burst of bad messages does not take a
+// handler down while a handler that fails on every message is stopped
+// within seconds: up to 100 restarts in 10 s per supervisor; restart delays
+// from 1 ms doubling to 1 s with 20% jitter, back to 1 ms after 1 s of
+// stability. They are funcs, not vars, so that no package can change every
+// supervisor's defaults by assigning to them.
+func DefaultIntensity() Intensity { return Intensity{MaxRestarts: 100, Period: 10 * time.Second} }
+
+// DefaultBackoff is the restart delay of a Spec whose Backoff is zero.
+func DefaultBackoff() Backoff {
+	return Backoff{Min: time.Millisecond, Max: time.Second, Jitter: 0.2, ResetAfter: time.Second}
+}
 
 // DefaultSpec is one-for-one with the default intensity, backoff and decider.
 func DefaultSpec() Spec {
-	return Spec{Strategy: OneForOne, Intensity: DefaultIntensity, Backoff: DefaultBackoff, Decider: DefaultDecider}
+	return Spec{Strategy: OneForOne, Intensity: DefaultIntensity(), Backoff: DefaultBackoff(), Decider: DefaultDecider}
 }
 
 // NoBackoff restarts without delay.
-var NoBackoff = Backoff{Min: -1}
+func NoBackoff() Backoff { return Backoff{Min: -1} }
 
 func (s Spec) withDefaults() Spec {
 	if s.Decider == nil {
 		s.Decider = DefaultDecider
 	}
 	if s.Intensity == (Intensity{}) {
-		s.Intensity = DefaultIntensity
+		s.Intensity = DefaultIntensity()
 	}
 	if s.Backoff == (Backoff{}) {
-		s.Backoff = DefaultBackoff
+		s.Backoff = DefaultBackoff()
 	}
 	if s.Clock == nil {
 		s.Clock = realClock{}

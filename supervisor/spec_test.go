@@ -34,8 +34,8 @@ func TestBackoffDelay(t *testing.T) {
 	if got := Directive(9).String(); got != "unknown(9)" {
 		t.Errorf("out-of-range directive = %q", got)
 	}
-	if got := NoBackoff.delay(5, func() float64 { return 1 }); got != 0 {
-		t.Errorf("NoBackoff delay = %v", got)
+	if got := NoBackoff().delay(5, func() float64 { return 1 }); got != 0 {
+		t.Errorf("NoBackoff() delay = %v", got)
 	}
 }
 
@@ -79,11 +79,11 @@ func TestDefaultDecider(t *testing.T) {
 
 func TestSpecDefaults(t *testing.T) {
 	s := Spec{}.withDefaults()
-	if s.Intensity != DefaultIntensity || s.Backoff != DefaultBackoff || s.Decider == nil || s.Clock == nil {
+	if s.Intensity != DefaultIntensity() || s.Backoff != DefaultBackoff() || s.Decider == nil || s.Clock == nil {
 		t.Fatalf("defaults not applied: %+v", s)
 	}
-	s = Spec{Backoff: NoBackoff, Intensity: Intensity{MaxRestarts: 1, Period: time.Minute}}.withDefaults()
-	if s.Backoff != NoBackoff || s.Intensity.MaxRestarts != 1 {
+	s = Spec{Backoff: NoBackoff(), Intensity: Intensity{MaxRestarts: 1, Period: time.Minute}}.withDefaults()
+	if s.Backoff != NoBackoff() || s.Intensity.MaxRestarts != 1 {
 		t.Fatalf("explicit values overridden: %+v", s)
 	}
 }

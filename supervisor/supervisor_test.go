@@ -70,7 +70,7 @@ func TestRestartInPlaceAfterBackoff(t *testing.T) {
 // A Temporary child that fails is removed, whatever the directive.
 func TestTemporaryRemovedOnFailure(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, supervisor.Spec{Backoff: supervisor.NoBackoff})
+	r := newRig(t, supervisor.Spec{Backoff: supervisor.NoBackoff()})
 	a := r.add(r.top, "a", supervisor.Temporary)
 	a.send(fail{"x"})
 	r.waitEvents("the removal", "", supervisor.EventStopped, "a", 1)
@@ -121,7 +121,7 @@ func TestStrategies(t *testing.T) {
 	} {
 		t.Run(tc.strategy.String(), func(t *testing.T) {
 			t.Parallel()
-			r := newRig(t, supervisor.Spec{Strategy: tc.strategy, Backoff: supervisor.NoBackoff})
+			r := newRig(t, supervisor.Spec{Strategy: tc.strategy, Backoff: supervisor.NoBackoff()})
 			var kids []*child
 			for _, k := range []string{"a", "b", "c"} {
 				kids = append(kids, r.add(r.top, k, supervisor.Permanent))
@@ -145,7 +145,7 @@ func TestStrategies(t *testing.T) {
 func TestDirectives(t *testing.T) {
 	t.Parallel()
 	errResume, errStopIt, errEscalate := errors.New("resume"), errors.New("stop"), errors.New("escalate")
-	r := newRig(t, supervisor.Spec{Backoff: supervisor.NoBackoff, Decider: func(err error) supervisor.Directive {
+	r := newRig(t, supervisor.Spec{Backoff: supervisor.NoBackoff(), Decider: func(err error) supervisor.Directive {
 		switch {
 		case errors.Is(err, errResume):
 			return supervisor.Resume
@@ -204,7 +204,7 @@ func TestDirectives(t *testing.T) {
 // children, a nested supervisor's included, are stopped.
 func TestIntensityExceededAtTop(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, supervisor.Spec{Backoff: supervisor.NoBackoff, Intensity: supervisor.Intensity{MaxRestarts: 1, Period: time.Minute}})
+	r := newRig(t, supervisor.Spec{Backoff: supervisor.NoBackoff(), Intensity: supervisor.Intensity{MaxRestarts: 1, Period: time.Minute}})
 	a := r.add(r.top, "a", supervisor.Permanent)
 	nested, err := r.top.StartSupervisor("nested", supervisor.Spec{}, supervisor.ChildSpec{})
 	if err != nil {
@@ -234,7 +234,7 @@ func TestNestedSupervisorRestart(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, supervisor.Spec{Backoff: supervisor.Backoff{Min: 5 * time.Millisecond}})
 	nested, err := r.top.StartSupervisor("nested",
-		supervisor.Spec{Backoff: supervisor.NoBackoff, Intensity: supervisor.Intensity{MaxRestarts: 1, Period: time.Minute}},
+		supervisor.Spec{Backoff: supervisor.NoBackoff(), Intensity: supervisor.Intensity{MaxRestarts: 1, Period: time.Minute}},
 		supervisor.ChildSpec{Restart: supervisor.Permanent})
 	if err != nil {
 		t.Fatal(err)
@@ -277,9 +277,9 @@ func TestNestedSupervisorRestart(t *testing.T) {
 // an event that says why.
 func TestFailedRestart(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, supervisor.Spec{Backoff: supervisor.NoBackoff})
+	r := newRig(t, supervisor.Spec{Backoff: supervisor.NoBackoff()})
 	nested, err := r.top.StartSupervisor("nested",
-		supervisor.Spec{Backoff: supervisor.NoBackoff, Intensity: supervisor.Intensity{MaxRestarts: 0, Period: time.Minute}},
+		supervisor.Spec{Backoff: supervisor.NoBackoff(), Intensity: supervisor.Intensity{MaxRestarts: 0, Period: time.Minute}},
 		supervisor.ChildSpec{Restart: supervisor.Permanent})
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +331,7 @@ func TestForget(t *testing.T) {
 // supervisor no longer decides for it.
 func TestForgottenChildFailing(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, supervisor.Spec{Backoff: supervisor.NoBackoff})
+	r := newRig(t, supervisor.Spec{Backoff: supervisor.NoBackoff()})
 	a := r.add(r.top, "a", supervisor.Permanent)
 	r.top.Forget("a")
 	a.send(fail{"x"})
@@ -364,7 +364,7 @@ func TestStartErrors(t *testing.T) {
 	if _, err := r.top.StartSupervisor("n", supervisor.Spec{}, supervisor.ChildSpec{}); err == nil {
 		t.Fatal("duplicate nested supervisor accepted")
 	}
-	if r.top.Spec().Intensity != supervisor.DefaultIntensity || r.top.Stopped() {
+	if r.top.Spec().Intensity != supervisor.DefaultIntensity() || r.top.Stopped() {
 		t.Fatalf("spec %+v, stopped %v", r.top.Spec(), r.top.Stopped())
 	}
 }
@@ -392,14 +392,14 @@ func TestShutdownStuckChild(t *testing.T) {
 // A hook that panics does not take the supervisor down.
 func TestPanickingHook(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, supervisor.Spec{Backoff: supervisor.NoBackoff})
+	r := newRig(t, supervisor.Spec{Backoff: supervisor.NoBackoff()})
 	hooks := supervisor.Hooks{OnEvent: func(e supervisor.Event) {
 		r.mu.Lock()
 		r.events = append(r.events, e)
 		r.mu.Unlock()
 		panic("hook")
 	}}
-	s, err := supervisor.New(spawn.Parent{Ctx: r.sys.Root}, "panicky", supervisor.Spec{Backoff: supervisor.NoBackoff, Clock: r.clock}, hooks)
+	s, err := supervisor.New(spawn.Parent{Ctx: r.sys.Root}, "panicky", supervisor.Spec{Backoff: supervisor.NoBackoff(), Clock: r.clock}, hooks)
 	if err != nil {
 		t.Fatal(err)
 	}
