@@ -33,9 +33,30 @@
 // event but acks and losses carries its Process; a thread's events carry
 // its group leader's. To keep the table current, the monitor subscribes to
 // forks, execs, comm changes and exits even when WithEvents asks for
-// fewer, and delivers only what was asked for. A process that is gone (and
-// reaped) before its exec can be read keeps its earlier names, marked
-// Process.Stale: the kernel's event does not carry the new name.
+// fewer, and delivers only what was asked for.
+//
+// The exec event does not carry the new name, and a short-lived program
+// (ls) is often gone and reaped before its exec is handled, so /proc no
+// longer has it. For those the monitor uses the kernel's taskstats (the
+// generic netlink family TASKSTATS, registered for every CPU's exits):
+// at each task's exit the kernel sends a record with its comm at that
+// point, after the exec, before the task becomes a zombie and so before
+// /proc can miss it. An exec whose /proc read fails waits for that
+// record (the events after it wait too, so the stream keeps its order),
+// at most 50 ms, and at most 100 ms a second for records that never come
+// (the taskstats socket overflowed); it then carries the record's comm,
+// with no command line or executable (Name falls back to the comm), and
+// is not Stale. Records are matched by pid, received after the exec and
+// of a task that lived until it, so a reused pid is not confused; at most
+// 16384 recent ones are kept. TableStats counts Misses, ExitNamed and
+// Stale. A process that later renamed itself (prctl) is named as at its
+// exit.
+//
+// Registering for the records needs CAP_NET_ADMIN in the initial user and
+// pid namespaces (root on the host) and CONFIG_TASKSTATS; without them the
+// monitor logs so once and works as before (Monitor.Taskstats reports
+// which; WithTaskstats turns it off): a process gone before its exec can
+// be read keeps its earlier names, marked Process.Stale.
 //
 // # Exit status
 //

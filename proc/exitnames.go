@@ -39,8 +39,10 @@ const (
 	// wait only lets the reader of the taskstats socket catch up, and runs
 	// out only when the record was lost (the socket overflowed).
 	exitWait = 50 * time.Millisecond
-	// exitBudget bounds the waiting per second, so that lost records never
-	// stall the stream for long: beyond it, misses go Stale at once.
+	// exitBudget bounds the waits that ran out (lost records) per second,
+	// so that losses never stall the stream for long: beyond it, misses go
+	// Stale at once. Waits that end with their record cost only the
+	// reader's delay and are not counted.
 	exitBudget = 100 * time.Millisecond
 	// exitSlack allows for a start time read from /proc (10 ms steps)
 	// when checking that a record's task lived long enough.
@@ -60,7 +62,7 @@ type exitNames struct {
 	closed  bool
 
 	window time.Time     // start of the current second of waiting
-	spent  time.Duration // waited in it
+	spent  time.Duration // waited in vain in it
 
 	named, timeouts, overflows uint64
 }
@@ -121,15 +123,15 @@ func (x *exitNames) isClosed() bool {
 func (x *exitNames) take(pid uint32, lived, at uint64) (exitRecord, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	var deadline time.Time
+	var start, deadline time.Time
 	var timer *time.Timer
 	for {
-		// The map holds the latest record of each pid: the records of a
-		// socket come in the order they were sent, and a pid is reused
-		// only after it is reaped. One received before the process was
-		// known alive is an earlier process's (pids are reused only after
-		// the allocator wraps, seconds later); so is one of a thread
-		// (another tgid) or of a task that did not live long enough.
+		// The map holds the latest record of each pid: a socket's records
+		// come in the order they were sent, and a pid is reused only after
+		// it is reaped. One received before the exec is an earlier
+		// process's (a pid comes back only after the allocator wraps,
+		// seconds later); so is a thread's (another tgid) and one of a
+		// task that did not live until the exec.
 		if r, ok := x.recs[pid]; ok && r.recvNS >= at && (r.tgid == 0 || r.tgid == pid) && r.etimeNS+exitSlack >= lived {
 			delete(x.recs, pid)
 			x.named++
@@ -147,12 +149,12 @@ func (x *exitNames) take(pid uint32, lived, at uint64) (exitRecord, bool) {
 			if left <= 0 {
 				return exitRecord{}, false
 			}
-			deadline = now.Add(left)
+			start, deadline = now, now.Add(left)
 			timer = time.NewTimer(left)
 			defer timer.Stop()
-			defer func(start time.Time) { x.spent += time.Since(start) }(now)
 		} else if !now.Before(deadline) {
 			x.timeouts++
+			x.spent += now.Sub(start)
 			return exitRecord{}, false
 		}
 		ch := x.changed

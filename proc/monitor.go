@@ -335,6 +335,12 @@ func (m *Monitor) Err() error {
 // may run concurrently with the monitor.
 func (m *Monitor) Table() *Table { return m.h.table }
 
+// Taskstats reports whether the process table gets the kernel's taskstats
+// exit records, which name processes gone before their exec could be read
+// (root, or CAP_NET_ADMIN, in the initial namespaces; see Names in the
+// package documentation).
+func (m *Monitor) Taskstats() bool { return m.ts != nil }
+
 // Mode is the subscription mode in use.
 func (m *Monitor) Mode() Mode { return m.mode }
 

@@ -21,7 +21,7 @@ type Process struct {
 	Comm string // the kernel's 15-byte command name
 	// Cmdline is the arguments joined by spaces, at most MaxCmdline bytes;
 	// empty for kernel threads and when the process was gone before /proc
-	// could be read.
+	// could be read (named from its taskstats exit record: Comm only).
 	Cmdline string
 	Exe     string
 	// StartNS is when it started, on the events' clock (CLOCK_MONOTONIC
@@ -44,7 +44,8 @@ type Process struct {
 	// Container is the container id recognised in Cgroup (ContainerID).
 	Container string
 	// Stale: the names are those it had before its last exec, because it
-	// was gone before /proc could be read (or a ReadFilter skipped it).
+	// was gone before /proc could be read and no taskstats exit record
+	// named it (or a ReadFilter skipped it).
 	Stale bool
 }
 
