@@ -64,7 +64,10 @@ type ProcEvent struct {
 	Host string
 	// Event is the proc event, as proc.Monitor delivers them (with the
 	// process information the node read from its /proc), or *proc.Lost
-	// where events from that node went missing; nil for a status change.
+	// where events from that node went missing (its Source is a
+	// handlers.LossSource: "socket" or "mailbox" on the node, "queue",
+	// "transport"; or "sequence" for a gap nothing reported); nil for a
+	// status change.
 	Event proc.Event
 	// Wall is when the event happened, on the wall clock (the node's boot
 	// time plus the kernel's timestamp).
