@@ -223,7 +223,7 @@ func (r *Reader) barrier(ctx context.Context) error {
 
 // Stop stops reading and then the reader actor. The receive loop first
 // drains what is queued on the socket, without waiting for more, until a
-// receive empties the queue or drainMax has passed; if ctx ends first,
+// receive empties the queue or a second has passed; if ctx ends first,
 // Stop closes the Conn to end the loop and returns the Close error. The
 // actor stops once every batch read is routed. Stop may be called again.
 func (r *Reader) Stop(ctx context.Context) error {
