@@ -1,0 +1,118 @@
+package cnactor_test
+
+// Handlers that will not stop, or panic while stopping.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cnactor/cnactor"
+	"github.com/cnactor/cnactor/actors"
+	"github.com/cnactor/cnactor/supervisor"
+	"github.com/cnactor/cnactor/transport"
+	"github.com/cnactor/cnactor/transport/memory"
+)
+
+func TestShutdownTimeoutOfStuckHandler(t *testing.T) {
+	r := newSupRig(t)
+	id := transport.CbID{Idx: 800, Val: 1}
+	h := &supHandler{block: make(chan struct{})}
+	defer close(h.block) // let the abandoned goroutine end before the leak check
+	if err := r.c.AddCallback(id, "stuck", h, cnactor.WithShutdownTimeout(100*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	r.send(id, 1, "block")
+	r.send(id, 2, "ok")
+	eventually(t, "the handler to block", func() bool { info, _ := r.info(id); return info.Queued == 2 })
+	start := time.Now()
+	err := r.c.DelCallback(id)
+	if !errors.Is(err, actors.ErrStopTimeout) {
+		t.Fatalf("DelCallback = %v, want ErrStopTimeout", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("DelCallback took %v with a 100ms shutdown timeout", d)
+	}
+	if _, ok := r.info(id); ok {
+		t.Fatal("stuck callback still registered")
+	}
+}
+
+// TestCloseWithStuckHandler: Close is bounded by the shutdown timeouts of
+// stuck handlers, which run in parallel, and reports them.
+func TestCloseWithStuckHandler(t *testing.T) {
+	net := memory.NewNetwork()
+	conn, _ := net.Dial()
+	c, err := cnactor.New(cnactor.WithTransport(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, _ := net.Dial()
+	defer peer.Close()
+	block := make(chan struct{})
+	defer close(block) // let the abandoned goroutines end before the leak check
+	for i := 0; i < 3; i++ {
+		id := transport.CbID{Idx: 850, Val: uint32(i)}
+		h := &supHandler{block: block}
+		if err := c.AddCallback(id, "stuck", h, cnactor.WithShutdownTimeout(200*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if err := peer.Send(context.Background(), transport.Addr{Port: c.Port()}, &transport.Message{ID: id, Data: []byte("block")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the handlers to block", func() bool {
+		st := c.Stats()
+		n := 0
+		for _, cb := range st.Callbacks {
+			n += int(cb.Queued)
+		}
+		return n == 3
+	})
+	start := time.Now()
+	err = c.Close(context.Background())
+	if !errors.Is(err, actors.ErrStopTimeout) {
+		t.Fatalf("Close = %v, want ErrStopTimeout", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Close took %v with three handlers stuck past a 200ms timeout", d)
+	}
+}
+
+// stopPanicker panics in OnStop; it must not come back.
+type stopPanicker struct {
+	supHandler
+	stops atomic.Int32
+}
+
+func (h *stopPanicker) OnStop() {
+	h.stops.Add(1)
+	panic("panic while stopping")
+}
+
+func TestPanicDuringStop(t *testing.T) {
+	r := newSupRig(t)
+	id := transport.CbID{Idx: 900, Val: 1}
+	h := &stopPanicker{}
+	if err := r.c.AddCallback(id, "stop-panicker", h); err != nil {
+		t.Fatal(err)
+	}
+	r.send(id, 1, "ok")
+	eventually(t, "the message", func() bool { return len(h.handled()) == 1 })
+	if err := r.c.DelCallback(id); err != nil {
+		t.Fatal(err)
+	}
+	if h.stops.Load() != 1 || h.restarts.Load() != 0 {
+		t.Fatalf("OnStop ran %d times, restarts %d", h.stops.Load(), h.restarts.Load())
+	}
+	r.send(id, 2, "ok")
+	eventually(t, "the unknown-id count", func() bool { return r.c.Stats().Reader.Unknown == 1 })
+	if len(h.handled()) != 1 || len(r.eventsOf(supervisor.EventRestarted, "")) != 0 {
+		t.Fatal("the handler came back after a panic in OnStop")
+	}
+}
+
+var _ = binary.NativeEndian
