@@ -13,8 +13,8 @@
 // credentials the sender was dialed with.
 //
 // The rules follow what the kernel does, as measured on Linux 6.x; the
-// conformance suite in package transport (conformance_test.go) checks each
-// rule against both this network and the real netlink socket:
+// conformance suite in package transport (conformance_test.go) runs the
+// same tests of these rules against this network and the real socket:
 //
 //   - Receive queues hold a fixed number of datagrams (WithQueueLen, default
 //     512, about what the default kernel buffer holds of proc events).
