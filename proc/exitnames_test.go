@@ -215,7 +215,7 @@ func (f fakeExits) take(pid uint32, _, _ uint64) (exitRecord, bool) {
 func TestTableExecNamedFromExit(t *testing.T) {
 	f := newFakeProc(t)
 	f.add(100, 1, "bash", 50, "/bin/bash")
-	tab := NewTable(withRoot(f.root), withExits(fakeExits{200: {comm: "ls"}}))
+	tab := NewTable(withRoot(f.root), withExits(fakeExits{200: {comm: "ls"}, 300: {comm: "true", ppid: 100}}))
 	tab.Seed()
 	for _, pid := range []uint32{200, 201} {
 		tab.Update(&Fork{Header: Header{What: WhatFork, TimestampNS: 1e9}, ParentPID: 100, ParentTGID: 100, ChildPID: pid, ChildTGID: pid})
@@ -235,7 +235,13 @@ func TestTableExecNamedFromExit(t *testing.T) {
 	if p := stale.Process; p == nil || p.Comm != "bash" || !p.Stale {
 		t.Fatalf("no record: %+v", p)
 	}
-	if s := tab.Stats(); s.Misses != 2 || s.ExitNamed != 1 || s.Stale != 1 {
+	// Never seen before its exec: the record gives the parent too.
+	unseen := &Exec{Header: Header{What: WhatExec, TimestampNS: 2e9}, PID: 300, TGID: 300}
+	tab.Update(unseen)
+	if p := unseen.Process; p == nil || p.Comm != "true" || p.PPID != 100 || p.Stale {
+		t.Fatalf("unseen: %+v", p)
+	}
+	if s := tab.Stats(); s.Misses != 3 || s.ExitNamed != 2 || s.Stale != 1 {
 		t.Fatalf("stats %+v", s)
 	}
 }

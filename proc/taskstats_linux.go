@@ -102,6 +102,10 @@ func (l *taskstatsListener) register() error {
 	defer l.conn.SetReadDeadline(time.Time{})
 	for {
 		msgs, err := l.conn.Receive()
+		if errors.Is(err, unix.ENOBUFS) {
+			l.names.overflow() // records, already: the registration holds
+			continue
+		}
 		if err != nil {
 			return err // EPERM, EINVAL: the kernel's answer
 		}

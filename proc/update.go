@@ -169,6 +169,9 @@ func (t *Table) exitName(pid uint32, start, at uint64, p *Process) bool {
 		return false
 	}
 	p.Comm, p.Cmdline, p.Exe = r.comm, "", ""
+	if p.PPID == 0 {
+		p.PPID = r.ppid
+	}
 	return true
 }
 
