@@ -17,52 +17,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const benchUsage = `usage: cnctl bench [throughput|latency|overload|proc] [flags]
-
-  throughput  a sender at full rate; cnactor (socket to handler) beside a plain
-              recvmmsg loop and an mdlayher/netlink Conn.Receive loop, same run,
-              same traffic; prints each one's rate and CPU time per message
-              (the sender's thread excluded) and cnactor's ratios to each
-  latency     request/reply RTT percentiles beside a raw two-socket ping-pong
-  overload    one handler stalls while traffic runs at full rate: memory,
-              the other handlers' delivery, the drops
-  proc        a storm of short-lived processes: events captured and lost by
-              cnactor, and by vishvananda/netlink (-peers) and forkstat if there
-
-Every run checks sent == delivered + kernel drops + mailbox drops + other
-counted rejections exactly, and exits 1 when it does not hold.
-
-flags:
-`
-
 func runBench(ctx context.Context, args []string, e *env) error {
 	scenario := benchmarks.Throughput
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		scenario, args = args[0], args[1:]
 	}
 	fs := newFlagSet("bench", e.stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), benchUsage)
-		fs.PrintDefaults()
-	}
 	var cfg benchmarks.Config
 	cfg.Scenario = scenario
-	fs.StringVar(&cfg.Transport, "transport", benchmarks.Netlink, "netlink or memory (the in-process transport)")
-	fs.StringVar(&cfg.Mode, "mode", benchmarks.Unicast, "unicast (to the receiver's port) or multicast (to a group it joined)")
-	fs.StringVar(&cfg.Method, "method", benchmarks.Live, "throughput: live (sender running alongside, each receiver in turn) or drain (time emptying a pre-filled queue)")
-	fs.IntVar(&cfg.Handlers, "handlers", 0, "callback ids the traffic is spread over (default 1; overload 4)")
-	fs.IntVar(&cfg.Payload, "payload", 64, "payload bytes per message, 16..16384")
-	fs.DurationVar(&cfg.Duration, "duration", 0, "how long to run (default 5s; overload 10s)")
-	fs.IntVar(&cfg.InFlight, "inflight", 1, "latency: requests in flight")
-	fs.IntVar(&cfg.Mailbox, "mailbox", 0, "handler mailbox size (default: cnactor's, 1024)")
+	fs.StringVar(&cfg.Transport, "transport", benchmarks.Netlink, "`NAME`: netlink or memory (the in-process transport, no kernel, no privilege)")
+	fs.StringVar(&cfg.Mode, "mode", benchmarks.Unicast, "`MODE`: unicast (to the receiver's port) or multicast (to a group it joined)")
+	fs.StringVar(&cfg.Method, "method", benchmarks.Live, "throughput `METHOD`: live (sender running alongside, each receiver in turn) or drain (time emptying a pre-filled queue)")
+	fs.IntVar(&cfg.Handlers, "handlers", 0, "spread the traffic over `N` callback ids (default 1; overload 4)")
+	fs.IntVar(&cfg.Payload, "payload", 64, "`BYTES` of payload per message, 16..16384")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "run for this `DURATION` (default 5s; overload 10s)")
+	fs.IntVar(&cfg.InFlight, "inflight", 1, "latency: `N` requests in flight")
+	fs.IntVar(&cfg.Mailbox, "mailbox", 0, "handler mailbox of `N` messages (default: cnactor's, 1024)")
 	fs.BoolVar(&cfg.Batch, "batch", false, "cnactor's counting handlers take each run as a slice (handlers.BatchHandler) instead of one call per message")
-	fs.IntVar(&cfg.Procs, "procs", 0, "proc: processes in the storm (default 3000)")
-	fs.IntVar(&cfg.Chunk, "chunk", 0, "throughput drain: messages queued per timed drain (default 20000, fewer for big payloads)")
-	fs.StringVar(&cfg.Peers, "peers", "", "proc: path of cnbench-peers (built from benchmarks/peers); looked up in PATH if empty")
+	fs.IntVar(&cfg.Procs, "procs", 0, "proc: `N` processes in the storm (default 3000)")
+	fs.IntVar(&cfg.Chunk, "chunk", 0, "throughput drain: `N` messages queued per timed drain (default 20000, fewer for big payloads)")
+	fs.StringVar(&cfg.Peers, "peers", "", "proc: `PATH` of cnbench-peers (built from benchmarks/peers); looked up in $PATH if empty")
 	jsonOut := fs.Bool("json", false, "print the result as one JSON object")
 	strict := fs.Bool("strict", false, "exit 1 also when a target is missed")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this `file` (go tool pprof)")
-	if err := parseFlags(fs, args); err != nil {
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this `FILE` (go tool pprof)")
+	if err := parseFlags(fs, args, e.stdout); err != nil {
 		return err
 	}
 	if *cpuProfile != "" {
@@ -80,8 +58,7 @@ func runBench(ctx context.Context, args []string, e *env) error {
 		cfg.Method = ""
 	}
 	if err := cfg.Normalize(); err != nil {
-		fmt.Fprintln(e.stderr, err)
-		return errUsage
+		return &usageError{err}
 	}
 	pr := newProgressPrinter(e.stderr)
 	cfg.Progress = pr.print

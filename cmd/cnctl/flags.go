@@ -27,7 +27,11 @@ func (e *exitError) Unwrap() error { return e.err }
 func exitStatus(err error) int {
 	var ee *exitError
 	switch {
+	case errors.Is(err, errHelp):
+		return 0
 	case errors.Is(err, errUsage):
+		return 2
+	case errors.As(err, new(*usageError)):
 		return 2
 	case errors.As(err, &ee):
 		return ee.code
@@ -35,18 +39,31 @@ func exitStatus(err error) int {
 	return 1
 }
 
+// newFlagSet is a command's flag set. Errors go to stderr; -h is
+// handled by parseFlags, on stdout.
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("cnctl "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {} // parseFlags prints the help, or the hint after an error
 	return fs
 }
 
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// parseFlags parses a command's flags: -h prints its help on stdout
+// (errHelp, exit 0); a wrong flag or a stray argument is reported on
+// stderr with a hint (errUsage, exit 2).
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	name := strings.TrimPrefix(fs.Name(), "cnctl ")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(stdout, fs)
+			return errHelp
+		}
+		hint(fs.Output(), name) // the flag package printed what was wrong
 		return errUsage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		hint(fs.Output(), name)
 		return errUsage
 	}
 	return nil
@@ -117,8 +134,8 @@ type payloadFlags struct {
 }
 
 func (p *payloadFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&p.hexData, "data", "", "payload as hex bytes")
-	fs.StringVar(&p.text, "text", "", "payload as text")
+	fs.StringVar(&p.hexData, "data", "", "payload as `HEX` bytes, e.g. 00ff (an optional 0x prefix)")
+	fs.StringVar(&p.text, "text", "", "payload as `TEXT`")
 }
 
 func (p *payloadFlags) bytes() ([]byte, error) {
@@ -145,8 +162,8 @@ type destFlags struct {
 }
 
 func (d *destFlags) register(fs *flag.FlagSet) {
-	fs.Var(&d.port, "port", "destination port id (0 = the kernel)")
-	fs.Var(&d.group, "group", "destination multicast group 1..32")
+	fs.Var(&d.port, "port", "to the netlink `PORT` id of a socket, decimal or 0x hex (0 = the kernel)")
+	fs.Var(&d.group, "group", "to multicast `GROUP` 1..32")
 }
 
 func (d *destFlags) addr() (transport.Addr, error) {

@@ -14,16 +14,16 @@ import (
 func runListen(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("listen", e.stderr)
 	var groups groupsFlag
-	fs.Var(&groups, "group", "join multicast group 1..32 (repeatable)")
+	fs.Var(&groups, "group", "join multicast `GROUP` 1..32 (repeatable)")
 	jsonOut := fs.Bool("json", false, "print one JSON object per message")
-	count := fs.Int("count", 0, "exit 0 after N messages (0 = never)")
-	timeout := fs.Duration("timeout", 0, "exit non-zero if this elapses first (0 = never)")
-	rcvbuf := fs.Int("rcvbuf", 4<<20, "socket receive buffer in bytes")
-	if err := parseFlags(fs, args); err != nil {
+	count := fs.Int("count", 0, "exit 0 after `N` messages (0 = never)")
+	timeout := fs.Duration("timeout", 0, "exit 1 if this `DURATION` elapses first (0 = never)")
+	rcvbuf := fs.Int("rcvbuf", 4<<20, "socket receive buffer of `BYTES`")
+	if err := parseFlags(fs, args, e.stdout); err != nil {
 		return err
 	}
 	if *rcvbuf < 0 || *rcvbuf > transport.MaxReadBuffer {
-		return fmt.Errorf("-rcvbuf %d: want 0..%d (the most the kernel takes)", *rcvbuf, transport.MaxReadBuffer)
+		return usagef("-rcvbuf %d: want 0..%d (the most the kernel takes)", *rcvbuf, transport.MaxReadBuffer)
 	}
 	conn, err := transport.Dial(transport.WithGroups(groups...), transport.WithReadBuffer(*rcvbuf))
 	if err != nil {

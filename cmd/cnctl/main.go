@@ -1,19 +1,23 @@
-// Command cnctl talks to the kernel connector (NETLINK_CONNECTOR) from a
-// terminal: it listens to and sends cn_msg traffic for people debugging it.
+// Command cnctl talks to the Linux kernel connector (NETLINK_CONNECTOR)
+// from a terminal: it listens to, sends and serves cn_msg traffic, and
+// watches process events.
 //
-//	cnctl listen [-group N]... [-json] [-count N] [-timeout D]
-//	cnctl send -id IDX:VAL [-seq N] [-ack N] [-flags N] (-port P | -group G) (-data HEX | -text STR)
-//	cnctl serve [-config FILE] [-metrics ADDR] [-json]   (then, on stdin: add IDX:VAL HANDLER [NAME] | del IDX:VAL | list | reload)
-//	cnctl proc [-events LIST] [-pid P] [-json] [-duration D]
-//	cnctl serve -export IDX:VAL,... [-listen ADDR] [-tls-cert F -tls-key F -tls-ca F]   (a node for remote subscribers)
-//	cnctl proc -remote [HOST=]ADDR,... [-remote-listen ADDR] [-tls-cert F -tls-key F -tls-ca F]   (a fleet's process events)
+//	cnctl listen [-group GROUP]... [-json] [-count N] [-timeout DURATION]
+//	cnctl send -id IDX:VAL (-port PORT | -group GROUP) [-data HEX | -text TEXT]
+//	cnctl serve [-config FILE] [-metrics HOST:PORT] [-export IDX:VAL,...]   (stdin: add, del, list, reload, help)
+//	cnctl proc [-events LIST] [-pid PID] [-json] [-duration DURATION]
+//	cnctl request -id IDX:VAL (-port PORT | -group GROUP) [-count N]
+//	cnctl bench [throughput|latency|overload|proc]
+//	cnctl version
 //
-// Sending to a user port or a group needs root or CAP_NET_ADMIN; -port 0 is
-// the kernel and needs no privilege.
+// Every command explains itself with -h (or cnctl help COMMAND), on
+// stdout. Sending to a user port or a group needs root or CAP_NET_ADMIN;
+// -port 0 is the kernel and needs no privilege.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,9 +26,8 @@ import (
 )
 
 type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, args []string, env *env) error
+	name string
+	run  func(ctx context.Context, args []string, env *env) error
 }
 
 // env is what a command may touch, so tests can run commands in-process.
@@ -34,13 +37,16 @@ type env struct {
 	stderr io.Writer
 }
 
+// commands are cnctl's subcommands, in the order the list shows them;
+// their help is in docs (help.go).
 var commands = []command{
-	{"listen", "print messages received on this socket and the groups it joins", runListen},
-	{"send", "send one message to a port or a group", runSend},
-	{"serve", "run a connector core with callbacks from a configuration file and stdin, and metrics", runServe},
-	{"proc", "watch process events (fork, exec, exit, ...) from the kernel's proc connector", runProc},
-	{"request", "send requests and wait for their replies (seq/ack), with RTT statistics", runRequest},
-	{"bench", "measure throughput, latency, overload and proc storms against raw baselines", runBench},
+	{"listen", runListen},
+	{"send", runSend},
+	{"serve", runServe},
+	{"proc", runProc},
+	{"request", runRequest},
+	{"bench", runBench},
+	{"version", runVersion},
 }
 
 func main() {
@@ -49,32 +55,63 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}))
 }
 
-// run executes one cnctl invocation and returns its exit status.
+// run executes one cnctl invocation and returns its exit status: 0, 1 for
+// a failure, 2 for a usage error.
 func run(ctx context.Context, args []string, e *env) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "help" || args[0] == "-help" {
-		usage(e.stderr)
+	if len(args) == 0 {
+		usage(e.stderr) // as the go command: no command is a usage error
 		return 2
 	}
-	for _, c := range commands {
-		if c.name == args[0] {
-			if err := c.run(ctx, args[1:], e); err != nil {
-				if err != errUsage {
-					fmt.Fprintf(e.stderr, "cnctl %s: %v\n", c.name, err)
-				}
-				return exitStatus(err)
-			}
-			return 0
-		}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(e.stdout)
+		return 0
+	case "help":
+		return runHelp(ctx, args[1:], e)
+	case "-version", "--version":
+		args = append([]string{"version"}, args[1:]...)
 	}
-	fmt.Fprintf(e.stderr, "cnctl: unknown command %q\n", args[0])
-	usage(e.stderr)
-	return 2
+	c, ok := lookup(args[0])
+	if !ok {
+		fmt.Fprintf(e.stderr, "cnctl: unknown command %q\nRun 'cnctl -h' for usage.\n", args[0])
+		return 2
+	}
+	err := c.run(ctx, args[1:], e)
+	switch {
+	case err == nil || errors.Is(err, errHelp):
+		return 0
+	case errors.Is(err, errUsage): // already reported, with its hint
+	case errors.As(err, new(*usageError)):
+		fmt.Fprintf(e.stderr, "cnctl %s: %v\n", c.name, err)
+		hint(e.stderr, c.name)
+	default:
+		fmt.Fprintf(e.stderr, "cnctl %s: %v\n", c.name, err)
+	}
+	return exitStatus(err)
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: cnctl <command> [flags]\n\ncommands:")
+func lookup(name string) (command, bool) {
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		if c.name == name {
+			return c, true
+		}
 	}
-	fmt.Fprintln(w, "\nrun 'cnctl <command> -h' for its flags")
+	return command{}, false
+}
+
+// runHelp is `cnctl help [command]`: the list, or that command's -h.
+func runHelp(ctx context.Context, args []string, e *env) int {
+	switch {
+	case len(args) == 0 || len(args) == 1 && args[0] == "help":
+		usage(e.stdout)
+		return 0
+	case len(args) > 1:
+		fmt.Fprintf(e.stderr, "cnctl help: too many arguments\nRun 'cnctl help' for usage.\n")
+		return 2
+	}
+	if _, ok := lookup(args[0]); !ok {
+		fmt.Fprintf(e.stderr, "cnctl help: unknown command %q\nRun 'cnctl help' for the list.\n", args[0])
+		return 2
+	}
+	return run(ctx, []string{args[0], "-h"}, e)
 }

@@ -151,7 +151,7 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{}, "usage"},
+		{[]string{}, "Usage:"},
 		{[]string{"frob"}, "unknown command"},
 		{[]string{"send", "-group", "7", "-text", "x"}, "-id"},
 		{[]string{"send", "-id", "7:1", "-text", "x"}, "exactly one of -port and -group"},
@@ -166,8 +166,8 @@ func TestUsageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		st, _, stderr := runCmd(t, tt.args...)
-		if st == 0 || !strings.Contains(stderr, tt.want) {
-			t.Errorf("cnctl %v: status %d, stderr %q, want it to mention %q", tt.args, st, stderr, tt.want)
+		if st != 2 || !strings.Contains(stderr, tt.want) {
+			t.Errorf("cnctl %v: status %d, stderr %q, want 2 and a mention of %q", tt.args, st, stderr, tt.want)
 		}
 	}
 }

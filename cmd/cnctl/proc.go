@@ -39,33 +39,33 @@ type procFlags struct {
 func runProc(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("proc", e.stderr)
 	var f procFlags
-	fs.StringVar(&f.events, "events", "all", "comma-separated kinds: fork, exec, exit, uid, gid, sid, ptrace, comm, coredump, nonzero_exit, all; forkstat's core, ptrce, clone, nonzeroexit too")
-	fs.Var(&f.pid, "pid", "show only events involving this pid (as subject, parent, thread group or tracer)")
+	fs.StringVar(&f.events, "events", "all", "comma-separated `LIST` of kinds: fork, exec, exit, uid, gid, sid, ptrace, comm, coredump, nonzero_exit, all; forkstat's core, ptrce, clone, nonzeroexit too")
+	fs.Var(&f.pid, "pid", "show only events involving this `PID` (as subject, parent, thread group or tracer)")
 	fs.BoolVar(&f.tree, "tree", false, "with -pid: also every descendant of it (forks, execs, exits, ...)")
 	fs.BoolVar(&f.json, "json", false, "print one JSON object per event")
-	duration := fs.Duration("duration", 0, "stop after this long (0 = until interrupted)")
+	duration := fs.Duration("duration", 0, "stop after this `DURATION` (0 = until interrupted)")
 	fs.BoolVar(&f.enrich, "enrich", true, "keep a process table (seeded from /proc) that names every event")
-	fs.StringVar(&f.name, "name", "cmdline", "how processes are named: cmdline, comm (forkstat -c), base (the command line without the program's directory, -d) or short (the program's base name, -s)")
+	fs.StringVar(&f.name, "name", "cmdline", "how processes are named (`FORM`): cmdline, comm (forkstat -c), base (the command line without the program's directory, -d) or short (the program's base name, -s)")
 	fs.BoolVar(&f.stats, "stats", false, "print per-process event counts at the end (forkstat -S)")
 	fs.BoolVar(&f.quiet, "quiet", false, "print no events, only the counts at the end (forkstat -q)")
 	fs.BoolVar(&f.extra, "extra", false, "add user and tty columns (forkstat -x)")
 	fs.BoolVar(&f.realtime, "realtime", false, "run at real-time (SCHED_FIFO) priority, so short-lived processes are read from /proc before they are gone (forkstat -r; needs CAP_SYS_NICE)")
 	fs.BoolVar(&f.glyphs, "glyphs", false, "mark each event kind with an ASCII glyph (forkstat -g)")
-	fs.StringVar(&f.comm, "comm", "", "show only processes whose comm matches this regular expression")
-	fs.StringVar(&f.cmdline, "cmdline", "", "show only processes whose command line matches this regular expression")
-	fs.StringVar(&f.user, "user", "", "show only processes of this user (name or uid)")
-	fs.Var(&f.pgid, "pgid", "show only processes of this process group")
-	fs.Var(&f.sid, "sid", "show only processes of this session")
-	fs.StringVar(&f.cgroup, "cgroup", "", "show only processes whose cgroup path matches this regular expression")
-	fs.StringVar(&f.cid, "container", "", "show only processes of this container (id, or a prefix of it, or an nspawn machine name)")
+	fs.StringVar(&f.comm, "comm", "", "show only processes whose comm matches this `REGEXP`")
+	fs.StringVar(&f.cmdline, "cmdline", "", "show only processes whose command line matches this `REGEXP`")
+	fs.StringVar(&f.user, "user", "", "show only processes of this `USER` (name or uid)")
+	fs.Var(&f.pgid, "pgid", "show only processes of the process group `PGID`")
+	fs.Var(&f.sid, "sid", "show only processes of the session `SID`")
+	fs.StringVar(&f.cgroup, "cgroup", "", "show only processes whose cgroup path matches this `REGEXP`")
+	fs.StringVar(&f.cid, "container", "", "show only processes of this container: `ID` (id, or a prefix of it, or an nspawn machine name)")
 	fs.BoolVar(&f.cidCol, "container-column", false, "add a Container column (docker, containerd/Kubernetes, CRI-O, podman ids, 12 characters; nspawn machine names)")
 	fleet := addProcRemoteFlags(fs) // -remote and its options (remote.go)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, e.stdout); err != nil {
 		return err
 	}
 	mask, err := proc.ParseWhat(f.events)
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
 	if *duration > 0 {
 		var cancel context.CancelFunc
@@ -77,11 +77,11 @@ func runProc(ctx context.Context, args []string, e *env) error {
 	}
 	filter, err := f.filter()
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
 	form, err := proc.ParseNameForm(f.name)
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
 	if f.realtime {
 		if err := setRealtime(); err != nil {

@@ -26,9 +26,9 @@ type tlsFlags struct {
 }
 
 func (t *tlsFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&t.cert, "tls-cert", "", "mutual TLS: this side's certificate (PEM), presented to both ends of every connection")
-	fs.StringVar(&t.key, "tls-key", "", "mutual TLS: the certificate's key (PEM)")
-	fs.StringVar(&t.ca, "tls-ca", "", "mutual TLS: CA bundle (PEM) the other side's certificate must chain to")
+	fs.StringVar(&t.cert, "tls-cert", "", "mutual TLS: this side's certificate `FILE` (PEM), presented to both ends of every connection")
+	fs.StringVar(&t.key, "tls-key", "", "mutual TLS: the certificate's key `FILE` (PEM)")
+	fs.StringVar(&t.ca, "tls-ca", "", "mutual TLS: CA bundle `FILE` (PEM) the other side's certificate must chain to")
 }
 
 // load returns the TLS configuration, nil without -tls-cert.
@@ -54,10 +54,10 @@ type nodeFlags struct {
 
 func addNodeFlags(fs *flag.FlagSet) *nodeFlags {
 	f := &nodeFlags{}
-	fs.StringVar(&f.export, "export", "", "run a node exporting these callback ids to remote subscribers: comma-separated IDX:VAL; 1:1 is the proc connector (cnctl proc -remote)")
-	fs.StringVar(&f.listen, "listen", remote.DefaultListen, "with -export: the address remote subscribers connect to (loopback unless told otherwise)")
-	fs.StringVar(&f.advertise, "advertise", "", "with -export: the host:port subscribers dial, when it is not -listen (required to listen on all interfaces)")
-	fs.StringVar(&f.name, "name", "", "with -export: the node's name in its subscribers' events (default: the host name)")
+	fs.StringVar(&f.export, "export", "", "run a node exporting these callback ids to remote subscribers: comma-separated `IDX:VAL,...`; 1:1 is the proc connector (cnctl proc -remote)")
+	fs.StringVar(&f.listen, "listen", remote.DefaultListen, "with -export: the `HOST:PORT` remote subscribers connect to (loopback unless told otherwise)")
+	fs.StringVar(&f.advertise, "advertise", "", "with -export: the `HOST:PORT` subscribers dial, when it is not -listen (required to listen on all interfaces)")
+	fs.StringVar(&f.name, "name", "", "with -export: the node's `NAME` in its subscribers' events (default: the host name)")
 	f.tls.register(fs)
 	return f
 }
@@ -142,9 +142,9 @@ type procRemoteFlags struct {
 
 func addProcRemoteFlags(fs *flag.FlagSet) *procRemoteFlags {
 	f := &procRemoteFlags{}
-	fs.StringVar(&f.remote, "remote", "", "watch the nodes at these addresses instead of this kernel: comma-separated [HOST=]ADDR (cnctl serve -export 1:1); each event is labelled with its host")
-	fs.StringVar(&f.listen, "remote-listen", remote.DefaultSubscriberListen, "with -remote: the address the nodes connect back to (must be reachable from them)")
-	fs.StringVar(&f.advertise, "remote-advertise", "", "with -remote: the host:port the nodes dial, when it is not -remote-listen")
+	fs.StringVar(&f.remote, "remote", "", "watch the nodes at these addresses instead of this kernel: comma-separated `[HOST=]HOST:PORT,...` (cnctl serve -export 1:1); each event is labelled with its host")
+	fs.StringVar(&f.listen, "remote-listen", remote.DefaultSubscriberListen, "with -remote: the `HOST:PORT` the nodes connect back to (must be reachable from them)")
+	fs.StringVar(&f.advertise, "remote-advertise", "", "with -remote: the `HOST:PORT` the nodes dial, when it is not -remote-listen")
 	f.tls.register(fs)
 	return f
 }

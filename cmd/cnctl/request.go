@@ -26,36 +26,36 @@ func runRequest(ctx context.Context, args []string, e *env) error {
 	var id idFlag
 	var dest destFlags
 	var payload payloadFlags
-	fs.Var(&id, "id", "callback id IDX:VAL (required)")
+	fs.Var(&id, "id", "callback id `IDX:VAL`, each part decimal or 0x hex (required)")
 	dest.register(fs)
 	payload.register(fs)
-	timeout := fs.Duration("timeout", cnactor.DefaultRequestTimeout, "how long the first attempt waits for its reply")
-	retries := fs.Int("retries", 0, "resends, with the same seq and ack, when an attempt's wait runs out")
-	count := fs.Int("count", 1, "number of requests")
-	concurrency := fs.Int("concurrency", 1, "requests in flight at once")
+	timeout := fs.Duration("timeout", cnactor.DefaultRequestTimeout, "how long (`DURATION`) the first attempt waits for its reply")
+	retries := fs.Int("retries", 0, "`N` resends, with the same seq and ack, when an attempt's wait runs out")
+	count := fs.Int("count", 1, "send `N` requests")
+	concurrency := fs.Int("concurrency", 1, "`N` requests in flight at once")
 	ackOnly := fs.Bool("ack-only", false, "match replies by id and ack+1 from the kernel, as the proc connector answers; joins group IDX")
 	jsonOut := fs.Bool("json", false, "print one JSON object per reply")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, e.stdout); err != nil {
 		return err
 	}
 	switch {
 	case !id.set:
-		return errors.New("-id IDX:VAL is required")
+		return usagef("-id IDX:VAL is required")
 	case *count < 1 || *concurrency < 1:
-		return errors.New("-count and -concurrency must be at least 1")
+		return usagef("-count and -concurrency must be at least 1")
 	case *concurrency > maxConcurrency:
 		// Each request in flight is a goroutine and a pending exchange.
-		return fmt.Errorf("-concurrency %d: at most %d", *concurrency, maxConcurrency)
+		return usagef("-concurrency %d: at most %d", *concurrency, maxConcurrency)
 	case *retries < 0 || *timeout <= 0:
-		return errors.New("-retries must be >= 0 and -timeout > 0")
+		return usagef("-retries must be >= 0 and -timeout > 0")
 	}
 	to, err := dest.addr()
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
 	data, err := payload.bytes()
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
 	c, err := newRequestConnector()
 	if err != nil {

@@ -135,8 +135,8 @@ func TestRequestUsageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		st, _, stderr := runCmd(t, tt.args...)
-		if st == 0 || !strings.Contains(stderr, tt.want) {
-			t.Errorf("cnctl %v: status %d, stderr %q, want it to mention %q", tt.args, st, stderr, tt.want)
+		if st != 2 || !strings.Contains(stderr, tt.want) {
+			t.Errorf("cnctl %v: status %d, stderr %q, want 2 and a mention of %q", tt.args, st, stderr, tt.want)
 		}
 	}
 }

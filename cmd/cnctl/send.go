@@ -13,28 +13,28 @@ func runSend(ctx context.Context, args []string, e *env) error {
 	var seq, ack, flags u32Flag
 	var dest destFlags
 	var payload payloadFlags
-	fs.Var(&id, "id", "callback id IDX:VAL (required)")
-	fs.Var(&seq, "seq", "sequence number")
-	fs.Var(&ack, "ack", "acknowledge number")
-	fs.Var(&flags, "flags", "cn_msg flags (16 bits)")
+	fs.Var(&id, "id", "callback id `IDX:VAL`, each part decimal or 0x hex (required)")
+	fs.Var(&seq, "seq", "sequence number `N`")
+	fs.Var(&ack, "ack", "acknowledge number `N`")
+	fs.Var(&flags, "flags", "cn_msg `FLAGS` (16 bits)")
 	dest.register(fs)
 	payload.register(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, e.stdout); err != nil {
 		return err
 	}
 	if !id.set {
-		return fmt.Errorf("-id IDX:VAL is required")
+		return usagef("-id IDX:VAL is required")
 	}
 	if flags.v > 0xffff {
-		return fmt.Errorf("-flags %d does not fit in 16 bits", flags.v)
+		return usagef("-flags %d does not fit in 16 bits", flags.v)
 	}
 	to, err := dest.addr()
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
 	data, err := payload.bytes()
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
 	conn, err := transport.Dial()
 	if err != nil {

@@ -39,11 +39,11 @@ func runServe(ctx context.Context, args []string, e *env) error {
 	fs := newFlagSet("serve", e.stderr)
 	jsonOut := fs.Bool("json", false, "log (and proc) handlers added from stdin print one JSON object per message")
 	verbose := fs.Bool("v", false, "log the connector's own events on stderr")
-	rcvbuf := fs.Int("rcvbuf", cnactor.DefaultReadBuffer, "socket receive buffer in bytes (overrides the configuration's)")
-	configFile := fs.String("config", "", "configuration file (YAML) of the connector and its callbacks; SIGHUP or the reload command reloads it")
-	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics and /healthz on this address (host:port)")
+	rcvbuf := fs.Int("rcvbuf", cnactor.DefaultReadBuffer, "socket receive buffer of `BYTES` (overrides the configuration's)")
+	configFile := fs.String("config", "", "configuration `FILE` (YAML) of the connector and its callbacks; SIGHUP or the reload command reloads it")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics and /healthz on this `HOST:PORT`")
 	node := addNodeFlags(fs) // -export, -listen and the node's options (remote.go)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, e.stdout); err != nil {
 		return err
 	}
 	rcvbufSet := false

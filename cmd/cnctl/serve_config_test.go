@@ -79,20 +79,20 @@ func exchange(t *testing.T, port uint32, id transport.CbID, n int, text string) 
 }
 
 // TestIntegrationServeConfigMetrics: `cnctl serve -config
-// examples/plugin/config.yaml -metrics ADDR` serves the plugin's traffic,
+// testdata/serve.yaml -metrics ADDR` serves an echo callback's traffic,
 // and /metrics shows the counters moving.
 func TestIntegrationServeConfigMetrics(t *testing.T) {
 	testutil.Privileged(t)
-	s := startServe(t, "-config", "../../examples/plugin/config.yaml", "-metrics", "127.0.0.1:0")
+	s := startServe(t, "-config", "testdata/serve.yaml", "-metrics", "127.0.0.1:0")
 	addr := waitOutput(t, s.stderr, regexp.MustCompile(`metrics on http://([\d.:]+)/metrics`))[1]
 	portText := waitOutput(t, s.stderr, regexp.MustCompile(`serving port=(\d+)`))[1]
 	port, _ := strconv.ParseUint(portText, 10, 32)
-	waitOutput(t, s.stderr, regexp.MustCompile(`config ../../examples/plugin/config.yaml: added 100:1,100:2; supervisors added plugins`))
+	waitOutput(t, s.stderr, regexp.MustCompile(`config testdata/serve.yaml: added 100:1,100:2; supervisors added workers`))
 
 	if code, body := httpGet(t, "http://"+addr+"/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("/healthz = %d %q", code, body)
 	}
-	const received = `cnactor_callback_received_total{id="100:1",name="upper"}`
+	const received = `cnactor_callback_received_total{id="100:1",name="echo"}`
 	_, body := httpGet(t, "http://"+addr+"/metrics")
 	if v := metricValue(body, received); v != 0 {
 		t.Fatalf("%s = %v before traffic:\n%s", received, v, body)
@@ -101,15 +101,15 @@ func TestIntegrationServeConfigMetrics(t *testing.T) {
 		t.Error("no Go runtime metrics")
 	}
 
-	upper := transport.CbID{Idx: 100, Val: 1}
-	for i, r := range exchange(t, uint32(port), upper, 5, "hello") {
-		if r != "> HELLO" {
+	echo := transport.CbID{Idx: 100, Val: 1}
+	for i, r := range exchange(t, uint32(port), echo, 5, "hello") {
+		if r != "hello" {
 			t.Fatalf("reply %d = %q", i, r)
 		}
 	}
 	// The handler counts a message when Receive returns, just after its
 	// reply left: wait for the last one.
-	const handled = `cnactor_callback_handled_total{id="100:1",name="upper"}`
+	const handled = `cnactor_callback_handled_total{id="100:1",name="echo"}`
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, body = httpGet(t, "http://"+addr+"/metrics"); metricValue(body, handled) == 5 || time.Now().After(deadline) {
 			break
@@ -117,18 +117,18 @@ func TestIntegrationServeConfigMetrics(t *testing.T) {
 	}
 	for sample, want := range map[string]float64{
 		received: 5,
-		`cnactor_callback_handled_total{id="100:1",name="upper"}`:                      5,
-		`cnactor_callback_mailbox_capacity{id="100:1",name="upper"}`:                   1024,
+		`cnactor_callback_handled_total{id="100:1",name="echo"}`:                       5,
+		`cnactor_callback_mailbox_capacity{id="100:1",name="echo"}`:                    1024,
 		`cnactor_callback_mailbox_capacity{id="100:2",name="counter"}`:                 4096,
 		`cnactor_callback_received_total{id="100:2",name="counter"}`:                   0,
-		`cnactor_callback_up{id="100:1",name="upper"}`:                                 1,
+		`cnactor_callback_up{id="100:1",name="echo"}`:                                  1,
 		`cnactor_reader_kernel_drops_total`:                                            0,
 		`cnactor_requester_rtt_seconds_count`:                                          0,
-		`cnactor_callback_restarts_total{id="100:1",name="upper"}`:                     0,
-		`cnactor_callback_failed_total{id="100:1",name="upper"}`:                       0,
-		`cnactor_callback_dropped_total{id="100:1",name="upper"}`:                      0,
-		`cnactor_callback_queued{id="100:1",name="upper"}`:                             0,
-		`cnactor_callback_rejected_total{id="100:1",name="upper"}`:                     0,
+		`cnactor_callback_restarts_total{id="100:1",name="echo"}`:                      0,
+		`cnactor_callback_failed_total{id="100:1",name="echo"}`:                        0,
+		`cnactor_callback_dropped_total{id="100:1",name="echo"}`:                       0,
+		`cnactor_callback_queued{id="100:1",name="echo"}`:                              0,
+		`cnactor_callback_rejected_total{id="100:1",name="echo"}`:                      0,
 		`cnactor_callback_received_total{id="4294967295:4294967295",name="connector"}`: 0,
 	} {
 		if v := metricValue(body, sample); v != want {
@@ -139,7 +139,7 @@ func TestIntegrationServeConfigMetrics(t *testing.T) {
 		t.Errorf("reader messages = %v, want at least 5", v)
 	}
 	s.send("list")
-	waitOutput(t, s.stdout, regexp.MustCompile(`100:1 name=upper handler=upper group=0 .*handled=5 .*replied=5`))
+	waitOutput(t, s.stdout, regexp.MustCompile(`100:1 name=echo handler=echo group=0 .*handled=5 `))
 	if code, _ := httpGet(t, "http://"+addr+"/nothing"); code != 404 {
 		t.Errorf("/nothing = %d", code)
 	}
@@ -154,7 +154,7 @@ callbacks:
 const reloadV2 = `
 callbacks:
   - {id: "101:2", handler: count, name: two}
-  - {id: "101:3", handler: upper, name: three, settings: {prefix: "3:"}}
+  - {id: "101:3", handler: log, name: three, settings: {format: json, output: stderr}}
 `
 
 const reloadBad = `
@@ -168,7 +168,7 @@ callbacks:
 
 const reloadBadSettings = `
 callbacks:
-  - {id: "101:3", handler: upper, settings: {max_len: -1}}
+  - {id: "101:3", handler: log, settings: {format: yaml}}
 `
 
 // TestIntegrationServeReload: the reload command and SIGHUP apply the
@@ -191,9 +191,18 @@ func TestIntegrationServeReload(t *testing.T) {
 	write(reloadV2)
 	s.send("reload")
 	waitOutput(t, s.stdout, regexp.MustCompile(`ok reloaded: added 101:3; removed 101:1\n`))
-	if r := exchange(t, uint32(port), transport.CbID{Idx: 101, Val: 3}, 1, "abc"); r[0] != "3:ABC" {
-		t.Fatalf("upper = %q", r)
+	// 101:3's settings took effect: it logs JSON on stderr.
+	raw, err := transport.Dial()
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer raw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := raw.Send(ctx, transport.Addr{Port: uint32(port)}, &transport.Message{ID: transport.CbID{Idx: 101, Val: 3}, Data: []byte("abc")}); err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, s.stderr, regexp.MustCompile(`\{"from":\d+,"group":0,"idx":101,"val":3,.*"len":3,"data":"616263"\}\n`))
 
 	write(reloadBad)
 	s.send("reload")
@@ -202,9 +211,9 @@ func TestIntegrationServeReload(t *testing.T) {
 	write(reloadBadSettings)
 	s.send("reload")
 	waitOutput(t, s.stdout, regexp.MustCompile(regexp.QuoteMeta(
-		`error: `+file+`:3: callbacks[0].settings.max_len: must be between 0 and 16384, got -1 (keeping the running configuration)`)))
+		`error: `+file+`:3: callbacks[0].settings.format: unknown format "yaml" (want text or json) (keeping the running configuration)`)))
 	s.send("list")
-	waitOutput(t, s.stdout, regexp.MustCompile(`101:3 name=three handler=upper `))
+	waitOutput(t, s.stdout, regexp.MustCompile(`101:3 name=three handler=log `))
 
 	// SIGHUP reloads too.
 	write(reloadV1)
@@ -237,5 +246,5 @@ func TestIntegrationServeReloadWithoutConfig(t *testing.T) {
 	s.send("reload")
 	waitOutput(t, s.stdout, regexp.MustCompile(`error: no configuration to reload \(serve -config FILE\)`))
 	s.send("help")
-	waitOutput(t, s.stdout, regexp.MustCompile(`handlers: .*count, echo, flaky, log, proc, sink, upper`))
+	waitOutput(t, s.stdout, regexp.MustCompile(`handlers: count, echo, flaky, log, proc, sink\n`))
 }
