@@ -29,24 +29,40 @@ import (
 )
 
 func main() {
-	file := flag.String("config", "examples/plugin/config.yaml", "configuration file")
-	metricsAddr := flag.String("metrics", "", "serve /metrics and /healthz on this address")
-	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], log.Default(), nil); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// run serves until ctx ends; ready, if not nil, learns the connector's
+// port once the configuration is applied (for the test).
+func run(ctx context.Context, args []string, logger *log.Logger, ready func(port uint32)) error {
+	fs := flag.NewFlagSet("plugin", flag.ContinueOnError)
+	file := fs.String("config", "examples/plugin/config.yaml", "configuration `FILE`")
+	metricsAddr := fs.String("metrics", "", "serve /metrics and /healthz on this `HOST:PORT`")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 
 	cfg, err := config.Load(*file)
 	if err != nil {
-		log.Fatal(err) // names the file, the line and the field
+		return err // names the file, the line and the field
 	}
 	c, err := cnactor.New(cfg.Options()...)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	applied, changes, err := config.Apply(c, cfg, handlers.Env{})
 	if err != nil {
 		c.Close(context.Background())
-		log.Fatal(err)
+		return err
 	}
-	log.Printf("connector port %d; %s: %s", c.Port(), *file, changes)
+	logger.Printf("connector port %d; %s: %s", c.Port(), *file, changes)
+	if ready != nil {
+		ready(c.Port())
+	}
 
 	if *metricsAddr != "" {
 		reg := prometheus.NewRegistry()
@@ -54,13 +70,12 @@ func main() {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.Handle("/healthz", metrics.HealthHandler(c))
-		go func() { log.Print(http.ListenAndServe(*metricsAddr, mux)) }()
+		go func() { logger.Print(http.ListenAndServe(*metricsAddr, mux)) }()
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
@@ -69,17 +84,14 @@ func main() {
 				changes, err = applied.Reload(next)
 			}
 			if err != nil {
-				log.Printf("reload: %v (the running configuration stays)", err)
+				logger.Printf("reload: %v (the running configuration stays)", err)
 			} else {
-				log.Printf("reload: %s", changes)
+				logger.Printf("reload: %s", changes)
 			}
 		case <-ctx.Done():
 			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if err := c.Close(cctx); err != nil {
-				log.Fatal(err)
-			}
-			return
+			return c.Close(cctx)
 		}
 	}
 }
