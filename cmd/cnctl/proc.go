@@ -45,7 +45,7 @@ func runProc(ctx context.Context, args []string, e *env) error {
 	fs.BoolVar(&f.json, "json", false, "print one JSON object per event")
 	duration := fs.Duration("duration", 0, "stop after this `DURATION` (0 = until interrupted)")
 	fs.BoolVar(&f.enrich, "enrich", true, "keep a process table (seeded from /proc) that names every event")
-	fs.StringVar(&f.name, "name", "cmdline", "how processes are named (`FORM`): cmdline, comm (forkstat -c), base (the command line without the program's directory, -d) or short (the program's base name, -s)")
+	fs.StringVar(&f.name, "name", "cmdline", "`FORM` of process names: cmdline, comm (forkstat -c), base (the command line without the program's directory, -d) or short (the program's base name, -s)")
 	fs.BoolVar(&f.stats, "stats", false, "print per-process event counts at the end (forkstat -S)")
 	fs.BoolVar(&f.quiet, "quiet", false, "print no events, only the counts at the end (forkstat -q)")
 	fs.BoolVar(&f.extra, "extra", false, "add user and tty columns (forkstat -x)")
@@ -57,7 +57,7 @@ func runProc(ctx context.Context, args []string, e *env) error {
 	fs.Var(&f.pgid, "pgid", "show only processes of the process group `PGID`")
 	fs.Var(&f.sid, "sid", "show only processes of the session `SID`")
 	fs.StringVar(&f.cgroup, "cgroup", "", "show only processes whose cgroup path matches this `REGEXP`")
-	fs.StringVar(&f.cid, "container", "", "show only processes of this container: `ID` (id, or a prefix of it, or an nspawn machine name)")
+	fs.StringVar(&f.cid, "container", "", "show only processes of the container `ID` (its id, a prefix of it, or an nspawn machine name)")
 	fs.BoolVar(&f.cidCol, "container-column", false, "add a Container column (docker, containerd/Kubernetes, CRI-O, podman ids, 12 characters; nspawn machine names)")
 	fleet := addProcRemoteFlags(fs) // -remote and its options (remote.go)
 	if err := parseFlags(fs, args, e.stdout); err != nil {

@@ -54,7 +54,7 @@ type nodeFlags struct {
 
 func addNodeFlags(fs *flag.FlagSet) *nodeFlags {
 	f := &nodeFlags{}
-	fs.StringVar(&f.export, "export", "", "run a node exporting these callback ids to remote subscribers: comma-separated `IDX:VAL,...`; 1:1 is the proc connector (cnctl proc -remote)")
+	fs.StringVar(&f.export, "export", "", "run a node exporting these callback ids (`IDX:VAL,...`) to remote subscribers; 1:1 is the proc connector (cnctl proc -remote)")
 	fs.StringVar(&f.listen, "listen", remote.DefaultListen, "with -export: the `HOST:PORT` remote subscribers connect to (loopback unless told otherwise)")
 	fs.StringVar(&f.advertise, "advertise", "", "with -export: the `HOST:PORT` subscribers dial, when it is not -listen (required to listen on all interfaces)")
 	fs.StringVar(&f.name, "name", "", "with -export: the node's `NAME` in its subscribers' events (default: the host name)")
@@ -142,7 +142,7 @@ type procRemoteFlags struct {
 
 func addProcRemoteFlags(fs *flag.FlagSet) *procRemoteFlags {
 	f := &procRemoteFlags{}
-	fs.StringVar(&f.remote, "remote", "", "watch the nodes at these addresses instead of this kernel: comma-separated `[HOST=]HOST:PORT,...` (cnctl serve -export 1:1); each event is labelled with its host")
+	fs.StringVar(&f.remote, "remote", "", "watch these nodes (`[HOST=]HOST:PORT,...`, each a cnctl serve -export 1:1) instead of this kernel; each event is labelled with its host")
 	fs.StringVar(&f.listen, "remote-listen", remote.DefaultSubscriberListen, "with -remote: the `HOST:PORT` the nodes connect back to (must be reachable from them)")
 	fs.StringVar(&f.advertise, "remote-advertise", "", "with -remote: the `HOST:PORT` the nodes dial, when it is not -remote-listen")
 	f.tls.register(fs)

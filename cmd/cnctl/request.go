@@ -29,7 +29,7 @@ func runRequest(ctx context.Context, args []string, e *env) error {
 	fs.Var(&id, "id", "callback id `IDX:VAL`, each part decimal or 0x hex (required)")
 	dest.register(fs)
 	payload.register(fs)
-	timeout := fs.Duration("timeout", cnactor.DefaultRequestTimeout, "how long (`DURATION`) the first attempt waits for its reply")
+	timeout := fs.Duration("timeout", cnactor.DefaultRequestTimeout, "the first attempt waits this `DURATION` for its reply")
 	retries := fs.Int("retries", 0, "`N` resends, with the same seq and ack, when an attempt's wait runs out")
 	count := fs.Int("count", 1, "send `N` requests")
 	concurrency := fs.Int("concurrency", 1, "`N` requests in flight at once")
