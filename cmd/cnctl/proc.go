@@ -49,7 +49,7 @@ func runProc(ctx context.Context, args []string, e *env) error {
 	fs.BoolVar(&f.stats, "stats", false, "print per-process event counts at the end (forkstat -S)")
 	fs.BoolVar(&f.quiet, "quiet", false, "print no events, only the counts at the end (forkstat -q)")
 	fs.BoolVar(&f.extra, "extra", false, "add user and tty columns (forkstat -x)")
-	fs.BoolVar(&f.realtime, "realtime", false, "run at real-time (SCHED_FIFO) priority, so short-lived processes are read from /proc before they are gone (forkstat -r; needs CAP_SYS_NICE)")
+	fs.BoolVar(&f.realtime, "realtime", false, "run at real-time (SCHED_FIFO) priority, so short-lived processes are read from /proc before they are gone (forkstat -r; needs CAP_SYS_NICE; rarely needed as root, where taskstats exit records name them)")
 	fs.BoolVar(&f.glyphs, "glyphs", false, "mark each event kind with an ASCII glyph (forkstat -g)")
 	fs.StringVar(&f.comm, "comm", "", "show only processes whose comm matches this `REGEXP`")
 	fs.StringVar(&f.cmdline, "cmdline", "", "show only processes whose command line matches this `REGEXP`")
@@ -146,10 +146,14 @@ func runProc(ctx context.Context, args []string, e *env) error {
 	fmt.Fprintf(e.stderr, "events=%d shown=%d lost=%d\n", st.Events, shown, st.Lost)
 	if t := m.Table(); t != nil {
 		ts := t.Stats()
-		fmt.Fprintf(e.stderr, "process table: live=%d exited=%d read=%d gone_before_read=%d not_read=%d rejected=%d\n",
-			ts.Live, ts.Exited, ts.Reads, ts.Misses, ts.Skipped, ts.Rejected)
-		if ts.Misses > 0 && !f.realtime {
-			fmt.Fprintf(e.stderr, "%d processes were gone before their exec could be read (their names are the ones before the exec, marked); -realtime makes that rarer\n", ts.Misses)
+		fmt.Fprintf(e.stderr, "process table: live=%d exited=%d read=%d gone_before_read=%d named_from_exit=%d stale=%d not_read=%d rejected=%d\n",
+			ts.Live, ts.Exited, ts.Reads, ts.Misses, ts.ExitNamed, ts.Stale, ts.Skipped, ts.Rejected)
+		switch stale := ts.Stale - min(ts.Stale, ts.Skipped); {
+		case stale == 0:
+		case !m.Taskstats():
+			fmt.Fprintf(e.stderr, "%d processes were gone before their exec could be read and keep their earlier names (marked); as root (CAP_NET_ADMIN) the kernel's taskstats exit records name them; -realtime makes it rarer\n", stale)
+		default:
+			fmt.Fprintf(e.stderr, "%d processes were gone before their exec could be read and their exit records came too late (a burst); they keep their earlier names (marked); -realtime makes it rarer\n", stale)
 		}
 	}
 	if err := m.Err(); !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {

@@ -365,9 +365,9 @@ func parseSenders(v string) (dispatch.SenderPolicy, error) {
 func (s *server) list(w io.Writer) {
 	st := s.c.Stats()
 	for _, cb := range st.Callbacks {
-		handler := s.handlerOf[cb.ID]
-		if handler == "" {
-			handler = "core"
+		handler, note := s.handlerOf[cb.ID], ""
+		if cb.Core {
+			handler, note = "core", "  # the connector core's own callback: peers' notification subscriptions"
 		}
 		counters := map[string]uint64{
 			"received": cb.Received, "handled": cb.Handled, "failed": cb.Failed,
@@ -377,8 +377,8 @@ func (s *server) list(w io.Writer) {
 		for k, v := range cb.Handler {
 			counters[k] = v
 		}
-		fmt.Fprintf(w, "%s name=%s handler=%s group=%d senders=%s %s stalled=%s overflow=%s state=%s backoff=%s\n", cb.ID, cb.Name, handler, cb.Group, cb.Policy,
-			handlers.FormatStats(counters), cb.Stalled.Round(time.Microsecond), cb.Overflow, cb.State, cb.Backoff)
+		fmt.Fprintf(w, "%s name=%s handler=%s group=%d senders=%s %s stalled=%s overflow=%s state=%s backoff=%s%s\n", cb.ID, cb.Name, handler, cb.Group, cb.Policy,
+			handlers.FormatStats(counters), cb.Stalled.Round(time.Microsecond), cb.Overflow, cb.State, cb.Backoff, note)
 	}
 	r := st.Reader
 	fmt.Fprintf(w, "reader datagrams=%d messages=%d malformed=%d kernel_drops=%d unknown=%d rejected=%d\n",
