@@ -214,7 +214,10 @@ type Lost struct {
 	Count uint64
 	// Source is where the loss was seen: "socket" (the kernel's drop
 	// counter: the receive queue was full), "sequence" (a gap in a CPU's
-	// event numbers) or "mailbox" (the handler fell behind).
+	// event numbers) or "mailbox" (the handler fell behind); on a remote
+	// stream (package remote) also "queue" (the subscription's queue on
+	// the node) or "transport" (the connection broke). Except for
+	// "sequence", these are handlers.LossSource names.
 	Source string
 }
 
