@@ -69,6 +69,9 @@ type callback struct {
 	cfg     callbackConfig
 	handler handlers.Handler
 	sup     *supervisor.Supervisor
+	// final is the child's status when Close took it from its supervisor,
+	// so that Stats after Close still reports restarts (under cbMu).
+	final *supervisor.ChildStatus
 }
 
 // New starts a connector core: it dials the kernel connector (unless
@@ -236,6 +239,10 @@ func (c *Connector) Close(ctx context.Context) error {
 	cbs := make([]*callback, 0, len(c.callbacks))
 	for _, cb := range c.callbacks {
 		cbs = append(cbs, cb)
+		if st, ok := cb.sup.Status(cb.route.ID.String()); ok {
+			st.State = supervisor.Stopped
+			cb.final = &st
+		}
 	}
 	c.cbMu.Unlock()
 	// Handlers drain in parallel, each bounded by its shutdown timeout and

@@ -1,6 +1,7 @@
 package cnactor
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -228,7 +229,7 @@ type Settings struct {
 	// ReadBuffer is the receive buffer asked of the kernel in bytes; 0
 	// when the transport was given (WithTransport).
 	ReadBuffer   int
-	BatchSize    int // datagrams per receive call (WithBatchSize; 0: the default)
+	BatchSize    int // datagrams per receive call (WithBatchSize, else transport.DefaultBatchSize)
 	MaxCallbacks int // WithMaxCallbacks
 	TopPolicy    TopPolicy
 	Root         supervisor.Spec // the root supervisor's spec
@@ -236,7 +237,7 @@ type Settings struct {
 
 // Settings returns the settings c runs with.
 func (c *Connector) Settings() Settings {
-	s := Settings{BatchSize: c.cfg.batchSize, MaxCallbacks: c.cfg.maxCallbacks, TopPolicy: c.cfg.topPolicy, Root: c.cfg.rootSpec}
+	s := Settings{BatchSize: cmp.Or(c.cfg.batchSize, transport.DefaultBatchSize), MaxCallbacks: c.cfg.maxCallbacks, TopPolicy: c.cfg.topPolicy, Root: c.cfg.rootSpec}
 	if c.cfg.conn == nil {
 		s.ReadBuffer = c.cfg.readBuffer
 	}

@@ -80,7 +80,11 @@ func (c *Connector) Stats() Stats {
 			Mailbox: cb.ref.Spec().MailboxSize, Overflow: cb.cfg.overflow, CallbackStats: cb.ref.Stats(),
 		}
 		info.Supervisor = cb.sup.Name()
-		info.ChildStatus, _ = cb.sup.Status(r.ID.String())
+		if cb.final != nil {
+			info.ChildStatus = *cb.final
+		} else {
+			info.ChildStatus, _ = cb.sup.Status(r.ID.String())
+		}
 		if info.Mailbox == 0 {
 			info.Mailbox = actors.DefaultMailboxSize
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/actors"
+	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/supervisor"
 	"github.com/cnactor/cnactor/transport"
 	"github.com/cnactor/cnactor/transport/memory"
@@ -116,3 +117,43 @@ func TestPanicDuringStop(t *testing.T) {
 }
 
 var _ = binary.NativeEndian
+
+// Stats after Close keeps what the supervisor reported of each callback:
+// its restarts, and that it is stopped.
+func TestStatsAfterCloseKeepSupervision(t *testing.T) {
+	t.Parallel()
+	net := memory.NewNetwork()
+	conn, err := net.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cnactor.New(cnactor.WithTransport(conn), cnactor.WithRootSupervisor(supervisor.Spec{Backoff: supervisor.NoBackoff()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := transport.CbID{Idx: 0x7611, Val: 1}
+	var calls atomic.Int32
+	panicOnce := handlers.HandlerFunc(func(handlers.Context, *transport.Message) error {
+		if calls.Add(1) == 1 {
+			panic("first message")
+		}
+		return nil
+	})
+	if err := c.AddCallback(id, "once", panicOnce); err != nil {
+		t.Fatal(err)
+	}
+	peer := dialPeer(t, net)
+	sendTo(t, peer, c, id, 1, "boom")
+	sendTo(t, peer, c, id, 2, "fine")
+	waitFor(t, "the restart and the second message", func() bool {
+		ci := info(t, c, id)
+		return ci.Restarts == 1 && ci.Handled == 1
+	})
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ci, ok := c.Callback(id)
+	if !ok || ci.Restarts != 1 || ci.State != supervisor.Stopped || ci.Failed != 1 || ci.Handled != 1 {
+		t.Errorf("after Close: %+v (found %v), want 1 restart, 1 failed, 1 handled, stopped", ci, ok)
+	}
+}

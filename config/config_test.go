@@ -403,7 +403,7 @@ callbacks:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `removed 7:3,7:4,7:5; needs restart: connector.batch_size: running 0, configured 16; ` +
+	want := `removed 7:3,7:4,7:5; needs restart: connector.batch_size: running 64, configured 16; ` +
 		`connector.top_policy: running keep-running, configured fail-connector; supervisor "extra" changed`
 	if got := ch.String(); got != want {
 		t.Errorf("reload:\n got %s\nwant %s", got, want)

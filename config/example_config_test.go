@@ -97,7 +97,7 @@ callbacks:
 	//   removed 7:2 counter
 	//   added 7:2 counter
 	//   added 8:1 sink
-	// reload: added 8:1; removed 7:1; changed 7:2; needs restart: connector.batch_size: running 0, configured 16 <nil>
+	// reload: added 8:1; removed 7:1; changed 7:2; needs restart: connector.batch_size: running 64, configured 16 <nil>
 	// 8:1 runs sink
 }
 

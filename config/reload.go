@@ -241,8 +241,8 @@ func restartNeeded(running cnactor.Settings, cfg *Config) []string {
 	if running.ReadBuffer != 0 && rb != running.ReadBuffer {
 		diff("receive_buffer", running.ReadBuffer, rb)
 	}
-	if cfg.BatchSize != running.BatchSize {
-		diff("batch_size", running.BatchSize, cfg.BatchSize)
+	if bs := cmp.Or(cfg.BatchSize, transport.DefaultBatchSize); bs != running.BatchSize {
+		diff("batch_size", running.BatchSize, bs)
 	}
 	if mc := cmp.Or(cfg.MaxCallbacks, cnactor.DefaultMaxCallbacks); mc != running.MaxCallbacks {
 		diff("max_callbacks", running.MaxCallbacks, mc)

@@ -96,11 +96,9 @@ type Outbox interface {
 
 // Starter is implemented by handlers that must act once their callback is
 // registered, for example to subscribe with the kernel (the proc handler
-// sends LISTEN). Start is called once, right after the callback is
-// registered, by the paths that build handlers by name
-// (Connector.AddCallback, and so configurations); a failed Start removes
-// the callback again. Handlers given to AddCallback directly are started
-// by whoever built them.
+// sends LISTEN). Connector.AddCallback calls Start once, right after the
+// callback is registered, whoever built the handler (the registry, a
+// configuration or the caller); a failed Start removes the callback again.
 type Starter interface {
 	Start(ctx context.Context, out Outbox) error
 }

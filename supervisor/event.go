@@ -13,7 +13,7 @@ import (
 type EventKind uint8
 
 const (
-	EventFailed    EventKind = iota // a child failed; Directive says what follows
+	EventFailed    EventKind = iota // a child failed; Directive says what follows (set for this kind only)
 	EventBackoff                    // a restart is delayed by Delay
 	EventRestarted                  // a child was restarted
 	EventStopped                    // a child was stopped and removed
@@ -29,9 +29,9 @@ type Event struct {
 	Time       time.Time
 	Kind       EventKind
 	Supervisor string
-	Child      string // the child's key; empty for the supervisor itself
-	Directive  Directive
-	Delay      time.Duration
+	Child      string        // the child's key; empty for the supervisor itself
+	Directive  Directive     // EventFailed only: what the decider chose
+	Delay      time.Duration // EventBackoff only
 	Reason     error
 }
 
