@@ -216,10 +216,10 @@ func (s *Supervisor) startAgain(c actor.Context, ch *child) {
 		pid = started.PID
 	}
 	if err != nil {
-		s.emit(Event{Kind: EventStopped, Child: ch.key, Reason: fmt.Errorf("restart failed: %w", err)})
 		s.mu.Lock()
 		s.dropLocked(ch)
 		s.mu.Unlock()
+		s.emit(Event{Kind: EventStopped, Child: ch.key, Reason: fmt.Errorf("restart failed: %w", err)})
 		return
 	}
 	s.mu.Lock()
@@ -234,33 +234,40 @@ func (s *Supervisor) startAgain(c actor.Context, ch *child) {
 // halt stops one child for good (its owner unregisters it) and marks it
 // stopped; it stays listed so that a restart of this supervisor can start
 // it again.
-func (s *Supervisor) halt(ch *child, reason error) {
-	s.mu.Lock()
-	if ch.status.State == Stopped {
-		s.mu.Unlock()
-		return
-	}
-	if ch.pending != nil {
-		ch.pending()
-		ch.pending = nil
-	}
-	ch.status.State = Stopped
-	s.mu.Unlock()
-	if ch.sub != nil {
-		ch.sub.stopAll(reason)
-		s.root.Stop(ch.pid)
-	} else if ch.stop != nil {
-		ch.stop(spawn.Child{PID: ch.pid}, reason)
-	}
-	s.emit(Event{Kind: EventStopped, Child: ch.key, Reason: reason})
-}
+func (s *Supervisor) halt(ch *child, reason error) { s.stopChild(ch, reason, false) }
 
 // remove stops a child and forgets it.
-func (s *Supervisor) remove(ch *child, reason error) {
-	s.halt(ch, reason)
+func (s *Supervisor) remove(ch *child, reason error) { s.stopChild(ch, reason, true) }
+
+// stopChild halts ch and, with forget, drops it from the listings before
+// EventStopped is emitted, so that whoever sees the event sees it gone.
+func (s *Supervisor) stopChild(ch *child, reason error, forget bool) {
 	s.mu.Lock()
-	s.dropLocked(ch)
+	halted := ch.status.State != Stopped
+	if halted {
+		if ch.pending != nil {
+			ch.pending()
+			ch.pending = nil
+		}
+		ch.status.State = Stopped
+	}
 	s.mu.Unlock()
+	if halted {
+		if ch.sub != nil {
+			ch.sub.stopAll(reason)
+			s.root.Stop(ch.pid)
+		} else if ch.stop != nil {
+			ch.stop(spawn.Child{PID: ch.pid}, reason)
+		}
+	}
+	if forget {
+		s.mu.Lock()
+		s.dropLocked(ch)
+		s.mu.Unlock()
+	}
+	if halted {
+		s.emit(Event{Kind: EventStopped, Child: ch.key, Reason: reason})
+	}
 }
 
 // stopAll halts every child, nested supervisors' children first.
