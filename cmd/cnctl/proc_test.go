@@ -73,6 +73,7 @@ func pidOf(l procLine) uint32 {
 // named, with the exit code or the killing signal decoded.
 func TestIntegrationProcForkstatEvents(t *testing.T) {
 	testutil.KernelConnector(t)
+	testutil.Exclusive(t, testutil.ProcStorm) // waits for given events: a storm's loss would fail it
 	out := startProc(t, "-events", "core,ptrce,clone,nonzeroexit")
 	ok := exec.Command("/bin/true") // exits 0: must not show
 	ok.Run()
@@ -114,6 +115,7 @@ func TestIntegrationProcForkstatEvents(t *testing.T) {
 // /proc: the table reads the tree's execs), and nothing else.
 func TestIntegrationProcTree(t *testing.T) {
 	testutil.KernelConnector(t)
+	testutil.Exclusive(t, testutil.ProcStorm) // waits for given events: a storm's loss would fail it
 	// The grandchild, cat, lives until stdin closes: its exec is read.
 	root := exec.Command("/bin/sh", "-c", `read x; /bin/sh -c "exec /bin/cat >/dev/null"; exit 0`)
 	stdin, err := root.StdinPipe()
