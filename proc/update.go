@@ -216,21 +216,3 @@ func (t *Table) retire(e *entry, now uint64) {
 	t.queue = append(t.queue, e)
 	t.exited[e.p.TGID] = e
 }
-
-// Enricher attaches processes to events from a Table of its own that is
-// not seeded: the first event about a process the table has not seen
-// reads it from /proc. Use a Table to control seeding and retention.
-type Enricher struct{ t *Table }
-
-// NewEnricher returns an Enricher whose table holds up to max entries.
-func NewEnricher(max int) *Enricher { return &Enricher{t: NewTable(WithTableLimit(max))} }
-
-// Enrich updates the table with ev, attaches the process and returns it
-// (nil for acks, losses and processes gone before anything was known).
-func (e *Enricher) Enrich(ev Event) *Process {
-	e.t.Update(ev)
-	return ProcessOf(ev)
-}
-
-// Table is the enricher's table.
-func (e *Enricher) Table() *Table { return e.t }

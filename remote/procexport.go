@@ -44,16 +44,18 @@ func ProcExport() Export {
 const procCacheSize = 16384
 
 // newProcAnnotator returns what attaches the node's /proc information to
-// fork, exec and exit events: proc's own Enricher, fed in order by the
-// forwarder's actor.
+// fork, exec and exit events: a proc.Table of its own (not seeded: the
+// first event about a process it has not seen reads it from /proc), fed
+// in order by the forwarder's actor.
 func newProcAnnotator() func(*transport.Message) *wire.Process {
-	en := proc.NewEnricher(procCacheSize)
+	table := proc.NewTable(proc.WithTableLimit(procCacheSize))
 	return func(m *transport.Message) *wire.Process {
 		ev, err := proc.Decode(m.Data, m.Seq, m.Ack)
 		if err != nil {
 			return nil
 		}
-		p := en.Enrich(ev)
+		table.Update(ev)
+		p := proc.ProcessOf(ev)
 		if p == nil {
 			return nil
 		}
