@@ -29,7 +29,7 @@
 // /proc and kept current from the events: a forked child has its parent's
 // names until it execs, an exec reads the new program's from /proc, comm,
 // uid and sid events update them, and exited processes stay for
-// WithTableRetention so that late events about them are still named. Every
+// WithRetention (WithTable) so that late events about them are still named. Every
 // event but acks and losses carries its Process; a thread's events carry
 // its group leader's. To keep the table current, the monitor subscribes to
 // forks, execs, comm changes and exits even when WithEvents asks for

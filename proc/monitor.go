@@ -62,9 +62,7 @@ type config struct {
 	readBuffer int
 	conn       *cnactor.Connector
 	logger     *zap.Logger
-	cacheSize  int           // table limit; 0: DefaultTableLimit
-	retention  time.Duration // 0: DefaultRetention; negative: none
-	readable   ReadFilter
+	table      []TableOption
 	taskstats  bool
 }
 
@@ -107,21 +105,12 @@ func WithConnector(c *cnactor.Connector) Option {
 // creates.
 func WithLogger(l *zap.Logger) Option { return optionFunc(func(c *config) { c.logger = l }) }
 
-// WithCacheSize bounds the process table's entries (default
-// DefaultTableLimit); see WithTableLimit.
-func WithCacheSize(n int) Option { return optionFunc(func(c *config) { c.cacheSize = n }) }
-
-// WithTableReadFilter reads /proc at execs only for the processes fn
-// accepts (see ReadFilter): a consumer that shows only some processes
-// spares the reads of the others.
-func WithTableReadFilter(fn ReadFilter) Option {
-	return optionFunc(func(c *config) { c.readable = fn })
-}
-
-// WithTableRetention sets how long exited processes stay in the table
-// (default DefaultRetention; 0: not at all).
-func WithTableRetention(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.retention = max(d, -1) })
+// WithTable configures the process table (on unless WithEnrichment(false))
+// with the options NewTable takes: WithTableLimit, WithRetention,
+// WithReadFilter. The monitor logs the table's rejections with its own
+// logger unless WithTableLogger says otherwise.
+func WithTable(opts ...TableOption) Option {
+	return optionFunc(func(c *config) { c.table = append(c.table, opts...) })
 }
 
 // WithTaskstats turns off (or on: the default) the taskstats listener of
@@ -451,14 +440,7 @@ func newHandler(m *Monitor, cfg config) *handler {
 		if logger == nil {
 			logger = zap.NewNop()
 		}
-		limit, retain := cfg.cacheSize, cfg.retention
-		if limit <= 0 {
-			limit = DefaultTableLimit
-		}
-		if retain == 0 {
-			retain = DefaultRetention
-		}
-		h.table = NewTable(WithTableLimit(limit), WithRetention(retain), WithTableLogger(logger), WithReadFilter(cfg.readable))
+		h.table = NewTable(append([]TableOption{WithTableLogger(logger)}, cfg.table...)...)
 		if _, err := h.table.Seed(); err != nil {
 			logger.Warn("proc: process table not seeded from /proc", zap.Error(err))
 		}

@@ -19,8 +19,8 @@ func TestListenOptions(t *testing.T) {
 	var asked atomic.Int32
 	m, err := proc.Listen(context.Background(), proc.WithConnector(c), proc.WithMode(proc.ModeAll),
 		proc.WithEvents(proc.WhatExec), proc.WithBuffer(16), proc.WithMailbox(64), proc.WithReadBuffer(1<<20),
-		proc.WithLogger(zap.NewNop()), proc.WithCacheSize(128), proc.WithTableRetention(time.Second),
-		proc.WithTableReadFilter(func(*proc.Process, func(uint32) bool) bool { asked.Add(1); return true }))
+		proc.WithLogger(zap.NewNop()), proc.WithTable(proc.WithTableLimit(128), proc.WithRetention(time.Second),
+			proc.WithReadFilter(func(*proc.Process, func(uint32) bool) bool { asked.Add(1); return true })))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,7 +125,7 @@ func TestWanted(t *testing.T) {
 // in place.
 func TestLossAccounting(t *testing.T) {
 	m := &Monitor{mode: ModeAll, mask: WhatAll}
-	h := newHandler(m, config{buffer: 100, cacheSize: 10})
+	h := newHandler(m, config{buffer: 100, table: []TableOption{WithTableLimit(10)}})
 	m.h = h
 	feed := func(cpu, seq uint32) {
 		msg := transport.Message{Seq: seq, Data: event(WhatExec, cpu, 1, 1, 1)}
@@ -203,7 +203,7 @@ func TestAppendJSON(t *testing.T) {
 // was received all the same; it must not show as a sequence gap.
 func TestUndecodableIsNotLost(t *testing.T) {
 	m := &Monitor{mode: ModeAll, mask: WhatAll}
-	h := newHandler(m, config{buffer: 10, cacheSize: 10})
+	h := newHandler(m, config{buffer: 10, table: []TableOption{WithTableLimit(10)}})
 	m.h = h
 	for _, e := range []struct {
 		seq  uint32

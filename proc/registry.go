@@ -74,7 +74,7 @@ func newRegistered(s handlers.Settings) (handlers.Handler, error) {
 	enrich := ps.Enrich == nil || *ps.Enrich
 	m := &Monitor{mask: mask, mode: resolveMode(mode, mask)}
 	r := &registered{w: w, json: asJSON, clock: NewBootClock()}
-	r.handler = newHandler(m, config{enrich: enrich, cacheSize: 16384})
+	r.handler = newHandler(m, config{enrich: enrich, table: []TableOption{WithTableLimit(16384)}})
 	r.handler.sink = r.print
 	return r, nil
 }

@@ -92,7 +92,7 @@ func runProc(ctx context.Context, args []string, e *env) error {
 	// Warnings (a full process table, a failing connector) go to stderr.
 	log := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()),
 		zapcore.AddSync(e.stderr), zapcore.WarnLevel))
-	m, err := proc.Listen(ctx, proc.WithEvents(mask), proc.WithEnrichment(f.enrich), proc.WithTableReadFilter(filter.readable()),
+	m, err := proc.Listen(ctx, proc.WithEvents(mask), proc.WithEnrichment(f.enrich), proc.WithTable(proc.WithReadFilter(filter.readable())),
 		proc.WithLogger(log))
 	if err != nil {
 		return err
