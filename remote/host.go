@@ -29,7 +29,7 @@ import (
 const DefaultPort = 7390
 
 // DefaultListen is where a node listens unless configured: loopback only.
-var DefaultListen = net.JoinHostPort("127.0.0.1", strconv.Itoa(DefaultPort))
+const DefaultListen = "127.0.0.1:7390" // DefaultPort on loopback
 
 // DefaultSubscriberListen is where a subscriber listens unless configured:
 // loopback, on a port the kernel picks. protoactor remote connections carry
