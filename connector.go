@@ -119,7 +119,7 @@ func New(opts ...Option) (*Connector, error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.seq.Store(1)
 	top := spawn.Parent{Ctx: system.Root}
-	c.reqs = actors.StartRequester(top, actors.RequesterConfig{Sender: connSender{c}, Logger: log, Closed: ErrClosed})
+	c.reqs = actors.StartRequester(top, actors.RequesterConfig{Sender: connSender{c}, Logger: log})
 	reader, err := actors.StartReader(top, actors.ReaderConfig{
 		Conn: conn, Table: c.table, Logger: log, BatchSize: cfg.batchSize, Requester: c.reqs,
 	})

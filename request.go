@@ -90,5 +90,5 @@ func (c *Connector) Request(ctx context.Context, to transport.Addr, m *transport
 	for _, opt := range opts {
 		opt.applyRequest(&o)
 	}
-	return c.reqs.Request(ctx, *m, to, o)
+	return c.reqs.Request(ctx, to, *m, o)
 }

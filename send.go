@@ -2,8 +2,6 @@ package cnactor
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	"github.com/cnactor/cnactor/transport"
 )
@@ -33,13 +31,7 @@ func (c *Connector) Send(ctx context.Context, to transport.Addr, m *transport.Me
 }
 
 func (c *Connector) sendRaw(ctx context.Context, to transport.Addr, m *transport.Message) error {
-	if err := c.conn.Send(ctx, to, m); err != nil {
-		if errors.Is(err, transport.ErrClosed) {
-			return fmt.Errorf("%w: %w", ErrClosed, err)
-		}
-		return err
-	}
-	return nil
+	return c.conn.Send(ctx, to, m) // a closed socket's error is ErrClosed already
 }
 
 // connSender is the Sender handler actors reply through: replies keep the

@@ -2,7 +2,6 @@ package actors
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/cnactor/cnactor/transport"
@@ -37,9 +36,6 @@ var (
 	// ErrPending: the caller chose a seq and ack (or, for MatchAck, an ack)
 	// that an exchange in flight already uses.
 	ErrPending = errors.New("actors: an exchange with this seq and ack is in flight")
-	// ErrRequesterClosed is what pending and new requests fail with after
-	// Close, unless RequesterConfig.Closed says otherwise.
-	ErrRequesterClosed = fmt.Errorf("actors: requester: %w", transport.ErrClosed)
 )
 
 // Request defaults.
@@ -106,9 +102,6 @@ type RequesterConfig struct {
 	// Sender sends requests (as they are) and numbers them.
 	Sender Sender
 	Logger *zap.Logger
-	// Closed is the error pending and new requests fail with (wrapped) once
-	// the requester is closed; ErrRequesterClosed if nil.
-	Closed error
 	// DupWindow and DupCapacity bound how long and how many finished
 	// exchanges are remembered (DefaultDupWindow, DefaultDupCapacity).
 	DupWindow   time.Duration

@@ -144,9 +144,6 @@ func StartRequester(parent spawn.Parent, cfg RequesterConfig) *Requester {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	if cfg.Closed == nil {
-		cfg.Closed = ErrRequesterClosed
-	}
 	if cfg.DupWindow <= 0 {
 		cfg.DupWindow = DefaultDupWindow
 	}
@@ -194,9 +191,9 @@ func keyFor(m *transport.Message, match Match) matchKey {
 // Request sends m to to and waits for its reply. A zero m.Seq is replaced
 // by the Sender's next seq and a zero m.Ack by a random one. It fails with
 // an error wrapping ErrTimeout when every attempt's wait ran out, ctx's
-// error when ctx ended first, the Closed error when the requester closed,
+// error when ctx ended first, transport.ErrClosed when the requester closed,
 // or the send error.
-func (r *Requester) Request(ctx context.Context, m transport.Message, to transport.Addr, o RequestOptions) (*Reply, error) {
+func (r *Requester) Request(ctx context.Context, to transport.Addr, m transport.Message, o RequestOptions) (*Reply, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -278,7 +275,7 @@ func (r *Requester) register(ex *exchange, m *transport.Message) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.isClosed {
-		return fmt.Errorf("request %s: %w", m.ID, r.cfg.Closed)
+		return fmt.Errorf("request %s: %w", m.ID, transport.ErrClosed)
 	}
 	for {
 		ex.key = keyFor(m, ex.opts.Match)
@@ -346,7 +343,7 @@ func (r *Requester) removeLocked(ex *exchange, remember, answered bool, now int6
 	r.active.Store(int64(len(r.pending) + len(r.recent)))
 }
 
-// Close fails every pending exchange with the Closed error, makes new
+// Close fails every pending exchange with transport.ErrClosed, makes new
 // requests fail with it, and stops the actor.
 func (r *Requester) Close() {
 	r.mu.Lock()
@@ -359,7 +356,7 @@ func (r *Requester) Close() {
 	now := r.now()
 	n := 0
 	for _, ex := range r.pending {
-		ex.err = fmt.Errorf("request %s: %w", ex.key.id, r.cfg.Closed)
+		ex.err = fmt.Errorf("request %s: %w", ex.key.id, transport.ErrClosed)
 		r.removeLocked(ex, false, false, now)
 		r.c.failed.Add(1)
 		ex.ch <- evDone

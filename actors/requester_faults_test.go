@@ -49,7 +49,7 @@ func TestRequestResendFails(t *testing.T) {
 	t.Parallel()
 	r, conn, peer := faultyRequester(t, faulty.Fault{Op: faulty.Send, After: 1, Err: syscall.EPERM})
 	// The first wait is short: the test needs the retry, not a reply.
-	_, err := r.Request(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: peer.Port()},
+	_, err := r.Request(context.Background(), transport.Addr{Port: peer.Port()}, transport.Message{ID: testID},
 		RequestOptions{Timeout: timerResolution, Retries: 3})
 	if !errors.Is(err, syscall.EPERM) {
 		t.Fatalf("request = %v, want the resend's EPERM", err)
@@ -76,7 +76,7 @@ func TestRequestReplyBeatsCancelAndSendFailure(t *testing.T) {
 	req := transport.Message{ID: testID, Seq: 7, Ack: 100, Data: []byte("ping")}
 	done := make(chan result, 1)
 	go func() {
-		rep, err := r.Request(ctx, req, transport.Addr{Port: peer.Port()}, RequestOptions{Timeout: testWaitLong})
+		rep, err := r.Request(ctx, transport.Addr{Port: peer.Port()}, req, RequestOptions{Timeout: testWaitLong})
 		done <- result{rep, err}
 	}()
 	// The exchange is registered before its send, which now hangs.
@@ -106,7 +106,7 @@ func TestRequestSendFailsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := r.Request(ctx, transport.Message{ID: testID}, transport.Addr{Port: peer.Port()}, RequestOptions{Timeout: testWaitLong})
+		_, err := r.Request(ctx, transport.Addr{Port: peer.Port()}, transport.Message{ID: testID}, RequestOptions{Timeout: testWaitLong})
 		done <- err
 	}()
 	waitFor(t, "the send to hang", func() bool { return conn.Injected(faulty.Send) == 1 })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -89,7 +90,7 @@ type result struct {
 func (g *reqRig) start(ctx context.Context, m transport.Message, to transport.Addr, o RequestOptions) chan result {
 	ch := make(chan result, 1)
 	go func() {
-		r, err := g.r.Request(ctx, m, to, o)
+		r, err := g.r.Request(ctx, to, m, o)
 		ch <- result{r, err}
 	}()
 	return ch
@@ -279,15 +280,14 @@ func TestRequesterCancellationFreesEntry(t *testing.T) {
 
 	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer dcancel()
-	_, err := g.r.Request(dctx, transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{Timeout: time.Hour})
+	_, err := g.r.Request(dctx, transport.Addr{Port: 7}, transport.Message{ID: testID}, RequestOptions{Timeout: time.Hour})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
 }
 
 func TestRequesterCloseFailsPending(t *testing.T) {
-	closed := errors.New("test: closed")
-	g := newReqRig(t, RequesterConfig{Closed: closed})
+	g := newReqRig(t, RequesterConfig{})
 	var chs []chan result
 	for range 50 {
 		chs = append(chs, g.start(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{Timeout: time.Hour}))
@@ -295,11 +295,11 @@ func TestRequesterCloseFailsPending(t *testing.T) {
 	}
 	g.r.Close()
 	for _, ch := range chs {
-		if res := wait(t, ch); !errors.Is(res.err, closed) {
+		if res := wait(t, ch); !errors.Is(res.err, transport.ErrClosed) || !errors.Is(res.err, net.ErrClosed) {
 			t.Fatalf("err = %v", res.err)
 		}
 	}
-	if _, err := g.r.Request(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{}); !errors.Is(err, closed) {
+	if _, err := g.r.Request(context.Background(), transport.Addr{Port: 7}, transport.Message{ID: testID}, RequestOptions{}); !errors.Is(err, transport.ErrClosed) {
 		t.Fatalf("request after close: %v", err)
 	}
 	if st := g.r.Stats(); st.InFlight != 0 || st.Failed != 50 {
@@ -313,7 +313,7 @@ func TestRequesterSendErrorAndPendingKey(t *testing.T) {
 	g.s.mu.Lock()
 	g.s.err = boom
 	g.s.mu.Unlock()
-	if _, err := g.r.Request(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{}); !errors.Is(err, boom) {
+	if _, err := g.r.Request(context.Background(), transport.Addr{Port: 7}, transport.Message{ID: testID}, RequestOptions{}); !errors.Is(err, boom) {
 		t.Fatalf("err = %v", err)
 	}
 	if st := g.r.Stats(); st.InFlight != 0 || st.Failed != 1 {
@@ -325,7 +325,7 @@ func TestRequesterSendErrorAndPendingKey(t *testing.T) {
 	m := transport.Message{ID: testID, Seq: 5, Ack: 9}
 	ch := g.start(context.Background(), m, transport.Addr{Port: 7}, RequestOptions{Timeout: time.Hour})
 	g.s.next(t)
-	if _, err := g.r.Request(context.Background(), m, transport.Addr{Port: 7}, RequestOptions{}); !errors.Is(err, ErrPending) {
+	if _, err := g.r.Request(context.Background(), transport.Addr{Port: 7}, m, RequestOptions{}); !errors.Is(err, ErrPending) {
 		t.Fatalf("same seq and ack twice: %v", err)
 	}
 	g.r.intercept(received(transport.Message{ID: testID, Seq: 5, Ack: 10}, 7, 0), nop)
@@ -416,7 +416,7 @@ func TestRequesterManyTimeoutsOneTimer(t *testing.T) {
 	errs := make(chan error, n)
 	for i := range n {
 		wg.Go(func() {
-			_, err := g.r.Request(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7},
+			_, err := g.r.Request(context.Background(), transport.Addr{Port: 7}, transport.Message{ID: testID},
 				RequestOptions{Timeout: time.Duration(5+i%20) * time.Millisecond})
 			errs <- err
 		})
