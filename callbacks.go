@@ -59,6 +59,9 @@ func (c *Connector) addCallback(id transport.CbID, name string, h handlers.Handl
 	for _, o := range opts {
 		o.applyCallback(&cc)
 	}
+	if err := checkMailbox(cc.mailbox); err != nil {
+		return fmt.Errorf("cnactor: add callback %q: %w", name, err)
+	}
 	if p, ok := handlers.DeclaredSenders(h); ok && !cc.policySet {
 		cc.policy = p
 	}

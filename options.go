@@ -41,6 +41,9 @@ func (c *config) check() error {
 	if c.maxCallbacks < 1 {
 		return fmt.Errorf("cnactor: at most %d callbacks: want at least 1", c.maxCallbacks)
 	}
+	if err := checkMailbox(c.mailbox); err != nil {
+		return err
+	}
 	if c.batchSize < 0 || c.batchSize > MaxBatchSize {
 		return fmt.Errorf("cnactor: batch size %d: want 0..%d (recvmmsg takes no more per call)", c.batchSize, MaxBatchSize)
 	}
@@ -105,6 +108,17 @@ func WithMaxCallbacks(n int) Option {
 // are counted as unknown either way.
 func WithFallback(h handlers.Handler) Option {
 	return optionFunc(func(c *config) { c.fallback = h })
+}
+
+// MaxMailboxSize bounds a callback's mailbox (WithMailbox,
+// WithDefaultMailbox): at 64-byte messages a full one holds about 256 MB.
+const MaxMailboxSize = 1 << 22
+
+func checkMailbox(size int) error {
+	if size < 0 || size > MaxMailboxSize {
+		return fmt.Errorf("cnactor: mailbox of %d messages: want 0 (the default, %d) to %d", size, actors.DefaultMailboxSize, MaxMailboxSize)
+	}
+	return nil
 }
 
 // WithDefaultMailbox sets the mailbox size and overflow policy of callbacks

@@ -150,7 +150,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"second callback overflow", cb("  - id: \"7:2\"", "    handler: sink", "    mailbox:", "      size: 4", "      overflow: drop-random"),
 			`c.yaml:8: callbacks[1].mailbox.overflow: unknown policy "drop-random" (want backpressure, drop-newest or drop-oldest)`},
 		{"mailbox size type", cb("    mailbox: {size: big}"), `c.yaml:4: callbacks[0].mailbox.size: want an integer of 64 bits, got "big"`},
-		{"mailbox size negative", cb("    mailbox: {size: -3}"), `c.yaml:4: callbacks[0].mailbox.size: must not be negative`},
+		{"mailbox size negative", cb("    mailbox: {size: -3}"), `c.yaml:4: callbacks[0].mailbox.size: -3: want 0 (the default) to 4194304`},
+		{"mailbox size too large", cb("    mailbox: {size: 4194305}"), `c.yaml:4: callbacks[0].mailbox.size: 4194305: want 0 (the default) to 4194304`},
 		{"mailbox unknown", cb("    mailbox: {depth: 3}"), `c.yaml:4: callbacks[0].mailbox.depth: unknown field (want overflow, size, stall_timeout)`},
 		{"callback unknown field", cb("    handlr: echo"), `c.yaml:4: callbacks[0].handlr: unknown field (want handler, id, mailbox, name, restart, senders, settings, shutdown_timeout, supervisor)`},
 		{"field twice", cb("    handler: sink"), `c.yaml:4: callbacks[0].handler: field given twice`},
@@ -523,6 +524,8 @@ func TestNewRefusesUnboundedSizes(t *testing.T) {
 		{"batch over 1024", cnactor.WithBatchSize(cnactor.MaxBatchSize + 1), "batch size 1025: want 0..1024"},
 		{"batch 1e8", cnactor.WithBatchSize(1e8), "batch size 100000000: want 0..1024"},
 		{"batch negative", cnactor.WithBatchSize(-1), "batch size -1"},
+		{"default mailbox negative", cnactor.WithDefaultMailbox(-9, cnactor.Backpressure), "mailbox of -9 messages: want 0 (the default, 1024) to 4194304"},
+		{"default mailbox too large", cnactor.WithDefaultMailbox(cnactor.MaxMailboxSize+1, cnactor.Backpressure), "mailbox of 4194305 messages"},
 		{"receive buffer 2^31", cnactor.WithReadBuffer(1 << 31), "receive buffer 2147483648 bytes: want 0..1073741823"},
 		{"receive buffer max int", cnactor.WithReadBuffer(1<<63 - 1), "receive buffer 9223372036854775807 bytes"},
 	} {
@@ -545,6 +548,17 @@ func TestNewRefusesUnboundedSizes(t *testing.T) {
 	c, _ := conntest.New(t, cnactor.WithBatchSize(cnactor.MaxBatchSize), cnactor.WithReadBuffer(cnactor.MaxReadBuffer))
 	if c.Port() == 0 {
 		t.Error("no port")
+	}
+	// So is a callback's mailbox: past its bounds AddCallback refuses it
+	// rather than report a size the mailbox does not have.
+	id := transport.CbID{Idx: 0x7431, Val: 1}
+	for _, size := range []int{-3, cnactor.MaxMailboxSize + 1} {
+		if err := c.AddCallback(id, "m", handlers.Sink(), cnactor.WithMailbox(size, cnactor.DropNewest)); err == nil || !strings.Contains(err.Error(), "want 0 (the default, 1024) to 4194304") {
+			t.Errorf("mailbox of %d: %v", size, err)
+		}
+	}
+	if err := c.AddCallback(id, "m", handlers.Sink(), cnactor.WithMailbox(cnactor.MaxMailboxSize, cnactor.DropNewest)); err != nil {
+		t.Errorf("mailbox at the bound: %v", err)
 	}
 }
 

@@ -169,8 +169,8 @@ func (m *fileMailbox) resolve(size int, overflow cnactor.Overflow, stall time.Du
 	if m == nil {
 		return size, overflow, stall, nil
 	}
-	if m.Size < 0 {
-		return 0, 0, 0, m.At.Errorf("size", "must not be negative")
+	if m.Size < 0 || m.Size > cnactor.MaxMailboxSize {
+		return 0, 0, 0, m.At.Errorf("size", "%d: want 0 (the default) to %d", m.Size, cnactor.MaxMailboxSize)
 	}
 	if m.At.Has("size") {
 		size = m.Size
