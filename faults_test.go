@@ -107,7 +107,7 @@ func TestCloseWithStuckReceive(t *testing.T) {
 	case <-time.After(testutil.WaitTimeout):
 		t.Fatal("Close hung behind a stuck receive")
 	}
-	if err := conn.Unwrap().Send(context.Background(), transport.Kernel, &transport.Message{}); !errors.Is(err, transport.ErrClosed) {
+	if err := conn.Unwrap().Send(context.Background(), transport.Kernel(), &transport.Message{}); !errors.Is(err, transport.ErrClosed) {
 		t.Fatalf("the socket is still open after Close: %v", err)
 	}
 }
@@ -195,7 +195,7 @@ func TestNewFailsAndClosesTransport(t *testing.T) {
 		if conn.Calls(faulty.Close) != 1 {
 			t.Fatalf("%s: transport closed %d times by the failed New", name, conn.Calls(faulty.Close))
 		}
-		if err := inner.Send(context.Background(), transport.Kernel, &transport.Message{}); !errors.Is(err, transport.ErrClosed) {
+		if err := inner.Send(context.Background(), transport.Kernel(), &transport.Message{}); !errors.Is(err, transport.ErrClosed) {
 			t.Fatalf("%s: the transport is still open: %v", name, err)
 		}
 	}

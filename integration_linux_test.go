@@ -157,10 +157,10 @@ func TestIntegrationForgedKernelRejected(t *testing.T) {
 	op := func(v uint32) *transport.Message {
 		return &transport.Message{ID: procID, Ack: 0x7a03, Data: binary.NativeEndian.AppendUint32(nil, v)}
 	}
-	if err := c.Send(context.Background(), transport.Kernel, op(1)); err != nil {
+	if err := c.Send(context.Background(), transport.Kernel(), op(1)); err != nil {
 		t.Fatal(err)
 	}
-	defer c.Send(context.Background(), transport.Kernel, op(2))
+	defer c.Send(context.Background(), transport.Kernel(), op(2))
 	deadline := time.Now().Add(waitTimeout)
 	for fromKernel.Load() == 0 && time.Now().Before(deadline) {
 		if err := exec.Command("/bin/true").Run(); err != nil {

@@ -428,10 +428,10 @@ func TestIntegrationRequestProcConnectorAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer obs.Close()
-	if err := obs.Send(ctx, transport.Kernel, &transport.Message{ID: procID, Seq: 1, Ack: 1, Data: procOp(1)}); err != nil {
+	if err := obs.Send(ctx, transport.Kernel(), &transport.Message{ID: procID, Seq: 1, Ack: 1, Data: procOp(1)}); err != nil {
 		t.Fatal(err)
 	}
-	defer obs.Send(ctx, transport.Kernel, &transport.Message{ID: procID, Seq: 2, Ack: 2, Data: procOp(2)})
+	defer obs.Send(ctx, transport.Kernel(), &transport.Message{ID: procID, Seq: 2, Ack: 2, Data: procOp(2)})
 
 	c, err := cnactor.New()
 	if err != nil {
@@ -444,7 +444,7 @@ func TestIntegrationRequestProcConnectorAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	const listenAck, ignoreAck = 0x5eed0001, 0x5eed1001
-	r, err := c.Request(ctx, transport.Kernel, &transport.Message{ID: procID, Ack: listenAck, Data: procOp(1)},
+	r, err := c.Request(ctx, transport.Kernel(), &transport.Message{ID: procID, Ack: listenAck, Data: procOp(1)},
 		cnactor.WithMatch(cnactor.MatchAck), cnactor.WithRequestTimeout(time.Second), cnactor.WithRetries(2))
 	if err != nil {
 		t.Fatalf("LISTEN: %v", err)
@@ -454,7 +454,7 @@ func TestIntegrationRequestProcConnectorAck(t *testing.T) {
 	}
 	t.Logf("LISTEN acked: ack %#x, seq %d (not ours), rtt %v", r.Ack, r.Seq, r.RTT)
 
-	_, err = c.Request(ctx, transport.Kernel, &transport.Message{ID: procID, Ack: ignoreAck, Data: procOp(2)},
+	_, err = c.Request(ctx, transport.Kernel(), &transport.Message{ID: procID, Ack: ignoreAck, Data: procOp(2)},
 		cnactor.WithMatch(cnactor.MatchAck), cnactor.WithRequestTimeout(300*time.Millisecond))
 	if !errors.Is(err, cnactor.ErrTimeout) {
 		t.Fatalf("IGNORE: err = %v; the kernel does not deliver this ack to the socket that sent IGNORE", err)

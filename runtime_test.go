@@ -434,7 +434,7 @@ func TestCallbackErrors(t *testing.T) {
 	if err := c.DelCallback(id); !errors.Is(err, cnactor.ErrClosed) {
 		t.Errorf("del after Close: %v, want ErrClosed", err)
 	}
-	if err := c.Send(context.Background(), transport.Kernel, &transport.Message{ID: id}); !errors.Is(err, cnactor.ErrClosed) {
+	if err := c.Send(context.Background(), transport.Kernel(), &transport.Message{ID: id}); !errors.Is(err, cnactor.ErrClosed) {
 		t.Errorf("send after Close: %v, want ErrClosed", err)
 	}
 	if err := c.Close(context.Background()); err != nil {

@@ -179,7 +179,7 @@ func TestRequesterGroupRequestAcceptsAnyMember(t *testing.T) {
 func TestRequesterAckOnlyMatching(t *testing.T) {
 	g := newReqRig(t, RequesterConfig{})
 	procID := transport.CbID{Idx: 1, Val: 1}
-	ch := g.start(context.Background(), transport.Message{ID: procID, Ack: 1000}, transport.Kernel, RequestOptions{Match: MatchAck})
+	ch := g.start(context.Background(), transport.Message{ID: procID, Ack: 1000}, transport.Kernel(), RequestOptions{Match: MatchAck})
 	req := g.s.next(t)
 	if req.m.Ack != 1000 || req.m.Seq == 0 {
 		t.Fatalf("sent %+v: the caller's ack must be kept and a seq assigned", req.m)

@@ -321,7 +321,7 @@ func runProc(ctx context.Context, cfg *Config, res *Result) error {
 	mst := cn.m.Stats()
 	var mailboxDrops uint64
 	for _, cb := range st.Callbacks {
-		if cb.ID == proc.ID {
+		if cb.ID == proc.ID() {
 			mailboxDrops = cb.Dropped
 		}
 	}

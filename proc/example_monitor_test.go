@@ -53,7 +53,7 @@ func ExampleMonitor() {
 		procEvent(proc.WhatComm, 1001, []uint32{child, child}, []byte("worker")...),
 		procEvent(proc.WhatExit, 1250, []uint32{child, child, 3 << 8, 17, parent, parent}),
 	} {
-		kernel.Send(ctx, transport.Addr{Group: 1}, &transport.Message{ID: proc.ID, Seq: uint32(i + 1), Data: ev})
+		kernel.Send(ctx, transport.Addr{Group: 1}, &transport.Message{ID: proc.ID(), Seq: uint32(i + 1), Data: ev})
 	}
 	for range 3 {
 		ev := <-m.Events()
@@ -85,7 +85,7 @@ func ExampleLost() {
 
 	for _, seq := range []uint32{1, 2, 5} { // 3 and 4 never arrive
 		ev := procEvent(proc.WhatExec, uint64(seq), []uint32{5_000_000 + seq, 5_000_000 + seq})
-		net.Kernel().Send(ctx, transport.Addr{Group: 1}, &transport.Message{ID: proc.ID, Seq: seq, Data: ev})
+		net.Kernel().Send(ctx, transport.Addr{Group: 1}, &transport.Message{ID: proc.ID(), Seq: seq, Data: ev})
 	}
 	for range 4 {
 		switch ev := (<-m.Events()).(type) {

@@ -71,7 +71,7 @@ func ExampleMonitor_Err() {
 	for _, w := range []uint32{42, 42, 3 << 8, 17, 1, 1} {
 		ev = binary.NativeEndian.AppendUint32(ev, w)
 	}
-	net.Kernel().Send(ctx, transport.Addr{Group: 1}, &transport.Message{ID: proc.ID, Data: ev})
+	net.Kernel().Send(ctx, transport.Addr{Group: 1}, &transport.Message{ID: proc.ID(), Data: ev})
 
 	e := (<-m.Events()).(*proc.Exit)
 	fmt.Println("exit", e.PID, "code", e.Code())

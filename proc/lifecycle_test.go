@@ -56,7 +56,7 @@ func kernelEvent(t testing.TB, net *memory.Network, seq uint32, what proc.What, 
 		b = binary.NativeEndian.AppendUint32(b, w)
 	}
 	b = append(b, make([]byte, proc.EventLen-len(b))...)
-	if err := net.Kernel().Send(context.Background(), transport.Addr{Group: 1}, &transport.Message{ID: proc.ID, Seq: seq, Data: b}); err != nil {
+	if err := net.Kernel().Send(context.Background(), transport.Addr{Group: 1}, &transport.Message{ID: proc.ID(), Seq: seq, Data: b}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -117,7 +117,7 @@ func TestEventsCloseOnClose(t *testing.T) {
 func TestEventsCloseWhenCallbackRemoved(t *testing.T) {
 	t.Parallel()
 	m, c, _ := memMonitor(t, context.Background())
-	if err := c.DelCallback(proc.ID); err != nil {
+	if err := c.DelCallback(proc.ID()); err != nil {
 		t.Fatal(err)
 	}
 	drain(t, m)

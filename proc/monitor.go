@@ -19,8 +19,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ID is the proc connector's callback id; its events arrive on group 1.
-var ID = transport.CbID{Idx: 1, Val: 1}
+// ID is the proc connector's callback id, 1:1 (CN_IDX_PROC, CN_VAL_PROC);
+// its events arrive on group 1. A function, so that it cannot be reassigned.
+func ID() transport.CbID { return transport.CbID{Idx: 1, Val: 1} }
 
 // Subscription operations (enum proc_cn_mcast_op), for SubscriptionMessage.
 const (
@@ -178,14 +179,14 @@ func Listen(ctx context.Context, opts ...Option) (*Monitor, error) {
 		m.listenTaskstats(cfg.logger)
 	}
 	m.unwatch = m.c.Watch(func(ev cnactor.Event) {
-		if ev.ID == ID && ev.Kind == dispatch.EventRemoved && ev.Name == "proc" {
+		if ev.ID == ID() && ev.Kind == dispatch.EventRemoved && ev.Name == "proc" {
 			select {
 			case m.removed <- struct{}{}:
 			default:
 			}
 		}
 	})
-	err := m.c.AddCallback(ID, "proc", m.h,
+	err := m.c.AddCallback(ID(), "proc", m.h,
 		cnactor.WithSenderPolicy(dispatch.AllowKernel()), cnactor.WithMailbox(cfg.mailbox, cnactor.DropNewest))
 	if err == nil {
 		m.added = true
@@ -291,7 +292,7 @@ func leadingDigits(s string) string {
 // send sends LISTEN or IGNORE in the form of the monitor's mode: to port 0
 // with no groups.
 func (m *Monitor) send(ctx context.Context, op uint32) error {
-	return m.c.Send(ctx, transport.Kernel, SubscriptionMessage(op, m.mode, m.mask))
+	return m.c.Send(ctx, transport.Kernel(), SubscriptionMessage(op, m.mode, m.mask))
 }
 
 // Events is the stream of events, in the kernel's order. It is closed when
@@ -380,7 +381,7 @@ func (m *Monitor) finish(reason error, ignore bool) error {
 		cancel()
 	}
 	if m.added { // never another monitor's callback
-		if err := m.c.DelCallback(ID); err != nil && !errors.Is(err, cnactor.ErrNotFound) {
+		if err := m.c.DelCallback(ID()); err != nil && !errors.Is(err, cnactor.ErrNotFound) {
 			errs = append(errs, err)
 		}
 	}

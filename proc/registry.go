@@ -131,7 +131,7 @@ func SubscriptionMessage(op uint32, mode Mode, mask What) *transport.Message {
 	}
 	var ack [4]byte
 	rand.Read(ack[:])
-	return &transport.Message{ID: ID, Ack: binary.NativeEndian.Uint32(ack[:]) &^ 1, Data: data}
+	return &transport.Message{ID: ID(), Ack: binary.NativeEndian.Uint32(ack[:]) &^ 1, Data: data}
 }
 
 // Stats reports the handler's counters beside the runtime's.

@@ -108,7 +108,7 @@ callbacks:
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	ci, ok := c.Callback(proc.ID)
+	ci, ok := c.Callback(proc.ID())
 	if !ok || ci.Handler["events"] == 0 || ci.Policy != "kernel" {
 		t.Errorf("callback = %+v", ci)
 	}

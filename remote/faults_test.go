@@ -298,8 +298,8 @@ func TestRemoteProcStream(t *testing.T) {
 	}()
 	kernel := ln.net.Kernel()
 	for i, seq := range []uint32{1, 2, 5} { // 3 and 4 missing
-		m := &transport.Message{ID: proc.ID, Seq: seq, Data: forkEvent(0, 100+uint32(i))}
-		if err := kernel.Send(context.Background(), transport.Addr{Group: proc.ID.Idx}, m); err != nil {
+		m := &transport.Message{ID: proc.ID(), Seq: seq, Data: forkEvent(0, 100+uint32(i))}
+		if err := kernel.Send(context.Background(), transport.Addr{Group: proc.ID().Idx}, m); err != nil {
 			t.Fatal(err)
 		}
 	}

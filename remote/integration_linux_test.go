@@ -342,7 +342,7 @@ func TestIntegrationRemoteNodeRestart(t *testing.T) {
 	close(stop)
 	spawner.Wait()
 	time.Sleep(300 * time.Millisecond)
-	st, _ := s.Callback(addrA, proc.ID)
+	st, _ := s.Callback(addrA, proc.ID())
 	// What the streams held before closing is compared below: closing
 	// reports what was still queued on the nodes as lost (as it should),
 	// which is not what this test is about.

@@ -11,7 +11,7 @@ import (
 	"github.com/cnactor/cnactor/transport"
 )
 
-// ProcExport exports the kernel's proc connector (proc.ID, group 1): when
+// ProcExport exports the kernel's proc connector (proc.ID(), group 1): when
 // the first subscriber registers, the node registers the forwarding callback
 // (the kernel as its only allowed sender) and subscribes to every event
 // kind, the way proc.Listen does (LISTEN to port 0, no groups, never waiting
@@ -23,7 +23,7 @@ import (
 // (see ListenProc). The export is read-only.
 func ProcExport() Export {
 	return Export{
-		ID:   proc.ID,
+		ID:   proc.ID(),
 		Name: "remote proc",
 		Options: []cnactor.CallbackOption{
 			cnactor.WithSenderPolicy(dispatch.AllowKernel()),
@@ -31,10 +31,10 @@ func ProcExport() Export {
 		},
 		ReadOnly: true,
 		Start: func(ctx context.Context, c *cnactor.Connector) error {
-			return c.Send(ctx, transport.Kernel, proc.SubscriptionMessage(proc.OpListen, proc.ModeAll, proc.WhatAll))
+			return c.Send(ctx, transport.Kernel(), proc.SubscriptionMessage(proc.OpListen, proc.ModeAll, proc.WhatAll))
 		},
 		Stop: func(ctx context.Context, c *cnactor.Connector) error {
-			return c.Send(ctx, transport.Kernel, proc.SubscriptionMessage(proc.OpIgnore, proc.ModeAll, proc.WhatAll))
+			return c.Send(ctx, transport.Kernel(), proc.SubscriptionMessage(proc.OpIgnore, proc.ModeAll, proc.WhatAll))
 		},
 		annotator: newProcAnnotator,
 	}

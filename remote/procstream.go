@@ -120,7 +120,7 @@ type ProcStream struct {
 }
 
 // ListenProc registers a remote proc handler on each node (which must
-// export proc.ID, see ProcExport) and merges their events into one stream,
+// export proc.ID(), see ProcExport) and merges their events into one stream,
 // each labelled with its host. Every node's stream is checked on its own:
 // the kernel numbers events per CPU, so a gap (across a node restart too)
 // becomes a *proc.Lost event of that host at the point where the events
@@ -141,7 +141,7 @@ func ListenProc(ctx context.Context, s *Subscriber, nodes []ProcNode, opts ...Pr
 			n.Host = n.Addr
 		}
 		h := &procHandler{ps: ps, node: n, mask: cfg.mask, lastSeq: map[uint32]uint32{}}
-		if err := s.AddCallback(ctx, n.Addr, proc.ID, "proc@"+n.Host, h, cfg.opts...); err != nil {
+		if err := s.AddCallback(ctx, n.Addr, proc.ID(), "proc@"+n.Host, h, cfg.opts...); err != nil {
 			ps.Close()
 			return nil, fmt.Errorf("%s: %w", n.Host, err)
 		}
@@ -169,7 +169,7 @@ func (ps *ProcStream) Stats() []ProcStats {
 	for _, h := range ps.hs {
 		st := ProcStats{Host: h.node.Host, Addr: h.node.Addr, Events: h.events.Load(), Lost: h.lost.Load(),
 			Filtered: h.filtered.Load(), Dropped: h.dropped.Load()}
-		st.Remote, _ = ps.s.Callback(h.node.Addr, proc.ID)
+		st.Remote, _ = ps.s.Callback(h.node.Addr, proc.ID())
 		out = append(out, st)
 	}
 	return out
@@ -182,7 +182,7 @@ func (ps *ProcStream) Close() error {
 		close(ps.done)
 		var errs []error
 		for _, h := range ps.hs {
-			if err := ps.s.DelCallback(h.node.Addr, proc.ID); err != nil && !errors.Is(err, cnactor.ErrNotFound) {
+			if err := ps.s.DelCallback(h.node.Addr, proc.ID()); err != nil && !errors.Is(err, cnactor.ErrNotFound) {
 				errs = append(errs, err)
 			}
 		}

@@ -285,7 +285,7 @@ func testUnknownPortRefused(t *testing.T, e *env) {
 // Sending to the kernel needs no listener: an unknown id is dropped silently.
 func testSendToKernel(t *testing.T, e *env) {
 	c := e.dial(t, dialOpts{})
-	if err := c.Send(context.Background(), transport.Kernel, &transport.Message{ID: confID, Data: []byte("x")}); err != nil {
+	if err := c.Send(context.Background(), transport.Kernel(), &transport.Message{ID: confID, Data: []byte("x")}); err != nil {
 		t.Fatalf("send to the kernel: %v", err)
 	}
 	none(t, c, 0)

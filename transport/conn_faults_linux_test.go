@@ -192,7 +192,7 @@ func TestIntegrationAccessors(t *testing.T) {
 	if err := c.LeaveGroup(3); !errors.Is(err, ErrClosed) {
 		t.Fatalf("LeaveGroup after Close = %v", err)
 	}
-	if err := c.Send(context.Background(), Kernel, &Message{}); !errors.Is(err, ErrClosed) {
+	if err := c.Send(context.Background(), Kernel(), &Message{}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Send after Close = %v", err)
 	}
 	for _, tc := range []struct {

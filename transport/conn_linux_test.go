@@ -35,10 +35,10 @@ func TestIntegrationProcConnector(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	listen := transport.Message{ID: procID, Seq: 1, Ack: 0x5eed, Data: procOp(1)}
-	if err := c.Send(ctx, transport.Kernel, &listen); err != nil {
+	if err := c.Send(ctx, transport.Kernel(), &listen); err != nil {
 		t.Fatal(err)
 	}
-	defer c.Send(context.Background(), transport.Kernel, &transport.Message{ID: procID, Seq: 2, Data: procOp(2)})
+	defer c.Send(context.Background(), transport.Kernel(), &transport.Message{ID: procID, Seq: 2, Data: procOp(2)})
 
 	cmd := exec.Command("/bin/sh", "-c", "exit 3")
 	if err := cmd.Start(); err != nil {
@@ -240,7 +240,7 @@ func TestIntegrationSendAllocs(t *testing.T) {
 	// An id nobody serves: the kernel drops it silently.
 	m := &transport.Message{ID: transport.CbID{Idx: 0x7ffffff0, Val: 1}, Data: make([]byte, 64)}
 	ctx := context.Background()
-	if n := testing.AllocsPerRun(1000, func() { c.Send(ctx, transport.Kernel, m) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { c.Send(ctx, transport.Kernel(), m) }); n != 0 {
 		t.Fatalf("%v allocations per send", n)
 	}
 }

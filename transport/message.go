@@ -79,8 +79,9 @@ type Addr struct {
 	Group uint32
 }
 
-// Kernel is the address of the kernel's connector socket.
-var Kernel = Addr{}
+// Kernel is the address of the kernel's connector socket (port 0, no
+// group): a function, so that no package can redirect everyone's sends.
+func Kernel() Addr { return Addr{} }
 
 // String formats the address as "port=P" or "group=G".
 func (a Addr) String() string {

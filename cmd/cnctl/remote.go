@@ -74,7 +74,7 @@ func parseExports(list string) ([]remote.Export, error) {
 		if err != nil {
 			return nil, fmt.Errorf("-export: %w", err)
 		}
-		if id == proc.ID {
+		if id == proc.ID() {
 			exports = append(exports, remote.ProcExport())
 		} else {
 			exports = append(exports, remote.Export{ID: id})

@@ -23,7 +23,7 @@ func TestParseExports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(exps) != 2 || exps[0].ID != proc.ID || !exps[0].ReadOnly || exps[1].ID.Idx != 16 || exps[1].ID.Val != 2 || exps[1].ReadOnly {
+	if len(exps) != 2 || exps[0].ID != proc.ID() || !exps[0].ReadOnly || exps[1].ID.Idx != 16 || exps[1].ID.Val != 2 || exps[1].ReadOnly {
 		t.Fatalf("exports %+v", exps)
 	}
 	for _, bad := range []string{"", "1", "1:x", ","} {

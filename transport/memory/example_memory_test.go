@@ -27,7 +27,7 @@ func ExampleNetwork() {
 	a.Send(ctx, transport.Addr{Port: b.Port()}, &transport.Message{ID: id, Data: []byte("unicast")})
 	a.Send(ctx, transport.Addr{Group: 3}, &transport.Message{ID: id, Data: []byte("multicast")})
 	kernel.Send(ctx, transport.Addr{Group: 3}, &transport.Message{ID: id, Data: []byte("from the kernel")})
-	a.Send(ctx, transport.Kernel, &transport.Message{ID: id, Data: []byte("to the kernel")})
+	a.Send(ctx, transport.Kernel(), &transport.Message{ID: id, Data: []byte("to the kernel")})
 
 	batch := transport.NewBatch(8)
 	b.ReceiveBatch(ctx, batch)
@@ -61,7 +61,7 @@ func ExampleNetwork_HandleKernel() {
 	c, _ := cnactor.New(cnactor.WithTransport(conn))
 	defer c.Close(ctx)
 
-	r, err := c.Request(ctx, transport.Kernel, &transport.Message{ID: transport.CbID{Idx: 9, Val: 1}, Data: []byte("hello")})
+	r, err := c.Request(ctx, transport.Kernel(), &transport.Message{ID: transport.CbID{Idx: 9, Val: 1}, Data: []byte("hello")})
 	if err != nil {
 		panic(err)
 	}

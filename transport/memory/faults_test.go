@@ -136,9 +136,9 @@ func TestNetworkOptionsAndKernelScript(t *testing.T) {
 	}
 	var scripted []uint32
 	n.HandleKernel(func(_ *memory.Conn, m transport.Received) { scripted = append(scripted, m.Seq) })
-	send(t, tx, transport.Kernel, msg(3))
+	send(t, tx, transport.Kernel(), msg(3))
 	n.HandleKernel(nil)
-	send(t, tx, transport.Kernel, msg(4))
+	send(t, tx, transport.Kernel(), msg(4))
 	b := transport.NewBatch(4)
 	receive(t, n.Kernel(), b)
 	if !slices.Equal(scripted, []uint32{3}) || !slices.Equal(seqs(b), []uint32{4}) {

@@ -115,7 +115,7 @@ func TestHandleKernel(t *testing.T) {
 		}
 	})
 	c := dial(t, n, memory.WithGroups(3))
-	send(t, c, transport.Kernel, &transport.Message{ID: testID, Seq: 10, Data: []byte("req")})
+	send(t, c, transport.Kernel(), &transport.Message{ID: testID, Seq: 10, Data: []byte("req")})
 
 	b := transport.NewBatch(4)
 	receive(t, c, b)
@@ -148,11 +148,11 @@ func TestKernelQueue(t *testing.T) {
 	n := memory.NewNetwork(memory.WithQueueLen(2))
 	c := dial(t, n, memory.WithQueueLen(4))
 	// Before anyone plays the kernel, messages to it vanish without error.
-	send(t, c, transport.Kernel, msg(0))
+	send(t, c, transport.Kernel(), msg(0))
 
 	k := n.Kernel()
 	for i := range uint32(5) {
-		send(t, c, transport.Kernel, msg(i+1)) // never waits, even when full
+		send(t, c, transport.Kernel(), msg(i+1)) // never waits, even when full
 	}
 	b := transport.NewBatch(8)
 	receive(t, k, b)
@@ -180,7 +180,7 @@ func TestKernelQueue(t *testing.T) {
 
 	// Without the kernel endpoint, port 0 refuses like any closed port.
 	k.Close()
-	if err := c.Send(context.Background(), transport.Kernel, msg(9)); !errors.Is(err, syscall.ECONNREFUSED) {
+	if err := c.Send(context.Background(), transport.Kernel(), msg(9)); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("send to a closed kernel: %v, want ECONNREFUSED", err)
 	}
 }
@@ -451,7 +451,7 @@ func TestOversize(t *testing.T) {
 	t.Parallel()
 	n := memory.NewNetwork()
 	a := dial(t, n)
-	err := a.Send(context.Background(), transport.Kernel, &transport.Message{Data: make([]byte, transport.MaxPayload+1)})
+	err := a.Send(context.Background(), transport.Kernel(), &transport.Message{Data: make([]byte, transport.MaxPayload+1)})
 	if !errors.Is(err, transport.ErrOversize) {
 		t.Fatalf("oversize send: %v", err)
 	}

@@ -67,7 +67,7 @@ func (n *Network) Dial(opts ...DialOption) (*Conn, error) {
 }
 
 // Kernel returns the endpoint at port 0, creating it on the first call. It
-// receives what is sent to port 0 (transport.Kernel), including the
+// receives what is sent to port 0 (transport.Kernel()), including the
 // unicast half of a multicast sent with Port 0, unless HandleKernel takes
 // those messages; what it sends arrives From port 0 with zero credentials.
 // Its receive queue never blocks a sender: when full, it drops. Closing it
