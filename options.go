@@ -232,6 +232,13 @@ const (
 	FailConnector
 )
 
+func (p TopPolicy) String() string {
+	if p == FailConnector {
+		return "fail-connector"
+	}
+	return "keep-running"
+}
+
 // WithTopPolicy sets what an escalation past the root supervisor does.
 func WithTopPolicy(p TopPolicy) Option {
 	return optionFunc(func(c *config) { c.topPolicy = p })

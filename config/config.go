@@ -63,8 +63,8 @@ type Callback struct {
 
 	Supervisor      string // "" for the root
 	Restart         supervisor.RestartType
-	ShutdownTimeout time.Duration // 0: DefaultShutdownTimeout
-	// Mailbox, cnactor.Overflow and StallTimeout: with all zero, the connector's
+	ShutdownTimeout time.Duration // 0: supervisor.DefaultShutdownTimeout
+	// Mailbox, Overflow and StallTimeout: with all zero, the connector's
 	// default.
 	Mailbox      int
 	Overflow     cnactor.Overflow

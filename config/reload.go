@@ -248,13 +248,7 @@ func restartNeeded(running cnactor.Settings, cfg *Config) []string {
 		diff("max_callbacks", running.MaxCallbacks, mc)
 	}
 	if cfg.TopPolicy != running.TopPolicy {
-		name := func(p cnactor.TopPolicy) string {
-			if p == cnactor.FailConnector {
-				return "fail-connector"
-			}
-			return "keep-running"
-		}
-		diff("top_policy", name(running.TopPolicy), name(cfg.TopPolicy))
+		diff("top_policy", running.TopPolicy, cfg.TopPolicy)
 	}
 	if !sameSpec(running.Root, cfg.Root) {
 		diff("root", describeSpec(running.Root), describeSpec(cfg.Root))
