@@ -2,6 +2,7 @@ package cnactor
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"time"
 
@@ -18,6 +19,7 @@ type Option interface{ apply(*config) }
 
 type config struct {
 	conn       transport.Conn
+	connSet    bool // WithTransport was given, nil or not
 	logger     *zap.Logger
 	readBuffer int
 	batchSize  int
@@ -35,6 +37,9 @@ type optionFunc func(*config)
 
 // check refuses the settings that no socket can honour.
 func (c *config) check() error {
+	if c.connSet && c.conn == nil {
+		return errors.New("cnactor: WithTransport(nil): want a transport.Conn (without the option, New dials the kernel)")
+	}
 	if c.readBuffer < 0 || c.readBuffer > MaxReadBuffer {
 		return fmt.Errorf("cnactor: receive buffer %d bytes: want 0..%d (the most the kernel takes)", c.readBuffer, MaxReadBuffer)
 	}
@@ -59,7 +64,7 @@ const DefaultReadBuffer = 4 << 20
 // WithTransport uses conn (for example a transport/memory endpoint) instead
 // of dialing the kernel. The Connector owns it and closes it in Close.
 func WithTransport(conn transport.Conn) Option {
-	return optionFunc(func(c *config) { c.conn = conn })
+	return optionFunc(func(c *config) { c.conn, c.connSet = conn, true })
 }
 
 // WithLogger sets the logger; protoactor's own logs go to it too. The

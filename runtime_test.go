@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -439,5 +440,18 @@ func TestCallbackErrors(t *testing.T) {
 	}
 	if err := c.Close(context.Background()); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// WithTransport(nil) is a mistake, not a request to dial the kernel.
+func TestNewRefusesNilTransport(t *testing.T) {
+	t.Parallel()
+	c, err := cnactor.New(cnactor.WithTransport(nil))
+	if err == nil {
+		c.Close(context.Background())
+		t.Fatal("New(WithTransport(nil)) started a connector")
+	}
+	if !strings.Contains(err.Error(), "WithTransport(nil)") {
+		t.Errorf("error %q does not name the option", err)
 	}
 }

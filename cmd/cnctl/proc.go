@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/cnactor/cnactor/proc"
 	"go.uber.org/zap"
@@ -65,7 +66,7 @@ func runProc(ctx context.Context, args []string, e *env) error {
 	}
 	mask, err := proc.ParseWhat(f.events)
 	if err != nil {
-		return &usageError{err}
+		return &usageError{fmt.Errorf("-events: %s", strings.TrimPrefix(err.Error(), "proc: "))}
 	}
 	if *duration > 0 {
 		var cancel context.CancelFunc
