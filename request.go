@@ -73,8 +73,8 @@ func WithMatch(m Match) RequestOption {
 
 // Request sends m to a port (0 is the kernel) or, with to.Group set, to a
 // multicast group, and waits for the reply the seed protocol defines: same
-// id, same seq, ack + 1. A zero m.Seq is replaced by the connector's next
-// seq and a zero m.Ack by a random one; m itself is not modified (the
+// id, same seq, ack + 1. A zero m.Seq goes out as the connector's next
+// seq and a zero m.Ack as a random one; m itself is not modified (the
 // Reply's Seq and Ack show what was used).
 //
 // Errors can be told apart with errors.Is: ErrTimeout (every attempt went

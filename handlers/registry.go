@@ -89,8 +89,8 @@ func (e Env) Output(name string) (io.Writer, bool) {
 
 // Outbox sends messages from the connector's socket outside of Receive.
 type Outbox interface {
-	// Send sends m to a port (0 is the kernel) or a group; a zero m.Seq is
-	// replaced by the connector's next sequence number.
+	// Send sends m to a port (0 is the kernel) or a group; a zero m.Seq
+	// goes out as the connector's next sequence number (m is not modified).
 	Send(ctx context.Context, to transport.Addr, m *transport.Message) error
 }
 
