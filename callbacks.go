@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/cnactor/cnactor/actors"
@@ -59,6 +60,7 @@ func (c *Connector) addCallback(id transport.CbID, name string, h handlers.Handl
 	for _, o := range opts {
 		o.applyCallback(&cc)
 	}
+	cc.registrations = new(atomic.Int32)
 	if err := checkMailbox(cc.mailbox); err != nil {
 		return fmt.Errorf("cnactor: add callback %q: %w", name, err)
 	}
@@ -125,7 +127,27 @@ func (c *Connector) register(parent spawn.Parent, sup *supervisor.Supervisor, id
 	c.callbacks[id] = &callback{route: route, ref: ref, cfg: cc, handler: h, sup: sup}
 	c.cbMu.Unlock()
 	c.notify(id, name, dispatch.EventAdded, actors.CallbackStats{})
+	if st, ok := h.(handlers.Starter); ok && cc.registrations.Add(1) > 1 {
+		// Registered again by a restart of its supervisor after OnStop:
+		// start it again, as AddCallback did the first time (not from the
+		// supervisor's actor, which must not wait on a send).
+		c.restartMu.Lock()
+		if !c.restartsDone {
+			c.restarts.Go(func() { c.restart(id, name, st) })
+		}
+		c.restartMu.Unlock()
+	}
 	return ref.Child(), nil
+}
+
+// restart runs the Start of a handler its supervisor registered again.
+func (c *Connector) restart(id transport.CbID, name string, st handlers.Starter) {
+	ctx, cancel := context.WithTimeout(c.ctx, startTimeout)
+	defer cancel()
+	if err := st.Start(ctx, outbox{c}); err != nil && c.ctx.Err() == nil {
+		c.log.Error("callback registered again by its supervisor did not start", zap.Stringer("id", id),
+			zap.String("name", name), zap.Error(err))
+	}
 }
 
 // unregister is a supervisor removing a callback for good (or before a

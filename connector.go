@@ -61,6 +61,9 @@ type Connector struct {
 	controlLog       *ratelog.Limiter
 	callbacksRefused atomic.Uint64 // AddCallback past cfg.maxCallbacks
 	callbackLog      *ratelog.Limiter
+	restartMu        sync.Mutex
+	restarts         sync.WaitGroup // Starts of handlers registered again (restart)
+	restartsDone     bool           // Close waited for restarts (under restartMu)
 }
 
 type callback struct {
@@ -268,7 +271,8 @@ func (c *Connector) Close(ctx context.Context) error {
 	}
 	wg.Wait()
 	errs = append(errs, stopErrs...)
-	// Handlers still inside Receive see their context end now.
+	// Handlers still inside Receive, and Starters being started again,
+	// see their context end now.
 	c.cancel()
 	if c.rootSup != nil {
 		// A stuck handler keeps its supervisor from stopping: then do not
@@ -283,6 +287,10 @@ func (c *Connector) Close(ctx context.Context) error {
 		}
 		cancel()
 	}
+	c.restartMu.Lock()
+	c.restartsDone = true // a supervisor still stopping starts nothing more
+	c.restartMu.Unlock()
+	c.restarts.Wait()
 	if err := c.conn.Close(); err != nil && !errors.Is(err, transport.ErrClosed) {
 		errs = append(errs, err)
 	}
@@ -297,9 +305,14 @@ func (c *Connector) Close(ctx context.Context) error {
 // known to be stuck past its shutdown timeout.
 const stuckWait = 50 * time.Millisecond
 
+// untilDeadline is what is left of ctx, at least a nanosecond: a ctx that
+// is done leaves no wait (0 would mean the default timeout downstream).
 func untilDeadline(ctx context.Context) time.Duration {
+	if ctx.Err() != nil {
+		return time.Nanosecond
+	}
 	if d, ok := ctx.Deadline(); ok {
-		return max(time.Until(d), 0)
+		return max(time.Until(d), time.Nanosecond)
 	}
 	return time.Duration(1<<63 - 1)
 }

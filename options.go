@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/cnactor/cnactor/actors"
@@ -165,6 +166,9 @@ type callbackConfig struct {
 	supervisor string
 	child      supervisor.ChildSpec
 	deadLetter func(m *transport.Received, reason error)
+	// registrations counts the callback's registrations, shared by every
+	// restart of its supervisor (set by addCallback).
+	registrations *atomic.Int32
 }
 
 type callbackOptionFunc func(*callbackConfig)

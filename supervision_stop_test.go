@@ -13,6 +13,7 @@ import (
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/actors"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/conntest"
 	"github.com/cnactor/cnactor/supervisor"
 	"github.com/cnactor/cnactor/transport"
 	"github.com/cnactor/cnactor/transport/memory"
@@ -155,5 +156,70 @@ func TestStatsAfterCloseKeepSupervision(t *testing.T) {
 	ci, ok := c.Callback(id)
 	if !ok || ci.Restarts != 1 || ci.State != supervisor.Stopped || ci.Failed != 1 || ci.Handled != 1 {
 		t.Errorf("after Close: %+v (found %v), want 1 restart, 1 failed, 1 handled, stopped", ci, ok)
+	}
+}
+
+// startCounter is a handler that counts its Starts and OnStops.
+type startCounter struct {
+	handlers.Handler
+	starts, stops atomic.Int32
+}
+
+func (s *startCounter) Start(context.Context, handlers.Outbox) error { s.starts.Add(1); return nil }
+func (s *startCounter) OnStop()                                      { s.stops.Add(1) }
+
+// A Starter registered again by a restart of its supervisor (after OnStop)
+// is started again, as the proc handler must send LISTEN again.
+func TestStarterStartedAgainAfterSupervisorRestart(t *testing.T) {
+	r := newSupRig(t)
+	spec := supervisor.Spec{Backoff: supervisor.NoBackoff(), Intensity: supervisor.Intensity{MaxRestarts: 0, Period: time.Minute}}
+	if err := r.c.AddSupervisor("inner-start", "", spec, supervisor.ChildSpec{Restart: supervisor.Permanent}); err != nil {
+		t.Fatal(err)
+	}
+	id := transport.CbID{Idx: 451, Val: 1}
+	h := &startCounter{Handler: &supHandler{}}
+	if err := r.c.AddCallback(id, "starter", h, cnactor.WithSupervisor("inner-start")); err != nil {
+		t.Fatal(err)
+	}
+	if h.starts.Load() != 1 {
+		t.Fatalf("%d starts after AddCallback", h.starts.Load())
+	}
+	r.send(id, 1, "panic") // past the inner supervisor's intensity: the root restarts it
+	eventually(t, "the second start", func() bool { return h.starts.Load() == 2 })
+	if h.stops.Load() != 1 {
+		t.Errorf("%d stops, want 1 (the stop before the restart)", h.stops.Load())
+	}
+}
+
+// Close with a ctx already done does not wait a handler's shutdown timeout.
+func TestCloseWithDoneContextDoesNotWait(t *testing.T) {
+	t.Parallel()
+	net := memory.NewNetwork()
+	conn, err := net.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cnactor.New(cnactor.WithTransport(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := conntest.NewGated()
+	defer stuck.Open()
+	id := transport.CbID{Idx: 0x7612, Val: 1}
+	if err := c.AddCallback(id, "stuck", stuck); err != nil {
+		t.Fatal(err)
+	}
+	peer := dialPeer(t, net)
+	sendTo(t, peer, c, id, 1, "hold")
+	<-stuck.Entered
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	err = c.Close(ctx)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close with a done ctx took %v (err %v)", d, err)
+	}
+	if !errors.Is(err, actors.ErrStopTimeout) {
+		t.Errorf("Close = %v, want ErrStopTimeout for the stuck handler", err)
 	}
 }

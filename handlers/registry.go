@@ -96,9 +96,11 @@ type Outbox interface {
 
 // Starter is implemented by handlers that must act once their callback is
 // registered, for example to subscribe with the kernel (the proc handler
-// sends LISTEN). Connector.AddCallback calls Start once, right after the
+// sends LISTEN). Connector.AddCallback calls Start right after the
 // callback is registered, whoever built the handler (the registry, a
 // configuration or the caller); a failed Start removes the callback again.
+// Start is called again when a supervisor restart registers the callback
+// anew after OnStop (a failure then is logged).
 type Starter interface {
 	Start(ctx context.Context, out Outbox) error
 }

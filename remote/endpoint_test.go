@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/handlers"
@@ -77,5 +79,47 @@ func TestSubscriberClosed(t *testing.T) {
 	err = s.AddCallback(context.Background(), "127.0.0.1:1", transport.CbID{Idx: 5, Val: 1}, "late", handlers.Sink())
 	if !errors.Is(err, cnactor.ErrClosed) || !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("AddCallback after Close: %v, want cnactor.ErrClosed (net.ErrClosed)", err)
+	}
+}
+
+// A registration is listed only once its inlet exists: Close and
+// DelCallback stop the inlet of whatever they find listed (found by review:
+// a Close racing AddCallback stopped a nil inlet and crashed).
+func TestSubscriberListsRegistrationWithInlet(t *testing.T) {
+	s, err := NewSubscriber(SubscriberConfig{Host: sharedHost(t), Logger: helperLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	added := make(chan error, 1)
+	go func() {
+		// The node is unreachable: AddCallback waits for it until cancel.
+		added <- s.AddCallback(ctx, "127.0.0.1:1", transport.CbID{Idx: 5, Val: 9}, "listed", handlers.Sink())
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		var listed *registration
+		for _, r := range s.regs {
+			listed = r
+		}
+		inlet := listed != nil && listed.inlet != nil
+		s.mu.Unlock()
+		if listed != nil {
+			if !inlet {
+				t.Fatal("a registration was listed before its inlet existed")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the registration was never listed")
+		}
+		runtime.Gosched()
+	}
+	cancel()
+	if err := <-added; !errors.Is(err, context.Canceled) {
+		t.Errorf("AddCallback = %v, want context.Canceled", err)
 	}
 }

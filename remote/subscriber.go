@@ -178,13 +178,10 @@ func (s *Subscriber) AddCallback(ctx context.Context, node string, id transport.
 	}
 	key := regKey{node: node, id: id}
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
 		return fmt.Errorf("remote: add callback %s at %s: %w", id, node, cnactor.ErrClosed)
-	}
-	if s.regs[key] != nil {
-		s.mu.Unlock()
-		return fmt.Errorf("remote: add callback %q: %w: %s at %s", name, cnactor.ErrDuplicate, id, node)
 	}
 	r := &registration{
 		s: s, key: key, name: name, h: h, rc: rc, node: actor.NewPID(node, nodeActorName),
@@ -192,15 +189,30 @@ func (s *Subscriber) AddCallback(ctx context.Context, node string, id transport.
 		added: make(chan error, 1), gone: make(chan struct{}),
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	s.regs[key] = r
-	s.mu.Unlock()
+	// The inlet exists before r is listed: Close and DelCallback stop the
+	// inlet of whatever they find listed.
 	inlet, err := s.root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return newInletActor(r) }),
 		"cnactor-inlet-"+s.instance+"-"+strconv.FormatUint(s.nextIn.Add(1), 10))
 	if err != nil {
-		s.forget(r)
+		r.cancel()
 		return fmt.Errorf("remote: inlet actor: %w", err)
 	}
 	r.inlet = inlet
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		err = fmt.Errorf("remote: add callback %s at %s: %w", id, node, cnactor.ErrClosed)
+	case s.regs[key] != nil:
+		err = fmt.Errorf("remote: add callback %q: %w: %s at %s", name, cnactor.ErrDuplicate, id, node)
+	default:
+		s.regs[key] = r
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.root.StopFuture(inlet).Wait()
+		r.cancel()
+		return err
+	}
 	added := r.added // the control actor clears the field once it answered
 	s.root.Send(s.pid, &addReg{r: r})
 	select {
