@@ -10,6 +10,7 @@ import (
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/actors"
 	"github.com/cnactor/cnactor/handlers"
+	"github.com/cnactor/cnactor/internal/conntest"
 	"github.com/cnactor/cnactor/transport"
 )
 
@@ -85,36 +86,6 @@ func TestBackpressureSlowHandlerLosesNothing(t *testing.T) {
 	}
 }
 
-// gatedObserver blocks in Receive until its gate opens and records the
-// losses it is told of.
-type gatedObserver struct {
-	entered chan struct{}
-	gate    chan struct{}
-	mu      sync.Mutex
-	lost    uint64
-	got     int
-}
-
-func (g *gatedObserver) Receive(handlers.Context, *transport.Message) error {
-	select {
-	case g.entered <- struct{}{}:
-	default:
-	}
-	<-g.gate
-	g.mu.Lock()
-	g.got++
-	g.mu.Unlock()
-	return nil
-}
-
-func (g *gatedObserver) Lost(n uint64, s handlers.LossSource) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if s == handlers.LossMailbox {
-		g.lost += n
-	}
-}
-
 // A stalled handler holds the reader for at most its stall timeout; then it
 // sheds its own messages (counted, and told in order to a loss observer)
 // while the others flow, and rejoins flow control once it has drained.
@@ -124,11 +95,11 @@ func TestBackpressureStalledHandlerShedsThenRejoins(t *testing.T) {
 	peer := dialPeer(t, net)
 	stuckID, healthyID := transport.CbID{Idx: 0x7801, Val: 1}, transport.CbID{Idx: 0x7801, Val: 2}
 	const mailbox, stall = 16, 50 * time.Millisecond
-	stuck := &gatedObserver{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	stuck := conntest.NewGated()
 	released := false
 	defer func() {
 		if !released {
-			close(stuck.gate)
+			stuck.Open()
 		}
 	}()
 	if err := c.AddCallback(stuckID, "stuck", stuck, cnactor.WithMailbox(mailbox, cnactor.Backpressure),
@@ -140,7 +111,7 @@ func TestBackpressureStalledHandlerShedsThenRejoins(t *testing.T) {
 		t.Fatal(err)
 	}
 	sendTo(t, peer, c, stuckID, 0, "first")
-	<-stuck.entered
+	<-stuck.Entered
 	const n = 2000
 	toStuck := uint64(1)
 	for i := range uint32(n) {
@@ -170,7 +141,7 @@ func TestBackpressureStalledHandlerShedsThenRejoins(t *testing.T) {
 
 	// Released, it drains; the next message is queued again (it rejoined),
 	// and the handler hears of the loss before it.
-	close(stuck.gate)
+	stuck.Open()
 	released = true
 	waitFor(t, "the stuck handler to drain", func() bool { return info(t, c, stuckID).Handled == mailbox })
 	sendTo(t, peer, c, stuckID, 9999, "after")
@@ -179,9 +150,7 @@ func TestBackpressureStalledHandlerShedsThenRejoins(t *testing.T) {
 	if s.Shed != toStuck-mailbox || s.Received != s.Handled+s.Dropped || s.Queued != 0 {
 		t.Errorf("after the drain: %+v", s.CallbackStats)
 	}
-	stuck.mu.Lock()
-	lost := stuck.lost
-	stuck.mu.Unlock()
+	lost := stuck.MailboxLost()
 	if lost != s.Shed {
 		t.Errorf("loss notices told %d lost, %d were shed", lost, s.Shed)
 	}
@@ -195,12 +164,12 @@ func TestDropPoliciesNeverHoldTheReader(t *testing.T) {
 		c, net := newMemConnector(t)
 		peer := dialPeer(t, net)
 		id := transport.CbID{Idx: 0x7802, Val: uint32(o)}
-		stuck := &gatedObserver{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+		stuck := conntest.NewGated()
 		if err := c.AddCallback(id, "stuck", stuck, cnactor.WithMailbox(4, o)); err != nil {
 			t.Fatal(err)
 		}
 		sendTo(t, peer, c, id, 0, "first")
-		<-stuck.entered
+		<-stuck.Entered
 		for i := range uint32(100) {
 			sendTo(t, peer, c, id, i+1, "more")
 		}
@@ -209,7 +178,7 @@ func TestDropPoliciesNeverHoldTheReader(t *testing.T) {
 		if ci.Stalls != 0 || ci.Shed != 0 || ci.Dropped != 101-4 {
 			t.Errorf("%v: %+v, want 97 dropped, no stall, nothing shed", o, ci.CallbackStats)
 		}
-		close(stuck.gate)
+		stuck.Open()
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		if err := c.Close(ctx); err != nil {
 			t.Error(err)
@@ -226,8 +195,8 @@ func TestBackpressureDelCallbackReleasesTheReader(t *testing.T) {
 	c, net := newMemConnector(t)
 	peer := dialPeer(t, net)
 	stuckID, healthyID := transport.CbID{Idx: 0x7804, Val: 1}, transport.CbID{Idx: 0x7804, Val: 2}
-	stuck := &gatedObserver{entered: make(chan struct{}, 1), gate: make(chan struct{})}
-	defer close(stuck.gate)
+	stuck := conntest.NewGated()
+	defer stuck.Open()
 	if err := c.AddCallback(stuckID, "stuck", stuck, cnactor.WithMailbox(2, cnactor.Backpressure),
 		cnactor.WithStallTimeout(time.Hour), cnactor.WithShutdownTimeout(10*time.Millisecond)); err != nil {
 		t.Fatal(err)
@@ -237,7 +206,7 @@ func TestBackpressureDelCallbackReleasesTheReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	sendTo(t, peer, c, stuckID, 0, "first")
-	<-stuck.entered
+	<-stuck.Entered
 	sendTo(t, peer, c, stuckID, 1, "fits")
 	sendTo(t, peer, c, stuckID, 2, "held")
 	waitFor(t, "the reader to be held", func() bool { return info(t, c, stuckID).Stalls == 1 })
