@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnactor/cnactor/internal/conntest"
+
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/internal/testutil"
@@ -20,30 +22,13 @@ import (
 // the test drives: the lifecycle does not depend on the real kernel.
 func memMonitor(t *testing.T, ctx context.Context, copts ...cnactor.Option) (*proc.Monitor, *cnactor.Connector, *memory.Network) {
 	t.Helper()
-	c, net := memConnector(t, copts...)
+	c, net := conntest.New(t, copts...)
 	m, err := proc.Listen(ctx, proc.WithConnector(c), proc.WithEnrichment(false))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
 	return m, c, net
-}
-
-// memConnector is a connector on an in-memory network of its own, closed
-// at the end of the test.
-func memConnector(t *testing.T, copts ...cnactor.Option) (*cnactor.Connector, *memory.Network) {
-	t.Helper()
-	net := memory.NewNetwork()
-	conn, err := net.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := cnactor.New(append([]cnactor.Option{cnactor.WithTransport(conn)}, copts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c, net
 }
 
 // kernelEvent sends a proc event from the network's kernel to group 1.

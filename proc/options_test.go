@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnactor/cnactor/internal/conntest"
+
 	"github.com/cnactor/cnactor/internal/testutil"
 	"github.com/cnactor/cnactor/proc"
 	"go.uber.org/zap"
@@ -15,7 +17,7 @@ import (
 // table on, an exec event is named from the table and counted.
 func TestListenOptions(t *testing.T) {
 	t.Parallel()
-	c, net := memConnector(t)
+	c, net := conntest.New(t)
 	var asked atomic.Int32
 	m, err := proc.Listen(context.Background(), proc.WithConnector(c), proc.WithMode(proc.ModeAll),
 		proc.WithEvents(proc.WhatExec), proc.WithBuffer(16), proc.WithMailbox(64), proc.WithReadBuffer(1<<20),

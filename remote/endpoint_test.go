@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnactor/cnactor/internal/conntest"
+
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/internal/testutil"
@@ -21,7 +23,7 @@ func TestEndpointHostRoles(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testutil.WaitTimeout)
 	defer cancel()
 	h := sharedHost(t)
-	c, _ := memoryConnector(t)
+	c, _ := conntest.New(t)
 
 	s, err := NewSubscriber(SubscriberConfig{Host: h, Logger: helperLogger()})
 	if err != nil {

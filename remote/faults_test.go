@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnactor/cnactor/internal/conntest"
+
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/internal/testutil"
@@ -29,26 +31,9 @@ type localNode struct {
 	added chan NodeEvent
 }
 
-// memoryConnector starts a connector on a new in-memory network; the test
-// closes it after whatever it registers later.
-func memoryConnector(t *testing.T) (*cnactor.Connector, *memory.Network) {
-	t.Helper()
-	net := memory.NewNetwork()
-	conn, err := net.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := cnactor.New(cnactor.WithTransport(conn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c, net
-}
-
 func newLocalNode(t *testing.T, exports ...Export) *localNode {
 	t.Helper()
-	c, net := memoryConnector(t)
+	c, net := conntest.New(t)
 	n, err := NewNode(c, NodeConfig{Host: sharedHost(t), Exports: exports})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnactor/cnactor/internal/conntest"
+
 	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/internal/testutil"
@@ -234,7 +236,7 @@ func TestRemoteReadOnly(t *testing.T) {
 // connector's notification. A subscriber that leaves in order unsubscribes.
 // Here the node is in this process and the subscribers are helpers.
 func TestRemoteSubscriberKilled(t *testing.T) {
-	c, _ := memoryConnector(t)
+	c, _ := conntest.New(t)
 	connEvents := make(chan cnactor.Event, 16)
 	c.Watch(func(ev cnactor.Event) {
 		if ev.ID == id5 {
