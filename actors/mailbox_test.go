@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
 )
 
@@ -253,18 +252,6 @@ func TestMailboxPanic(t *testing.T) {
 	if len(panicked) != 1 {
 		t.Errorf("onPanic saw %v", panicked)
 	}
-}
-
-// lossRecorder is a LossObserver that logs what it hears, in order.
-type lossRecorder struct{ log []string }
-
-func (l *lossRecorder) Receive(_ handlers.Context, m *transport.Message) error {
-	l.log = append(l.log, fmt.Sprint("msg ", m.Seq))
-	return nil
-}
-
-func (l *lossRecorder) Lost(n uint64, s handlers.LossSource) {
-	l.log = append(l.log, fmt.Sprint("lost ", n, " ", s))
 }
 
 // TestMailboxLossNoticePlacement: drop-newest tells the handler before the

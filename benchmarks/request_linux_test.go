@@ -29,12 +29,12 @@ const payloadLen = 64
 // sysmon retakes it, which would slow down whatever runs next to it; so
 // the echo side runs only while the baseline is measured and stop ends it.
 type rawPair struct {
-	a, b       int
-	aPort      uint32
-	bPort      uint32
-	req, reply []byte
-	buf        []byte
-	done       chan struct{}
+	a, b  int
+	aPort uint32
+	bPort uint32
+	req   []byte
+	buf   []byte
+	done  chan struct{}
 }
 
 func rawSocket(tb testing.TB) (int, uint32) {

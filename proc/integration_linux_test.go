@@ -78,8 +78,7 @@ func helperListen() {
 
 // collector gathers a monitor's events in the background.
 type collector struct {
-	m      *proc.Monitor
-	events chan proc.Event
+	m *proc.Monitor
 }
 
 func listen(t *testing.T, opts ...proc.Option) *collector {

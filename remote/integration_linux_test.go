@@ -37,11 +37,11 @@ func TestIntegrationRemoteDelivery(t *testing.T) {
 	defer sender.Close(context.Background())
 	s := newSubscriber(t, SubscriberConfig{})
 	type got struct {
-		m            transport.Message
-		from, group  uint32
-		creds        transport.Credentials
-		origin       Origin
-		replied, err error
+		m           transport.Message
+		from, group uint32
+		creds       transport.Credentials
+		origin      Origin
+		replied     error
 	}
 	ch := make(chan got, 1024)
 	if err := s.AddCallback(context.Background(), addr, id, "delivery", handlers.HandlerFunc(func(hc handlers.Context, m *transport.Message) error {
