@@ -327,12 +327,20 @@ func (r *Reader) route(b *transport.Batch) {
 	// Each handler's messages are picked out of the batch first and then
 	// admitted together: one lock and one counter update per handler per
 	// batch, also when ids alternate.
+	// Consecutive messages for one id are the common case: the last
+	// lookup is kept for the batch (the snapshot does not change in it).
+	var lastID transport.CbID
+	var lastRoute *dispatch.Route
 	for i := range b.Messages {
 		msg := &b.Messages[i]
 		if r.cfg.Requester != nil && r.cfg.Requester.intercept(msg, r.taken) {
 			continue
 		}
-		route := snap.Lookup(msg.ID)
+		route := lastRoute
+		if route == nil || msg.ID != lastID {
+			route = snap.Lookup(msg.ID)
+			lastID, lastRoute = msg.ID, route
+		}
 		if route == nil {
 			r.c.unknown.Add(1)
 			if route = snap.Fallback(); route == nil {

@@ -133,3 +133,42 @@ func checkDecodeError(t *testing.T, err error, b []byte, sentinels []error) {
 		t.Fatalf("%v for a %d-byte datagram", err, len(b))
 	}
 }
+
+// FuzzAddDatagram: Batch.AddDatagram, which decodes the common datagram
+// (one nlmsg, one cn_msg) in place, gives exactly what the general decoder
+// gives for every input: the same messages, aliasing the same bytes, with
+// the sender's metadata, or one malformed record with the same error.
+func FuzzAddDatagram(f *testing.F) {
+	f.Add(mustHex(f, capturedFork))
+	f.Add(nlmsg(nlmsgDone, 1, cn(7, 9, "hello")))
+	f.Add(nlmsg(nlmsgDone, 1, cn(7, 9, "")))
+	f.Add(nlmsg(nlmsgError, 1, cn(7, 9, "x")))
+	f.Add(nlmsg(nlmsgDone, 1, append(cn(2, 1, "bb"), cn(3, 1, "ccc")...)))
+	creds := Credentials{PID: 3, UID: 4, GID: 5}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want, werr := DecodeDatagram(nil, data)
+		b := NewBatch(1)
+		b.AddDatagram(data, 11, 2, creds)
+		if b.Datagrams != 1 || b.Bytes != len(data) {
+			t.Fatalf("datagrams %d bytes %d, want 1 and %d", b.Datagrams, b.Bytes, len(data))
+		}
+		if werr != nil {
+			if len(b.Malformed) != 1 || b.Malformed[0].Err.Error() != werr.Error() || len(b.Messages) != len(want) {
+				t.Fatalf("AddDatagram gave %d messages and %+v; the decoder %d messages and %v", len(b.Messages), b.Malformed, len(want), werr)
+			}
+		} else if len(b.Malformed) != 0 || len(b.Messages) != len(want) {
+			t.Fatalf("AddDatagram gave %d messages and %+v; the decoder %d messages", len(b.Messages), b.Malformed, len(want))
+		}
+		for i, m := range want {
+			got := b.Messages[i]
+			if got.From != 11 || got.Group != 2 || got.Creds != creds {
+				t.Fatalf("message %d: metadata %d %d %+v", i, got.From, got.Group, got.Creds)
+			}
+			if got.ID != m.ID || got.Seq != m.Seq || got.Ack != m.Ack || got.Flags != m.Flags ||
+				len(got.Data) != len(m.Data) || cap(got.Data) != cap(m.Data) ||
+				(len(m.Data) > 0 && unsafe.SliceData(got.Data) != unsafe.SliceData(m.Data)) {
+				t.Fatalf("message %d: %+v, want %+v (aliasing the same bytes)", i, got.Message, m)
+			}
+		}
+	})
+}
