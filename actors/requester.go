@@ -21,12 +21,14 @@ type requesterCounters struct {
 	rtt rttHistogram
 }
 
-// matchKey is what a reply is looked up by. For MatchAck, seq is 0.
+// matchKey is what a reply is looked up by. For MatchAck, seq is 0. It
+// has no padding (ackOnly is a uint32), so maps hash and compare it as
+// plain memory: the requester does a few map operations per reply.
 type matchKey struct {
 	id      transport.CbID
 	seq     uint32
 	ack     uint32 // the reply's: request ack + 1
-	ackOnly bool
+	ackOnly uint32 // 1 for MatchAck
 }
 
 // sender says who may answer: one port, or anyone (group requests).
@@ -183,7 +185,7 @@ func (r *Requester) Stats() RequesterStats {
 
 func keyFor(m *transport.Message, match Match) matchKey {
 	if match == MatchAck {
-		return matchKey{id: m.ID, ack: m.Ack + 1, ackOnly: true}
+		return matchKey{id: m.ID, ack: m.Ack + 1, ackOnly: 1}
 	}
 	return matchKey{id: m.ID, seq: m.Seq, ack: m.Ack + 1}
 }

@@ -81,7 +81,7 @@ func (r *Requester) intercept(m *transport.Received, taken func()) bool {
 	k := matchKey{id: m.ID, seq: m.Seq, ack: m.Ack}
 	ex := r.pending[k]
 	if (ex == nil || !ex.from.accepts(m.From)) && m.From == 0 && r.ackOnly > 0 {
-		k = matchKey{id: m.ID, ack: m.Ack, ackOnly: true}
+		k = matchKey{id: m.ID, ack: m.Ack, ackOnly: 1}
 		ex = r.pending[k]
 	}
 	if ex != nil && ex.from.accepts(m.From) {
@@ -100,7 +100,7 @@ func (r *Requester) intercept(m *transport.Received, taken func()) bool {
 	k = matchKey{id: m.ID, seq: m.Seq, ack: m.Ack}
 	e, ok := r.recent[k]
 	if (!ok || !e.from.accepts(m.From)) && m.From == 0 {
-		k = matchKey{id: m.ID, ack: m.Ack, ackOnly: true}
+		k = matchKey{id: m.ID, ack: m.Ack, ackOnly: 1}
 		e, ok = r.recent[k]
 	}
 	r.active.Store(int64(len(r.pending) + len(r.recent)))

@@ -32,6 +32,7 @@ type NetlinkConn struct {
 	// Receive state, owned by the one ReceiveBatch running at a time.
 	rmu       sync.Mutex
 	bound     *Batch // the batch hdrs point into
+	dirty     int    // hdrs[:dirty] may have been written by the kernel
 	hdrs      []unix.Mmsghdr
 	iovs      []unix.Iovec
 	names     []unix.RawSockaddrNetlink
@@ -54,6 +55,7 @@ type binding struct {
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrNetlink
 	ctrl  []byte
+	dirty int
 }
 
 var _ Conn = (*NetlinkConn)(nil)
@@ -258,18 +260,24 @@ func sendError(to Addr, err error) error {
 // switches batches. The last two bindings are kept, so that a caller
 // alternating two batches (the socket reader does) allocates nothing.
 func (c *NetlinkConn) bind(b *Batch) {
-	if c.bound != nil && c.binds[0].b != c.bound && c.binds[1].b != c.bound {
-		c.binds[c.bindNext] = binding{c.bound, c.hdrs, c.iovs, c.names, c.ctrl}
+	switch {
+	case c.bound == nil:
+	case c.binds[0].b == c.bound:
+		c.binds[0].dirty = c.dirty
+	case c.binds[1].b == c.bound:
+		c.binds[1].dirty = c.dirty
+	default:
+		c.binds[c.bindNext] = binding{c.bound, c.hdrs, c.iovs, c.names, c.ctrl, c.dirty}
 		c.bindNext ^= 1
 	}
 	for _, k := range c.binds {
 		if k.b == b {
-			c.bound, c.hdrs, c.iovs, c.names, c.ctrl = k.b, k.hdrs, k.iovs, k.names, k.ctrl
+			c.bound, c.hdrs, c.iovs, c.names, c.ctrl, c.dirty = k.b, k.hdrs, k.iovs, k.names, k.ctrl, k.dirty
 			return
 		}
 	}
 	n := b.Cap()
-	c.bound = b
+	c.bound, c.dirty = b, n
 	c.hdrs = make([]unix.Mmsghdr, n)
 	c.iovs = make([]unix.Iovec, n)
 	c.names = make([]unix.RawSockaddrNetlink, n)
@@ -297,6 +305,11 @@ func (c *NetlinkConn) recvmmsg(fd uintptr) bool {
 			return false
 		}
 		c.recvN, c.recvErr = int(n), errno
+		if errno == 0 {
+			c.dirty = int(n)
+		} else {
+			c.dirty = len(c.hdrs) // unknown: reset them all next time
+		}
 		return true
 	}
 }
@@ -358,11 +371,15 @@ func (c *NetlinkConn) prepare(b *Batch) {
 	if c.bound != b {
 		c.bind(b)
 	}
-	for i := range c.hdrs {
+	// Only the headers the last receive filled need resetting: a receive
+	// of one datagram does not pay for the batch's 64.
+	for i := range c.dirty {
 		c.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrNetlink
 		c.hdrs[i].Hdr.SetControllen(ctrlSlot)
 		c.hdrs[i].Hdr.Flags = 0
+		c.hdrs[i].Len = 0
 	}
+	c.dirty = 0
 }
 
 // finish turns the result of the last recvmmsg into b's contents.
