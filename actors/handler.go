@@ -324,7 +324,9 @@ func (a *handlerActor) deliverBatch(d *delivery) {
 // supervisor was asked to decide (the run stops there).
 func (a *handlerActor) handle(r *transport.Received) (escalated bool) {
 	h := a.ref
-	a.hc = handlerContext{Context: h.spec.Context, ref: h, r: r}
+	// Field by field: the whole struct would zero the reply buffer too,
+	// per message.
+	a.hc.Context, a.hc.ref, a.hc.r = h.spec.Context, h, r
 	err := h.spec.Handler.Receive(&a.hc, &r.Message)
 	a.hc.r = nil
 	if err == nil {

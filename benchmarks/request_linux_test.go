@@ -133,7 +133,7 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 // BenchmarkRequestRTT measures raw ping-pong round trips and
 // Connector.Requests to an echo Connector, alternating blocks of each so
 // that both see the same machine, and reports both p50s and their ratio
-// (the target is below 2).
+// (the target is at most 1.5).
 func BenchmarkRequestRTT(b *testing.B) {
 	testutil.Privileged(b)
 	raw := newRawPair(b)
