@@ -103,11 +103,16 @@ func TestRequestConcurrentOutOfOrder(t *testing.T) {
 	var wg sync.WaitGroup
 	var bad atomic.Int64
 	errs := make(chan error, n)
+	// A deadline on the context lets a send wait for room in the peer's
+	// queue as long as the test allows, rather than the transport's 1 s
+	// send timeout: 10,000 senders on a loaded machine may need more.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	for i := range n {
 		wg.Go(func() {
 			want := fmt.Sprintf("request %d", i)
-			r, err := g.c.Request(context.Background(), g.to, &transport.Message{ID: reqID, Data: []byte(want)},
-				cnactor.WithRequestTimeout(30*time.Second))
+			r, err := g.c.Request(ctx, g.to, &transport.Message{ID: reqID, Data: []byte(want)},
+				cnactor.WithRequestTimeout(time.Minute))
 			if err != nil {
 				errs <- err
 				return
@@ -119,8 +124,13 @@ func TestRequestConcurrentOutOfOrder(t *testing.T) {
 	}
 	select {
 	case <-all:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the peer did not receive every request")
+	case err := <-errs:
+		t.Fatalf("a request failed before the peer had them all: %v", err)
+	case <-time.After(time.Minute):
+		mu.Lock()
+		got := len(held)
+		mu.Unlock()
+		t.Fatalf("the peer received %d of %d requests", got, n)
 	}
 	if st := requesterStats(g.c); st.InFlight != n {
 		t.Fatalf("in flight = %d, want %d", st.InFlight, n)
