@@ -468,3 +468,20 @@ func startNode(t *testing.T, cfg helperConfig) (*helper, string) {
 	m := h.wait(nodeRE, 10*time.Second)
 	return h, m[1]
 }
+
+// addCallback is s.AddCallback for tests that talk to a node process: a
+// first subscription that times out is tried again, twice at most. The
+// first contact sets up the gRPC stream to a process that may have just
+// started, which on a loaded machine can take longer than one attempt's
+// 2 s (seen once with two stress-ng loads beside the race detector);
+// every other outcome is returned as it is.
+func addCallback(t *testing.T, s *Subscriber, ctx context.Context, node string, id transport.CbID, name string, h handlers.Handler, opts ...Option) error {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := s.AddCallback(ctx, node, id, name, h, opts...)
+		if attempt == 3 || !errors.Is(err, cnactor.ErrTimeout) || ctx.Err() != nil {
+			return err
+		}
+		t.Logf("subscribing to %s: %v; trying again", node, err)
+	}
+}

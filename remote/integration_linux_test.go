@@ -44,7 +44,7 @@ func TestIntegrationRemoteDelivery(t *testing.T) {
 		replied     error
 	}
 	ch := make(chan got, 1024)
-	if err := s.AddCallback(context.Background(), addr, id, "delivery", handlers.HandlerFunc(func(hc handlers.Context, m *transport.Message) error {
+	if err := addCallback(t, s, context.Background(), addr, id, "delivery", handlers.HandlerFunc(func(hc handlers.Context, m *transport.Message) error {
 		g := got{m: *m, from: hc.From(), group: hc.Group(), creds: hc.Creds()}
 		g.m.Data = append([]byte(nil), m.Data...)
 		g.origin, _ = OriginOf(hc)

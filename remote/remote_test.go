@@ -108,13 +108,13 @@ func TestRemoteRegistration(t *testing.T) {
 	evs := watchEvents(s)
 	ctx := context.Background()
 
-	if err := s.AddCallback(ctx, addr, id7, "nope", handlers.Sink()); !errors.Is(err, ErrNotExported) {
+	if err := addCallback(t, s, ctx, addr, id7, "nope", handlers.Sink()); !errors.Is(err, ErrNotExported) {
 		t.Fatalf("non-exported id: got %v, want ErrNotExported", err)
 	}
-	if err := s.AddCallback(ctx, addr, id6, "taken", handlers.Sink()); !errors.Is(err, cnactor.ErrDuplicate) {
+	if err := addCallback(t, s, ctx, addr, id6, "taken", handlers.Sink()); !errors.Is(err, cnactor.ErrDuplicate) {
 		t.Fatalf("id with a local callback on the node: got %v, want cnactor.ErrDuplicate", err)
 	}
-	if err := s.AddCallback(ctx, "127.0.0.1:1", id5, "nobody", handlers.Sink()); !errors.Is(err, ErrUnreachable) {
+	if err := addCallback(t, s, ctx, "127.0.0.1:1", id5, "nobody", handlers.Sink()); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("nobody listening: got %v, want ErrUnreachable", err)
 	}
 
@@ -145,10 +145,10 @@ func TestRemoteRegistration(t *testing.T) {
 		ch <- g
 		return nil
 	})
-	if err := s.AddCallback(ctx, addr, id5, "five", h); err != nil {
+	if err := addCallback(t, s, ctx, addr, id5, "five", h); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddCallback(ctx, addr, id5, "again", h); !errors.Is(err, cnactor.ErrDuplicate) {
+	if err := addCallback(t, s, ctx, addr, id5, "again", h); !errors.Is(err, cnactor.ErrDuplicate) {
 		t.Fatalf("second registration of the same node and id: got %v, want cnactor.ErrDuplicate", err)
 	}
 	added := evs.waitFor(t, "added", testutil.WaitTimeout, func(ev Event) bool { return ev.Kind == EventAdded })
@@ -211,7 +211,7 @@ func TestRemoteReadOnly(t *testing.T) {
 		ReadOnly: true, Generate: "5:1", Interval: 5 * time.Millisecond})
 	s := newSubscriber(t, SubscriberConfig{})
 	errs := make(chan error, 100)
-	if err := s.AddCallback(context.Background(), addr, id5, "ro", handlers.HandlerFunc(func(hc handlers.Context, m *transport.Message) error {
+	if err := addCallback(t, s, context.Background(), addr, id5, "ro", handlers.HandlerFunc(func(hc handlers.Context, m *transport.Message) error {
 		select {
 		case errs <- hc.Reply([]byte("no")):
 		default:
@@ -333,7 +333,7 @@ func TestRemoteSlowSubscriberAccounting(t *testing.T) {
 		reported += n
 		mu.Unlock()
 	}}
-	if err := s.AddCallback(context.Background(), addr, id5, "slow", h, WithWindow(4), WithQueue(8, cnactor.DropOldest)); err != nil {
+	if err := addCallback(t, s, context.Background(), addr, id5, "slow", h, WithWindow(4), WithQueue(8, cnactor.DropOldest)); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
