@@ -468,8 +468,15 @@ func TestBackoffWithManualClock(t *testing.T) {
 		}
 		clock.Advance(want)
 		eventually(t, "the restart", func() bool { return h.restarts.Load() == int32(i+1) })
+		if i == 0 {
+			// The mailbox holds its capacity: the next panic would be
+			// dropped (DropNewest) if sent before they are handled.
+			eventually(t, "the queued messages", func() bool { return len(h.handled()) == capacity })
+		}
 	}
-	eventually(t, "the queued messages", func() bool { return len(h.handled()) == capacity })
+	if n := len(h.handled()); n != capacity {
+		t.Fatalf("handled %d messages, want the %d queued during the first backoff", n, capacity)
+	}
 	// A second of stability resets the delay to the minimum.
 	clock.Advance(time.Second)
 	r.send(id, 50, "panic")
