@@ -326,9 +326,9 @@ func (r *Reader) route(b *transport.Batch) {
 	}
 	// Each handler's messages are picked out of the batch first and then
 	// admitted together: one lock and one counter update per handler per
-	// batch, also when ids alternate.
-	// Consecutive messages for one id are the common case: the last
-	// lookup is kept for the batch (the snapshot does not change in it).
+	// batch, also when ids alternate. Consecutive messages for one id
+	// are the common case: the last lookup is kept for the batch (the
+	// snapshot does not change in it).
 	var lastID transport.CbID
 	var lastRoute *dispatch.Route
 	for i := range b.Messages {
