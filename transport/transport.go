@@ -123,13 +123,12 @@ func (b *Batch) AddDatagram(data []byte, from, group uint32, creds Credentials) 
 		case nlmsgNoop, nlmsgOverrun, nlmsgError:
 		default:
 			p := data[NlmsgHeaderLen:]
-			if n := int(order.Uint16(p[16:])); n <= MaxPayload && CnMsgHeaderLen+n == len(p) {
+			if CnMsgHeaderLen+int(order.Uint16(p[16:])) == len(p) {
 				b.Messages = append(b.Messages, Received{From: from, Group: group, Creds: creds})
-				r := &b.Messages[len(b.Messages)-1]
-				r.ID.Idx, r.ID.Val = order.Uint32(p[0:]), order.Uint32(p[4:])
-				r.Seq, r.Ack, r.Flags = order.Uint32(p[8:]), order.Uint32(p[12:]), order.Uint16(p[18:])
-				r.Data = p[CnMsgHeaderLen:len(p):len(p)]
-				return
+				if b.Messages[len(b.Messages)-1].UnmarshalBinary(p) == nil {
+					return
+				}
+				b.Messages = b.Messages[:len(b.Messages)-1] // the general walk reports why
 			}
 		}
 	}
