@@ -48,6 +48,13 @@ func startProc(t *testing.T, args ...string) *syncBuffer {
 	testutil.WaitFor(t, "cnctl proc to listen", func() bool {
 		return strings.Contains(stderr.String(), "listening to process events")
 	})
+	t.Cleanup(func() { // before the cancel above: a failure shows what cnctl printed
+		if t.Failed() {
+			lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+			t.Logf("cnctl proc printed %d lines, the last ones:\n%s\nstderr:\n%s", len(lines),
+				strings.Join(lines[max(len(lines)-40, 0):], "\n"), stderr.String())
+		}
+	})
 	return stdout
 }
 
