@@ -93,12 +93,29 @@ func TestSubscriberListsRegistrationWithInlet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close(context.Background())
+	// A node that accepts the connection and never says anything: the
+	// probe waits on it (up to its 2 s), so the registration stays listed
+	// while the test looks. An unreachable address failed at once and left
+	// it listed for too short a moment to be seen under load.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	added := make(chan error, 1)
 	go func() {
-		// The node is unreachable: AddCallback waits for it until cancel.
-		added <- s.AddCallback(ctx, "127.0.0.1:1", transport.CbID{Idx: 5, Val: 9}, "listed", handlers.Sink())
+		added <- s.AddCallback(ctx, ln.Addr().String(), transport.CbID{Idx: 5, Val: 9}, "listed", handlers.Sink())
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
