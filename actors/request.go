@@ -103,7 +103,9 @@ type RequesterConfig struct {
 	Sender Sender
 	Logger *zap.Logger
 	// DupWindow and DupCapacity bound how long and how many finished
-	// exchanges are remembered (DefaultDupWindow, DefaultDupCapacity).
+	// exchanges are remembered (DefaultDupWindow, DefaultDupCapacity; an
+	// odd capacity is rounded up). At capacity the oldest half is
+	// forgotten at once.
 	DupWindow   time.Duration
 	DupCapacity int
 }

@@ -82,19 +82,6 @@ func (h *timerHeap) Pop() any {
 	return e
 }
 
-// recentEntry remembers a finished exchange.
-type recentEntry struct {
-	from     sender
-	expires  int64
-	gen      uint64
-	answered bool // a reply was delivered: another one is a duplicate, else it is late
-}
-
-type recentItem struct {
-	key matchKey
-	gen uint64
-}
-
 // Requester runs request/reply exchanges with the seed's seq/ack protocol.
 //
 // Callers (Request) register an exchange in a lock-protected index keyed
@@ -127,10 +114,7 @@ type Requester struct {
 	isClosed  bool
 	pending   map[matchKey]*exchange
 	ackOnly   int // exchanges in pending with MatchAck
-	recent    map[matchKey]recentEntry
-	recentQ   []recentItem // oldest first, from recentHead
-	recentHd  int
-	gen       uint64
+	recent    recentSet
 	arms      []timerEntry // deadlines not yet in the heap
 	armedAt   int64        // when the timer fires; 0 if not armed
 	spareArms []timerEntry
@@ -159,7 +143,6 @@ func StartRequester(parent spawn.Parent, cfg RequesterConfig) *Requester {
 		base:    time.Now(),
 		window:  int64(cfg.DupWindow),
 		pending: map[matchKey]*exchange{},
-		recent:  map[matchKey]recentEntry{},
 	}
 	r.timer = time.AfterFunc(time.Hour, func() {
 		if !r.closed.Load() {
@@ -296,7 +279,7 @@ func (r *Requester) register(ex *exchange, m *transport.Message) error {
 	}
 	r.c.requests.Add(1)
 	r.c.inFlight.Add(1)
-	r.active.Store(int64(len(r.pending) + len(r.recent)))
+	r.active.Store(int64(len(r.pending) + r.recent.len()))
 	return nil
 }
 
@@ -342,7 +325,7 @@ func (r *Requester) removeLocked(ex *exchange, remember, answered bool, now int6
 	if remember {
 		r.rememberLocked(ex.key, ex.from, answered, now)
 	}
-	r.active.Store(int64(len(r.pending) + len(r.recent)))
+	r.active.Store(int64(len(r.pending) + r.recent.len()))
 }
 
 // Close fails every pending exchange with transport.ErrClosed, makes new
@@ -436,7 +419,7 @@ func (r *Requester) tick() {
 		ex.ch <- evDone
 	}
 	r.pruneLocked(now)
-	r.active.Store(int64(len(r.pending) + len(r.recent)))
+	r.active.Store(int64(len(r.pending) + r.recent.len()))
 	if len(r.heap) > 0 && !r.isClosed {
 		at := max(r.heap[0].at, now+int64(timerResolution))
 		if r.armedAt == 0 || at < r.armedAt {

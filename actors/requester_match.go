@@ -10,52 +10,101 @@ import (
 // DupWindow (at most DupCapacity of them), so that a duplicate or late
 // reply is counted and consumed rather than routed to a handler as if it
 // were new; intercept is the reader's entry, on every admitted message.
+//
+// The memory is two generations of a map. New keys go into the current
+// one; once it holds half of DupCapacity, or its oldest entry's window has
+// passed, the previous generation is forgotten whole and the current one
+// becomes the previous. Nothing is deleted one key at a time: a Go map kept
+// at a fixed size by an insert and a delete per reply fills with
+// tombstones, and at 65,536 entries its probing took 10% of a round trip.
+
+// recentSet is the two generations; all of it is guarded by Requester.mu.
+type recentSet struct {
+	gens [2]recentGen
+	cur  int // gens[cur] takes new keys
+}
+
+type recentGen struct {
+	m map[matchKey]recentEntry
+	// refs counts the entries per id bucket: dropping the generation
+	// takes them off Requester.idRefs in 256 steps, not one per entry.
+	refs           [idBuckets]int32
+	oldest, newest int64 // expiry of the first and the last entry put in
+}
+
+// recentEntry remembers a finished exchange.
+type recentEntry struct {
+	from     sender
+	expires  int64
+	answered bool // a reply was delivered: another one is a duplicate, else it is late
+}
+
+func (s *recentSet) len() int { return len(s.gens[0].m) + len(s.gens[1].m) }
+
+// find returns k's entry, if it is remembered and its window has not passed,
+// and the generation holding it.
+func (s *recentSet) find(k matchKey, now int64) (recentEntry, *recentGen, bool) {
+	for _, i := range [2]int{s.cur, s.cur ^ 1} {
+		if e, ok := s.gens[i].m[k]; ok && e.expires > now {
+			return e, &s.gens[i], true
+		}
+	}
+	return recentEntry{}, nil, false
+}
 
 // rememberLocked keeps k in the recent set.
 func (r *Requester) rememberLocked(k matchKey, from sender, answered bool, now int64) {
 	r.pruneLocked(now)
-	if len(r.recent) >= r.cfg.DupCapacity {
-		r.evictLocked(now, true)
+	g := &r.recent.gens[r.recent.cur]
+	if len(g.m) >= (r.cfg.DupCapacity+1)/2 {
+		r.rotateLocked()
+		g = &r.recent.gens[r.recent.cur]
 	}
-	r.gen++
-	if _, again := r.recent[k]; !again {
-		r.idRefs[idBucket(k.id)].Add(1)
+	if g.m == nil {
+		g.m = map[matchKey]recentEntry{}
 	}
-	r.recent[k] = recentEntry{from: from, expires: now + r.window, gen: r.gen, answered: answered}
-	r.recentQ = append(r.recentQ, recentItem{key: k, gen: r.gen})
+	e := recentEntry{from: from, expires: now + r.window, answered: answered}
+	if _, again := g.m[k]; !again {
+		b := idBucket(k.id)
+		g.refs[b]++
+		r.idRefs[b].Add(1)
+	}
+	if len(g.m) == 0 {
+		g.oldest = e.expires
+	}
+	g.newest = e.expires
+	g.m[k] = e
 }
 
-// pruneLocked forgets the finished exchanges whose window has passed.
+// pruneLocked forgets the generations whose window has passed.
 func (r *Requester) pruneLocked(now int64) {
-	for r.recentHd < len(r.recentQ) && r.evictLocked(now, false) {
+	if prev := &r.recent.gens[r.recent.cur^1]; len(prev.m) > 0 && prev.newest <= now {
+		r.dropLocked(prev)
+	}
+	if cur := &r.recent.gens[r.recent.cur]; len(cur.m) > 0 && cur.oldest <= now {
+		// Everything older than cur's oldest entry has expired: the
+		// previous generation goes, and cur follows once its newest does.
+		r.rotateLocked()
+		if cur.newest <= now {
+			r.dropLocked(cur)
+		}
 	}
 }
 
-// evictLocked drops the oldest remembered exchange if it expired (or if
-// force) and reports whether the queue head was consumed.
-func (r *Requester) evictLocked(now int64, force bool) bool {
-	for r.recentHd < len(r.recentQ) {
-		it := r.recentQ[r.recentHd]
-		e, ok := r.recent[it.key]
-		if ok && e.gen == it.gen && !force && e.expires > now {
-			return false
+// rotateLocked forgets the previous generation and starts a new current one.
+func (r *Requester) rotateLocked() {
+	r.dropLocked(&r.recent.gens[r.recent.cur^1])
+	r.recent.cur ^= 1
+}
+
+func (r *Requester) dropLocked(g *recentGen) {
+	for b, n := range g.refs {
+		if n != 0 {
+			r.idRefs[b].Add(-n)
 		}
-		r.recentQ[r.recentHd] = recentItem{}
-		r.recentHd++
-		if ok && e.gen == it.gen {
-			delete(r.recent, it.key)
-			r.idRefs[idBucket(it.key.id)].Add(-1)
-			break
-		}
-		// A stale item (its key was remembered again later): keep going.
 	}
-	if r.recentHd > 1024 && r.recentHd*2 >= len(r.recentQ) {
-		n := copy(r.recentQ, r.recentQ[r.recentHd:])
-		clear(r.recentQ[n:])
-		r.recentQ = r.recentQ[:n]
-		r.recentHd = 0
-	}
-	return true
+	g.refs = [idBuckets]int32{}
+	clear(g.m)
 }
 
 // idBuckets spreads callback ids over counters of pending and remembered
@@ -98,12 +147,12 @@ func (r *Requester) intercept(m *transport.Received, taken func()) bool {
 	defer r.mu.Unlock()
 	r.pruneLocked(now)
 	k = matchKey{id: m.ID, seq: m.Seq, ack: m.Ack}
-	e, ok := r.recent[k]
+	e, g, ok := r.recent.find(k, now)
 	if (!ok || !e.from.accepts(m.From)) && m.From == 0 {
 		k = matchKey{id: m.ID, ack: m.Ack, ackOnly: 1}
-		e, ok = r.recent[k]
+		e, g, ok = r.recent.find(k, now)
 	}
-	r.active.Store(int64(len(r.pending) + len(r.recent)))
+	r.active.Store(int64(len(r.pending) + r.recent.len()))
 	if !ok || !e.from.accepts(m.From) {
 		return false
 	}
@@ -113,7 +162,7 @@ func (r *Requester) intercept(m *transport.Received, taken func()) bool {
 	} else {
 		r.c.late.Add(1)
 		e.answered = true
-		r.recent[k] = e
+		g.m[k] = e
 	}
 	return true
 }
