@@ -71,6 +71,8 @@ type Reader struct {
 	stopOnce  sync.Once
 	c         readerCounters
 	taken     func() // counts an intercepted message; made once, not per call
+	// filling is the batch the receive loop holds (nil while none).
+	filling *transport.Batch
 	// stopCh is closed by stopIntake: a flow-control wait gives up.
 	stopCh chan struct{}
 	timer  *time.Timer // the flow-control wait's, reused
@@ -87,19 +89,26 @@ type barrier struct{ done chan struct{} }
 // asleep.
 type wakeSleepers struct{}
 
-// receive fills b, waiting for the first datagram. Handlers left asleep
-// are woken before the wait, never after it: a handler's messages wait for
-// at most the batches it takes to fill its run, or until the socket is
+// deliver routes b and returns the batch to fill next, or nil once the
+// reader is stopping (the loop then drains without waiting).
+func (r *Reader) deliver(b *transport.Batch) *transport.Batch {
+	r.root.Send(r.pid, b)
+	if r.stopping.Load() {
+		r.filling = nil
+		return nil
+	}
+	r.filling = <-r.free
+	return r.filling
+}
+
+// idle runs before the receive loop waits for the socket: handlers left
+// asleep are woken then, never after the wait. A handler's messages wait
+// for at most the batches it takes to fill its run, or until the socket is
 // empty.
-func (r *Reader) receive(ctx context.Context, b *transport.Batch) error {
-	if r.sleepers.Load() == 0 {
-		return r.cfg.Conn.ReceiveBatch(ctx, b)
+func (r *Reader) idle() {
+	if r.sleepers.Load() != 0 {
+		r.root.Send(r.pid, wakeSleepers{})
 	}
-	if got, err := r.cfg.Conn.TryReceiveBatch(b); got || err != nil {
-		return err
-	}
-	r.root.Send(r.pid, wakeSleepers{})
-	return r.cfg.Conn.ReceiveBatch(ctx, b)
 }
 
 // StartReader spawns the reader actor under parent and starts the receive
@@ -145,51 +154,67 @@ const drainMax = time.Second
 func (r *Reader) loop() {
 	defer close(r.loopDone)
 	// A context that is never done costs the receive nothing; stopIntake
-	// wakes a blocked receive with a read deadline instead.
+	// wakes a waiting receive with a read deadline instead.
 	ctx := context.Background()
-	for b := range r.free {
+	for {
 		r.stopMu.Lock()
 		draining := r.stopping.Load()
 		r.stopMu.Unlock()
-		var err error
 		if draining {
-			// Drain what is queued without waiting: the queue is empty
-			// when a non-blocking receive finds nothing, whatever the
-			// scheduler does meanwhile.
-			if time.Since(time.Unix(0, r.stopAt.Load())) > drainMax {
-				// Traffic kept coming: what is still queued is left to
-				// the socket's close. Said, not silent.
-				r.log.Warn("stop: drain limit reached; datagrams still arriving are left unread", zap.Duration("limit", drainMax))
-				r.free <- b
-				return
-			}
-			var got bool
-			if got, err = r.cfg.Conn.TryReceiveBatch(b); err == nil && !got {
-				r.free <- b
-				return
-			}
-		} else {
-			err = r.receive(ctx, b)
+			r.drain()
+			return
 		}
+		r.filling = <-r.free
+		r.idle() // after an error, whatever the ended loop left asleep
+		err := transport.ReceiveEach(ctx, r.cfg.Conn, r.filling, r.deliver, r.idle)
+		if r.filling != nil {
+			r.free <- r.filling
+		}
+		switch {
+		case err == nil, r.stopping.Load() && errors.Is(err, os.ErrDeadlineExceeded):
+			continue // stopping: drain from now on
+		case errors.Is(err, transport.ErrClosed):
+			return
+		}
+		r.c.receiveErrors.Add(1)
+		if ok, n := r.limit.allow(warnReceive); ok {
+			r.log.Warn("receive failed", zap.Error(err), zap.Int("suppressed", n))
+		}
+		time.Sleep(10 * time.Millisecond) // a persistent error must not spin
+	}
+}
+
+// drain routes what is queued on the socket without waiting: the queue is
+// empty when a non-blocking receive finds nothing, or returns a batch with
+// room to spare, whatever the scheduler does meanwhile. Traffic arriving
+// after stopIntake need not hold Close up beyond drainMax.
+func (r *Reader) drain() {
+	for b := range r.free {
+		if time.Since(time.Unix(0, r.stopAt.Load())) > drainMax {
+			// Traffic kept coming: what is still queued is left to the
+			// socket's close. Said, not silent.
+			r.log.Warn("stop: drain limit reached; datagrams still arriving are left unread", zap.Duration("limit", drainMax))
+			r.free <- b
+			return
+		}
+		got, err := r.cfg.Conn.TryReceiveBatch(b)
 		if err != nil {
 			r.free <- b
-			switch {
-			case r.stopping.Load() && errors.Is(err, os.ErrDeadlineExceeded):
-				continue // woken by stopIntake: drain from now on
-			case errors.Is(err, transport.ErrClosed):
+			if errors.Is(err, transport.ErrClosed) {
 				return
 			}
 			r.c.receiveErrors.Add(1)
 			if ok, n := r.limit.allow(warnReceive); ok {
 				r.log.Warn("receive failed", zap.Error(err), zap.Int("suppressed", n))
 			}
-			time.Sleep(10 * time.Millisecond) // a persistent error must not spin
+			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		// A batch with room to spare means the receive emptied the queue:
-		// once draining, everything queued before stopIntake is now read,
-		// and traffic arriving after it need not hold Close up to drainMax.
-		emptied := draining && b.Lost == 0 && b.Datagrams < b.Cap()
+		if !got {
+			r.free <- b
+			return
+		}
+		emptied := b.Lost == 0 && b.Datagrams < b.Cap()
 		r.root.Send(r.pid, b)
 		if emptied {
 			return

@@ -63,6 +63,12 @@ func (g *gate) wait(done <-chan struct{}) bool {
 	}
 }
 
+func (g *gate) isOpen() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.allowed < 0
+}
+
 func (g *gate) add(n int) {
 	g.mu.Lock()
 	g.read += int64(n)
@@ -87,6 +93,25 @@ func (c *gatedConn) ReceiveBatch(ctx context.Context, b *transport.Batch) error 
 	}
 	return err
 }
+
+// ReceiveEach keeps the wrapped Conn's own receive loop (see
+// transport.ReceiveEach) once the gate is open for good, as in live runs; a
+// gate that counts (drain runs) is asked before every ReceiveBatch.
+func (c *gatedConn) ReceiveEach(ctx context.Context, b *transport.Batch, deliver func(*transport.Batch) *transport.Batch, idle func()) error {
+	if !c.g.wait(ctx.Done()) {
+		return &transport.OpError{Op: "receive", Err: ctx.Err()}
+	}
+	if !c.g.isOpen() {
+		return transport.ReceiveEach(ctx, batchesOnly{c}, b, deliver, idle)
+	}
+	return transport.ReceiveEach(ctx, c.Conn, b, func(b *transport.Batch) *transport.Batch {
+		c.g.add(b.Datagrams)
+		return deliver(b)
+	}, idle)
+}
+
+// batchesOnly hides a Conn's ReceiveEach.
+type batchesOnly struct{ transport.Conn }
 
 // counter counts deliveries and signals once a target is reached.
 type counter struct {

@@ -58,7 +58,10 @@ type binding struct {
 	dirty int
 }
 
-var _ Conn = (*NetlinkConn)(nil)
+var (
+	_ Conn         = (*NetlinkConn)(nil)
+	_ EachReceiver = (*NetlinkConn)(nil)
+)
 
 const ctrlSlot = (unix.SizeofCmsghdr + unix.SizeofUcred + 7) &^ 7
 
@@ -324,28 +327,83 @@ func (c *NetlinkConn) ReceiveBatch(ctx context.Context, b *Batch) error {
 	if err := ctx.Err(); err != nil {
 		return &OpError{Op: "receive", Err: err}
 	}
-	if ctx.Done() != nil {
-		// Arming the wake-up allocates: the receive loop of a connector
-		// passes a context that is never done and uses SetReadDeadline.
-		fired := make(chan struct{})
-		stop := context.AfterFunc(ctx, func() {
-			c.nl.SetReadDeadline(time.Unix(1, 0))
-			close(fired)
-		})
-		defer func() {
-			if !stop() {
-				<-fired // then clear what it set, not before
-				c.nl.SetReadDeadline(time.Time{})
-			}
-		}()
-	}
+	defer c.wakeOnDone(ctx)()
 	if err := c.raw.Read(c.recvFn); err != nil {
-		if ctx.Err() != nil {
-			return &OpError{Op: "receive", Err: ctx.Err()}
-		}
-		return &OpError{Op: "receive", Err: c.mapErr(err)}
+		return c.waitError(ctx, err)
 	}
 	return c.finish(b)
+}
+
+// wakeOnDone makes ctx's end wake a receive waiting on the poller; the
+// returned func disarms it. Arming allocates: the receive loop of a
+// connector passes a context that is never done and uses SetReadDeadline.
+func (c *NetlinkConn) wakeOnDone(ctx context.Context) (disarm func()) {
+	if ctx.Done() == nil {
+		return func() {}
+	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		c.nl.SetReadDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	return func() {
+		if !stop() {
+			<-fired // then clear what it set, not before
+			c.nl.SetReadDeadline(time.Time{})
+		}
+	}
+}
+
+func (c *NetlinkConn) waitError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return &OpError{Op: "receive", Err: ctx.Err()}
+	}
+	return &OpError{Op: "receive", Err: c.mapErr(err)}
+}
+
+// ReceiveEach implements EachReceiver: the whole loop runs inside one
+// raw.Read, so the poller's readiness is never reset between batches. That
+// is what makes it safe to wait right after a batch with room to spare,
+// without a recvmmsg that finds the queue empty: recvmmsg returns short only
+// when the queue ran empty or an error arose during the call (the kernel
+// then keeps the error for the next call), and the datagram or the error
+// that comes after that call marks the socket readable, which ends the wait.
+// The wait right after a ENOBUFS report or a full batch is not taken: the
+// queue may hold more.
+func (c *NetlinkConn) ReceiveEach(ctx context.Context, b *Batch, deliver func(*Batch) *Batch, idle func()) error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	defer c.wakeOnDone(ctx)()
+	var err error
+	rerr := c.raw.Read(func(fd uintptr) bool {
+		for {
+			if err = ctx.Err(); err != nil {
+				err = &OpError{Op: "receive", Err: err}
+				return true
+			}
+			c.prepare(b)
+			if !c.recvmmsg(fd) {
+				if idle != nil {
+					idle()
+				}
+				return false // empty: wait
+			}
+			more := c.recvErr != 0 || c.recvN == len(c.hdrs)
+			if err = c.finish(b); err != nil {
+				return true
+			}
+			if b = deliver(b); b == nil {
+				return true
+			}
+			if !more {
+				return false // this batch emptied the queue: wait
+			}
+		}
+	})
+	if rerr != nil {
+		return c.waitError(ctx, rerr)
+	}
+	return err
 }
 
 // TryReceiveBatch fills b with what is queued without waiting (one

@@ -1,0 +1,57 @@
+package transport
+
+import "context"
+
+// EachReceiver is implemented by a Conn with a receive loop of its own; see
+// ReceiveEach. A wrapper around a Conn implements it only if it can keep
+// the wrapped Conn's loop (benchmarks' gated Conn does, while its gate is
+// open); otherwise ReceiveEach falls back to ReceiveBatch.
+type EachReceiver interface {
+	ReceiveEach(ctx context.Context, b *Batch, deliver func(*Batch) *Batch, idle func()) error
+}
+
+// ReceiveEach receives batch after batch from c: it fills b, hands it to
+// deliver and goes on with the batch deliver returns; deliver returning nil
+// ends the loop and ReceiveEach returns nil. A receive error or ctx ending
+// also ends it, with that error (the batch in hand is then the last one
+// deliver returned, or b). Before it waits after a batch that filled up
+// (the queue may not be empty), and a receive that finds the queue empty,
+// it calls idle if it is not nil.
+//
+// It is ReceiveBatch in a loop, with one difference on the kernel's socket
+// (Dial): the loop stays registered with the Go poller between batches, so
+// a batch with room to spare, which emptied the queue, is followed by the
+// wait itself instead of one more recvmmsg that finds the queue empty
+// (ReceiveBatch cannot skip it: each call starts a fresh wait, which must
+// look first). That is one system call fewer per wait: per message, when
+// messages come one at a time.
+func ReceiveEach(ctx context.Context, c Conn, b *Batch, deliver func(*Batch) *Batch, idle func()) error {
+	if e, ok := c.(EachReceiver); ok {
+		return e.ReceiveEach(ctx, b, deliver, idle)
+	}
+	full := false
+	for {
+		if err := ctx.Err(); err != nil {
+			return &OpError{Op: "receive", Err: err}
+		}
+		if full {
+			got, err := c.TryReceiveBatch(b)
+			if err != nil {
+				return err
+			}
+			if !got {
+				full = false
+				if idle != nil {
+					idle()
+				}
+				continue
+			}
+		} else if err := c.ReceiveBatch(ctx, b); err != nil {
+			return err
+		}
+		full = b.Datagrams >= b.Cap() || b.Lost > 0
+		if b = deliver(b); b == nil {
+			return nil
+		}
+	}
+}
