@@ -24,6 +24,7 @@ func init() {
 		{"EachIdleAfterFullBatch", testEachIdleAfterFullBatch},
 		{"EachOverflowWhileReading", testEachOverflowWhileReading},
 		{"EachEnds", testEachEnds},
+		{"EachEndsWhileBusy", testEachEndsWhileBusy},
 	}...)
 }
 
@@ -170,6 +171,41 @@ func testEachEnds(t *testing.T, e *env) {
 	c.Close()
 	if err := waitErr(t, errc); !errors.Is(err, transport.ErrClosed) {
 		t.Fatalf("closed: %v", err)
+	}
+}
+
+// A loop that never waits, the queue never empty, still ends soon after
+// Close or ctx's end, between two batches.
+func testEachEndsWhileBusy(t *testing.T, e *env) {
+	for _, end := range []string{"close", "cancel"} {
+		s, r := e.dial(t, dialOpts{}), e.dial(t, dialOpts{})
+		const queued = 150 // within the default receive buffer
+		for i := range uint32(queued) {
+			send(t, s, transport.Addr{Port: r.Port()}, &transport.Message{ID: confID, Seq: i})
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var got atomic.Int32
+		errc := eachLoop(ctx, r, 1, s.Port(), func(*transport.Received, uint64) bool {
+			got.Add(1)
+			time.Sleep(time.Millisecond) // slower than the queue empties
+			return true
+		}, nil)
+		time.Sleep(30 * time.Millisecond)
+		start := time.Now()
+		var want error
+		if end == "close" {
+			r.Close()
+			want = transport.ErrClosed
+		} else {
+			cancel()
+			want = context.Canceled
+		}
+		err := waitErr(t, errc)
+		cancel()
+		if took := time.Since(start); !errors.Is(err, want) || took > time.Second || got.Load() >= queued {
+			t.Fatalf("%s: the loop ended after %v with %v, %d of %d delivered; want %v within a second, before the queue ran out",
+				end, took, err, got.Load(), queued, want)
+		}
 	}
 }
 

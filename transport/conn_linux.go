@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,7 +28,8 @@ type NetlinkConn struct {
 	port        uint32
 	sendTimeout time.Duration
 	closed      atomic.Bool
-	sendOps     sync.Pool // *sendOp
+	deadline    atomic.Int64 // unix nanos of the read deadline, 0 for none
+	sendOps     sync.Pool    // *sendOp
 
 	// Receive state, owned by the one ReceiveBatch running at a time.
 	rmu       sync.Mutex
@@ -150,7 +152,21 @@ func (c *NetlinkConn) ReadBuffer() (int, error) { return c.nl.ReadBuffer() }
 func (c *NetlinkConn) SetReadBuffer(bytes int) error { return c.nl.SetReadBuffer(bytes) }
 
 // SetReadDeadline bounds a blocking ReceiveBatch; zero means no deadline.
-func (c *NetlinkConn) SetReadDeadline(t time.Time) error { return c.nl.SetReadDeadline(t) }
+func (c *NetlinkConn) SetReadDeadline(t time.Time) error {
+	var at int64
+	if !t.IsZero() {
+		at = t.UnixNano()
+	}
+	c.deadline.Store(at)
+	return c.nl.SetReadDeadline(t)
+}
+
+// deadlinePassed is for ReceiveEach between batches; a wait sees the
+// deadline through the poller.
+func (c *NetlinkConn) deadlinePassed() bool {
+	at := c.deadline.Load()
+	return at != 0 && time.Now().UnixNano() >= at
+}
 
 // SetOption sets a boolean netlink socket option.
 func (c *NetlinkConn) SetOption(option netlink.ConnOption, enable bool) error {
@@ -365,11 +381,14 @@ func (c *NetlinkConn) waitError(ctx context.Context, err error) error {
 // raw.Read, so the poller's readiness is never reset between batches. That
 // is what makes it safe to wait right after a batch with room to spare,
 // without a recvmmsg that finds the queue empty: recvmmsg returns short only
-// when the queue ran empty or an error arose during the call (the kernel
-// then keeps the error for the next call), and the datagram or the error
-// that comes after that call marks the socket readable, which ends the wait.
-// The wait right after a ENOBUFS report or a full batch is not taken: the
-// queue may hold more.
+// when the queue ran empty, and then the next datagram marks the socket
+// readable, or when an overrun's ENOBUFS arose during the call, whose error
+// report already did (the kernel keeps the error for the next call). After
+// an ENOBUFS report or a full batch the queue may hold more: no wait.
+//
+// deliver runs while the loop holds the socket, and Close waits for the
+// loop to let go of it: deliver must not close c. Close, ctx and a passed
+// read deadline end the loop between batches as well as in a wait.
 func (c *NetlinkConn) ReceiveEach(ctx context.Context, b *Batch, deliver func(*Batch) *Batch, idle func()) error {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
@@ -377,8 +396,15 @@ func (c *NetlinkConn) ReceiveEach(ctx context.Context, b *Batch, deliver func(*B
 	var err error
 	rerr := c.raw.Read(func(fd uintptr) bool {
 		for {
-			if err = ctx.Err(); err != nil {
-				err = &OpError{Op: "receive", Err: err}
+			switch {
+			case c.closed.Load():
+				err = &OpError{Op: "receive", Err: ErrClosed}
+				return true
+			case ctx.Err() != nil:
+				err = &OpError{Op: "receive", Err: ctx.Err()}
+				return true
+			case c.deadlinePassed():
+				err = &OpError{Op: "receive", Err: os.ErrDeadlineExceeded}
 				return true
 			}
 			c.prepare(b)

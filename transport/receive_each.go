@@ -14,9 +14,11 @@ type EachReceiver interface {
 // deliver and goes on with the batch deliver returns; deliver returning nil
 // ends the loop and ReceiveEach returns nil. A receive error or ctx ending
 // also ends it, with that error (the batch in hand is then the last one
-// deliver returned, or b). Before it waits after a batch that filled up
-// (the queue may not be empty), and a receive that finds the queue empty,
-// it calls idle if it is not nil.
+// deliver returned, or b); so does Close, between batches as well as in a
+// wait. Before it waits after a batch that filled up (the queue may not
+// be empty), and a receive that finds the queue empty, it calls idle if it
+// is not nil. deliver must not close c: on the kernel's socket, Close waits
+// for the loop to let go of it.
 //
 // It is ReceiveBatch in a loop, with one difference on the kernel's socket
 // (Dial): the loop stays registered with the Go poller between batches, so
