@@ -4,13 +4,15 @@
 // Data flows like this:
 //
 //	receive loop ──Batch──▶ reader actor ──copy into slot──▶ mailbox (id A) ──run──▶ Handler.Receive × n
-//	 (ReceiveBatch)          decode, sender policy,           (ring of slots)          or BatchHandler.ReceiveBatch
+//	 (ReceiveEach)           decode, sender policy,           (ring of slots)          or BatchHandler.ReceiveBatch
 //	      ▲                  route by id (lock-free)  ╲
 //	      │                                            ▶ mailbox (id B) ...
 //	      └──── not read while a mailbox is full (Backpressure, bounded by the stall timeout)
 //
 // A goroutine fills one of two reusable transport.Batch values from the
-// socket and hands it to the reader actor, which routes every message
+// socket (transport.ReceiveEach, which waits right after a batch that
+// emptied the queue, without a receive to find it empty) and hands it to
+// the reader actor, which routes every message
 // through the dispatch table's current snapshot: unknown ids are counted
 // (and go to the fallback handler if there is one), senders the callback's
 // policy refuses are counted and logged (rate-limited), and the rest are
