@@ -69,22 +69,26 @@ func (r *Requester) rememberLocked(k matchKey, from sender, answered bool, now i
 		g.refs[b]++
 		r.idRefs[b].Add(1)
 	}
-	if len(g.m) == 0 {
+	// now is read before mu is taken, so expiries arrive nearly, not
+	// strictly, in order.
+	if len(g.m) == 0 || e.expires < g.oldest {
 		g.oldest = e.expires
 	}
-	g.newest = e.expires
+	g.newest = max(g.newest, e.expires)
 	g.m[k] = e
 }
 
 // pruneLocked forgets the generations whose window has passed.
 func (r *Requester) pruneLocked(now int64) {
-	if prev := &r.recent.gens[r.recent.cur^1]; len(prev.m) > 0 && prev.newest <= now {
+	prev, cur := &r.recent.gens[r.recent.cur^1], &r.recent.gens[r.recent.cur]
+	if len(prev.m) > 0 && prev.newest <= now {
 		r.dropLocked(prev)
 	}
-	if cur := &r.recent.gens[r.recent.cur]; len(cur.m) > 0 && cur.oldest <= now {
-		// Everything older than cur's oldest entry has expired: the
-		// previous generation goes, and cur follows once its newest does.
-		r.rotateLocked()
+	// Once cur's oldest entry has expired, cur becomes the previous
+	// generation, to be dropped when its newest has: expired entries do
+	// not pile up under light traffic that never fills a generation.
+	if len(prev.m) == 0 && len(cur.m) > 0 && cur.oldest <= now {
+		r.recent.cur ^= 1
 		if cur.newest <= now {
 			r.dropLocked(cur)
 		}
@@ -104,6 +108,7 @@ func (r *Requester) dropLocked(g *recentGen) {
 		}
 	}
 	g.refs = [idBuckets]int32{}
+	g.oldest, g.newest = 0, 0
 	clear(g.m)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"testing"
@@ -435,3 +436,60 @@ func TestRequesterManyTimeoutsOneTimer(t *testing.T) {
 
 // nop is the taken hook of tests that do not look at the reader's count.
 func nop() {}
+
+// The recent set against a model, over random remembers and prunes with a
+// clock that mostly moves forward and sometimes a little back (now is read
+// before the lock): the per-bucket counts intercept's fast path reads equal
+// the entries held, the set holds at most DupCapacity rounded up to even,
+// a key remembered within the last half capacity is found until its window
+// passes, and what is found is the latest entry, never an expired one.
+func TestRequesterRecentSetModel(t *testing.T) {
+	for _, capacity := range []int{1, 2, 3, 7, 64} {
+		for seed := range uint64(100) {
+			rng := rand.New(rand.NewPCG(seed, uint64(capacity)))
+			r := &Requester{cfg: RequesterConfig{DupCapacity: capacity}, window: 100}
+			type remembered struct {
+				expires int64
+				order   int
+			}
+			model := map[matchKey]remembered{}
+			order, now, latest := 0, int64(1000), int64(0)
+			for step := range 400 {
+				now += int64(rng.IntN(30)) - 2
+				latest = max(latest, now)
+				k := matchKey{id: transport.CbID{Idx: uint32(rng.IntN(4)), Val: uint32(rng.IntN(3))}, seq: uint32(rng.IntN(12))}
+				if rng.IntN(3) < 2 {
+					r.rememberLocked(k, sender{port: 1}, false, now)
+					order++
+					model[k] = remembered{now + r.window, order}
+				} else {
+					r.pruneLocked(now)
+				}
+				var held [idBuckets]int32
+				for _, g := range r.recent.gens {
+					for k := range g.m {
+						held[idBucket(k.id)]++
+					}
+				}
+				for b := range held {
+					if got := r.idRefs[b].Load(); got != held[b] {
+						t.Fatalf("capacity %d seed %d step %d: bucket %d counts %d, holds %d", capacity, seed, step, b, got, held[b])
+					}
+				}
+				if n := r.recent.len(); n > capacity+capacity%2 {
+					t.Fatalf("capacity %d seed %d step %d: %d remembered", capacity, seed, step, n)
+				}
+				for k, m := range model {
+					e, _, ok := r.recent.find(k, now)
+					if ok && (e.expires != m.expires || e.expires <= now) {
+						t.Fatalf("capacity %d seed %d step %d: found an entry expiring at %d, want %d (now %d)", capacity, seed, step, e.expires, m.expires, now)
+					}
+					// Windows pass by the latest clock reading.
+					if !ok && m.expires > latest && order-m.order < (capacity+1)/2 {
+						t.Fatalf("capacity %d seed %d step %d: a key remembered %d remembers ago was forgotten before its window passed", capacity, seed, step, order-m.order)
+					}
+				}
+			}
+		}
+	}
+}
