@@ -46,6 +46,7 @@ type NetlinkConn struct {
 	recvErr   syscall.Errno
 	lastDrops uint32 // drop counter at the last loss report
 	congested bool   // ENOBUFS seen, queue not yet drained
+	emptied   bool   // a receive found the queue empty while congested
 	// The last two batches bound, see bind.
 	binds    [2]binding
 	bindNext int
@@ -321,7 +322,15 @@ func (c *NetlinkConn) recvmmsg(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false
+			if !c.congested {
+				return false
+			}
+			// A full batch emptied the queue after an ENOBUFS report:
+			// drops since that report are final now and reported by
+			// finish, even though nothing was read.
+			c.congested, c.emptied = false, true
+			c.recvN, c.recvErr = 0, 0
+			return true
 		}
 		c.recvN, c.recvErr = int(n), errno
 		if errno == 0 {
@@ -344,10 +353,16 @@ func (c *NetlinkConn) ReceiveBatch(ctx context.Context, b *Batch) error {
 		return &OpError{Op: "receive", Err: err}
 	}
 	defer c.wakeOnDone(ctx)()
-	if err := c.raw.Read(c.recvFn); err != nil {
-		return c.waitError(ctx, err)
+	for {
+		if err := c.raw.Read(c.recvFn); err != nil {
+			return c.waitError(ctx, err)
+		}
+		// Empty only when the queue emptied while congested and no
+		// drop came after the last report: wait again.
+		if err := c.finish(b); err != nil || b.Datagrams > 0 || b.Lost > 0 {
+			return err
+		}
 	}
-	return c.finish(b)
 }
 
 // wakeOnDone makes ctx's end wake a receive waiting on the poller; the
@@ -417,6 +432,12 @@ func (c *NetlinkConn) ReceiveEach(ctx context.Context, b *Batch, deliver func(*B
 			more := c.recvErr != 0 || c.recvN == len(c.hdrs)
 			if err = c.finish(b); err != nil {
 				return true
+			}
+			if b.Datagrams == 0 && b.Lost == 0 {
+				if idle != nil {
+					idle() // the queue emptied while congested, no new drops
+				}
+				return false
 			}
 			if b = deliver(b); b == nil {
 				return true
@@ -498,6 +519,10 @@ func (c *NetlinkConn) finish(b *Batch) error {
 	// happened after the ENOBUFS report are final now. If the counter
 	// cannot be read, the batch is still delivered and the next receive
 	// tries again: the counter is cumulative, nothing is lost.
+	if c.emptied {
+		c.emptied = false
+		c.reportDrops(b) // if the counter cannot be read, the next report has these too
+	}
 	if c.congested && c.recvN < len(c.hdrs) && c.reportDrops(b) == nil {
 		c.congested = false
 	}

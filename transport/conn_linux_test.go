@@ -244,3 +244,85 @@ func TestIntegrationSendAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per send", n)
 	}
 }
+
+// Drops that happen after the ENOBUFS report, while the queue is still
+// full, are reported once a receive finds the queue empty, even when the
+// batch that emptied it was full (a full batch does not say the queue is
+// empty, so it cannot report them itself). Batches of one make every batch
+// full. Both the non-blocking receive and ReceiveEach report them.
+func TestIntegrationDropsAfterOverrunReportedWhenEmptied(t *testing.T) {
+	testutil.Privileged(t)
+	for _, via := range []string{"try", "each"} {
+		t.Run(via, func(t *testing.T) {
+			g := testutil.Group(t)
+			s, err := transport.Dial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			r, err := transport.Dial(transport.WithReadBuffer(1), transport.WithGroups(g))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			sent := uint64(0)
+			multicast := func(n int) {
+				for range n {
+					if err := s.Send(context.Background(), transport.Addr{Group: g}, &transport.Message{ID: confID, Data: make([]byte, 64)}); err != nil {
+						t.Fatal(err)
+					}
+					sent++
+				}
+			}
+			multicast(50) // fills the queue; the rest is dropped: ENOBUFS
+			b := transport.NewBatch(1)
+			var got, lost uint64
+			count := func(b *transport.Batch) {
+				lost += b.Lost
+				for _, m := range b.Messages {
+					if m.From == s.Port() {
+						got++
+					}
+				}
+			}
+			if ok, err := r.TryReceiveBatch(b); !ok || err != nil || b.Lost == 0 {
+				t.Fatalf("first receive: %v, %v, lost %d; want the overrun reported", ok, err, b.Lost)
+			}
+			count(b)
+			multicast(10) // the queue is still full: all dropped, no new ENOBUFS
+			switch via {
+			case "try":
+				for {
+					ok, err := r.TryReceiveBatch(b)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !ok {
+						break
+					}
+					count(b)
+				}
+			case "each":
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				defer cancel()
+				err := transport.ReceiveEach(ctx, r, b, func(b *transport.Batch) *transport.Batch {
+					count(b)
+					if got+lost >= sent {
+						return nil
+					}
+					return b
+				}, nil)
+				if err != nil {
+					t.Fatalf("ReceiveEach: %v with %d received + %d lost of %d sent", err, got, lost, sent)
+				}
+			}
+			drops, err := r.Drops()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got+lost != sent || drops != lost {
+				t.Fatalf("received %d + lost %d != sent %d, or socket drops %d != lost", got, lost, sent, drops)
+			}
+		})
+	}
+}
