@@ -317,7 +317,6 @@ func (r *Requester) end(ex *exchange, c *atomic.Uint64, remember bool) bool {
 func (r *Requester) removeLocked(ex *exchange, remember, answered bool, now int64) {
 	ex.done.Store(true)
 	delete(r.pending, ex.key)
-	r.idRefs[idBucket(ex.key.id)].Add(-1)
 	if ex.opts.Match == MatchAck {
 		r.ackOnly--
 	}
@@ -325,6 +324,9 @@ func (r *Requester) removeLocked(ex *exchange, remember, answered bool, now int6
 	if remember {
 		r.rememberLocked(ex.key, ex.from, answered, now)
 	}
+	// Only now, once the key is remembered: intercept's lock-free check
+	// must never see its bucket empty in between.
+	r.idRefs[idBucket(ex.key.id)].Add(-1)
 	r.active.Store(int64(len(r.pending) + r.recent.len()))
 }
 

@@ -12,11 +12,15 @@ import (
 // were new; intercept is the reader's entry, on every admitted message.
 //
 // The memory is two generations of a map. New keys go into the current
-// one; once it holds half of DupCapacity, or its oldest entry's window has
-// passed, the previous generation is forgotten whole and the current one
-// becomes the previous. Nothing is deleted one key at a time: a Go map kept
-// at a fixed size by an insert and a delete per reply fills with
-// tombstones, and at 65,536 entries its probing took 10% of a round trip.
+// one. Once it holds half of DupCapacity (rounded up), the previous
+// generation is forgotten whole, expired or not, and the current one
+// becomes the previous: the latest half of DupCapacity is always kept.
+// Otherwise a generation goes once its latest expiry has passed, and the
+// current one becomes the previous once its earliest has (and the previous
+// is gone), so expired entries do not pile up. Nothing is deleted one key
+// at a time: a Go map kept at a fixed size by an insert and a delete per
+// reply fills with tombstones, and at 65,536 entries its probing took 10%
+// of a round trip.
 
 // recentSet is the two generations; all of it is guarded by Requester.mu.
 type recentSet struct {
@@ -29,7 +33,7 @@ type recentGen struct {
 	// refs counts the entries per id bucket: dropping the generation
 	// takes them off Requester.idRefs in 256 steps, not one per entry.
 	refs           [idBuckets]int32
-	oldest, newest int64 // expiry of the first and the last entry put in
+	oldest, newest int64 // the earliest and the latest expiry of its entries
 }
 
 // recentEntry remembers a finished exchange.
@@ -56,7 +60,7 @@ func (s *recentSet) find(k matchKey, now int64) (recentEntry, *recentGen, bool) 
 func (r *Requester) rememberLocked(k matchKey, from sender, answered bool, now int64) {
 	r.pruneLocked(now)
 	g := &r.recent.gens[r.recent.cur]
-	if len(g.m) >= (r.cfg.DupCapacity+1)/2 {
+	if len(g.m) >= r.cfg.DupCapacity/2+r.cfg.DupCapacity%2 { // half, rounded up, without overflow
 		r.rotateLocked()
 		g = &r.recent.gens[r.recent.cur]
 	}
