@@ -179,7 +179,7 @@ func testEachEnds(t *testing.T, e *env) {
 func testEachEndsWhileBusy(t *testing.T, e *env) {
 	for _, end := range []string{"close", "cancel"} {
 		s, r := e.dial(t, dialOpts{}), e.dial(t, dialOpts{})
-		const queued = 150 // within the default receive buffer
+		const queued = 100 // well within the default receive buffer
 		for i := range uint32(queued) {
 			send(t, s, transport.Addr{Port: r.Port()}, &transport.Message{ID: confID, Seq: i})
 		}
@@ -187,7 +187,7 @@ func testEachEndsWhileBusy(t *testing.T, e *env) {
 		var got atomic.Int32
 		errc := eachLoop(ctx, r, 1, s.Port(), func(*transport.Received, uint64) bool {
 			got.Add(1)
-			time.Sleep(time.Millisecond) // slower than the queue empties
+			time.Sleep(2 * time.Millisecond) // 200 ms for the queue, against 30 ms before the end
 			return true
 		}, nil)
 		time.Sleep(30 * time.Millisecond)

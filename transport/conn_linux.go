@@ -152,7 +152,8 @@ func (c *NetlinkConn) ReadBuffer() (int, error) { return c.nl.ReadBuffer() }
 // SetReadBuffer sets the receive buffer (SO_RCVBUFFORCE when permitted).
 func (c *NetlinkConn) SetReadBuffer(bytes int) error { return c.nl.SetReadBuffer(bytes) }
 
-// SetReadDeadline bounds a blocking ReceiveBatch; zero means no deadline.
+// SetReadDeadline bounds a blocking ReceiveBatch, and ReceiveEach both in
+// its waits and between batches; zero means no deadline.
 func (c *NetlinkConn) SetReadDeadline(t time.Time) error {
 	var at int64
 	if !t.IsZero() {
@@ -379,8 +380,12 @@ func (c *NetlinkConn) wakeOnDone(ctx context.Context) (disarm func()) {
 	})
 	return func() {
 		if !stop() {
-			<-fired // then clear what it set, not before
-			c.nl.SetReadDeadline(time.Time{})
+			<-fired // then undo what it set, not before: the caller's deadline again
+			var t time.Time
+			if at := c.deadline.Load(); at != 0 {
+				t = time.Unix(0, at)
+			}
+			c.nl.SetReadDeadline(t)
 		}
 	}
 }

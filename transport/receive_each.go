@@ -15,10 +15,14 @@ type EachReceiver interface {
 // ends the loop and ReceiveEach returns nil. A receive error or ctx ending
 // also ends it, with that error (the batch in hand is then the last one
 // deliver returned, or b); so does Close, between batches as well as in a
-// wait. Before it waits after a batch that filled up (the queue may not
-// be empty), and a receive that finds the queue empty, it calls idle if it
-// is not nil. deliver must not close c: on the kernel's socket, Close waits
-// for the loop to let go of it.
+// wait. A passed read deadline ends a wait; on the kernel's socket it also
+// ends the loop between batches, while other Conns see it only when they
+// wait. idle, if not nil, is called before every wait that follows a
+// batch which filled up, once a receive has found the queue empty; it may
+// be called before other waits too. A wait after a batch with room to
+// spare needs none: deliver has just seen the batch that emptied the
+// queue. deliver must not close c: on the kernel's socket, Close waits for
+// the loop to let go of it.
 //
 // It is ReceiveBatch in a loop, with one difference on the kernel's socket
 // (Dial): the loop stays registered with the Go poller between batches, so
