@@ -326,3 +326,32 @@ func TestIntegrationDropsAfterOverrunReportedWhenEmptied(t *testing.T) {
 		})
 	}
 }
+
+// A receive woken by its context leaves the caller's read deadline in
+// place for the next receive.
+func TestIntegrationCancelKeepsReadDeadline(t *testing.T) {
+	testutil.Privileged(t)
+	c, err := transport.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	b := transport.NewBatch(1)
+	if err := c.ReceiveBatch(ctx, b); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("receive under a 20ms context: %v", err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- c.ReceiveBatch(context.Background(), b) }()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("next receive: %v, want the read deadline's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		c.Close()
+		t.Fatal("the read deadline set before the cancelled receive was lost")
+	}
+}
