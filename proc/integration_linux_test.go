@@ -331,6 +331,17 @@ func (g *gatedConn) ReceiveBatch(ctx context.Context, b *transport.Batch) error 
 	return g.NetlinkConn.ReceiveBatch(ctx, b)
 }
 
+// ReceiveEach waits at the gate too: the embedded NetlinkConn's own loop
+// would otherwise be used, gate or not.
+func (g *gatedConn) ReceiveEach(ctx context.Context, b *transport.Batch, deliver func(*transport.Batch) *transport.Batch, idle func()) error {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.NetlinkConn.ReceiveEach(ctx, b, deliver, idle)
+}
+
 func TestIntegrationLossMatchesDropCounter(t *testing.T) {
 	testutil.KernelConnector(t)
 	testutil.Exclusive(t, testutil.ProcStorm)

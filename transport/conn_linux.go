@@ -355,11 +355,12 @@ func (c *NetlinkConn) ReceiveBatch(ctx context.Context, b *Batch) error {
 	}
 	defer c.wakeOnDone(ctx)()
 	for {
+		c.prepare(b)
 		if err := c.raw.Read(c.recvFn); err != nil {
 			return c.waitError(ctx, err)
 		}
-		// Empty only when the queue emptied while congested and no
-		// drop came after the last report: wait again.
+		// Empty only after an ENOBUFS or a queue found empty while
+		// congested, with no drop since the last report: go on.
 		if err := c.finish(b); err != nil || b.Datagrams > 0 || b.Lost > 0 {
 			return err
 		}
@@ -439,8 +440,14 @@ func (c *NetlinkConn) ReceiveEach(ctx context.Context, b *Batch, deliver func(*B
 				return true
 			}
 			if b.Datagrams == 0 && b.Lost == 0 {
+				// Nothing to hand on: an ENOBUFS with no drop since the
+				// last report (read on: the queue is full), or the queue
+				// found empty while congested with none either (wait).
+				if more {
+					continue
+				}
 				if idle != nil {
-					idle() // the queue emptied while congested, no new drops
+					idle()
 				}
 				return false
 			}
