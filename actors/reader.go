@@ -176,12 +176,18 @@ func (r *Reader) loop() {
 		case errors.Is(err, transport.ErrClosed):
 			return
 		}
-		r.c.receiveErrors.Add(1)
-		if ok, n := r.limit.allow(warnReceive); ok {
-			r.log.Warn("receive failed", zap.Error(err), zap.Int("suppressed", n))
-		}
-		time.Sleep(10 * time.Millisecond) // a persistent error must not spin
+		r.receiveFailed(err)
 	}
+}
+
+// receiveFailed counts and logs (rate-limited) a failed receive, and
+// pauses: a persistent error must not spin.
+func (r *Reader) receiveFailed(err error) {
+	r.c.receiveErrors.Add(1)
+	if ok, n := r.limit.allow(warnReceive); ok {
+		r.log.Warn("receive failed", zap.Error(err), zap.Int("suppressed", n))
+	}
+	time.Sleep(10 * time.Millisecond)
 }
 
 // drain routes what is queued on the socket without waiting: the queue is
@@ -203,11 +209,7 @@ func (r *Reader) drain() {
 			if errors.Is(err, transport.ErrClosed) {
 				return
 			}
-			r.c.receiveErrors.Add(1)
-			if ok, n := r.limit.allow(warnReceive); ok {
-				r.log.Warn("receive failed", zap.Error(err), zap.Int("suppressed", n))
-			}
-			time.Sleep(10 * time.Millisecond)
+			r.receiveFailed(err)
 			continue
 		}
 		if !got {

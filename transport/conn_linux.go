@@ -46,7 +46,6 @@ type NetlinkConn struct {
 	recvErr   syscall.Errno
 	lastDrops uint32 // drop counter at the last loss report
 	congested bool   // ENOBUFS seen, queue not yet drained
-	emptied   bool   // a receive found the queue empty while congested
 	// The last two batches bound, see bind.
 	binds    [2]binding
 	bindNext int
@@ -327,9 +326,8 @@ func (c *NetlinkConn) recvmmsg(fd uintptr) bool {
 				return false
 			}
 			// A full batch emptied the queue after an ENOBUFS report:
-			// drops since that report are final now and reported by
-			// finish, even though nothing was read.
-			c.congested, c.emptied = false, true
+			// drops since that report are final now, and finish reports
+			// them although nothing was read.
 			c.recvN, c.recvErr = 0, 0
 			return true
 		}
@@ -414,6 +412,9 @@ func (c *NetlinkConn) ReceiveEach(ctx context.Context, b *Batch, deliver func(*B
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	defer c.wakeOnDone(ctx)()
+	if idle == nil {
+		idle = func() {}
+	}
 	var err error
 	rerr := c.raw.Read(func(fd uintptr) bool {
 		for {
@@ -430,9 +431,7 @@ func (c *NetlinkConn) ReceiveEach(ctx context.Context, b *Batch, deliver func(*B
 			}
 			c.prepare(b)
 			if !c.recvmmsg(fd) {
-				if idle != nil {
-					idle()
-				}
+				idle()
 				return false // empty: wait
 			}
 			more := c.recvErr != 0 || c.recvN == len(c.hdrs)
@@ -446,9 +445,7 @@ func (c *NetlinkConn) ReceiveEach(ctx context.Context, b *Batch, deliver func(*B
 				if more {
 					continue
 				}
-				if idle != nil {
-					idle()
-				}
+				idle()
 				return false
 			}
 			if b = deliver(b); b == nil {
@@ -527,16 +524,17 @@ func (c *NetlinkConn) finish(b *Batch) error {
 		}
 		b.AddDatagram(data, from, group, creds)
 	}
-	// A batch that did not fill up drained the queue: any drops that
-	// happened after the ENOBUFS report are final now. If the counter
+	// A batch that did not fill up, or a receive that found the queue
+	// empty, drained it: any drops that happened after the ENOBUFS report
+	// are final now. If the counter
 	// cannot be read, the batch is still delivered and the next receive
 	// tries again: the counter is cumulative, nothing is lost.
-	if c.emptied {
-		c.emptied = false
-		c.reportDrops(b) // if the counter cannot be read, the next report has these too
-	}
-	if c.congested && c.recvN < len(c.hdrs) && c.reportDrops(b) == nil {
-		c.congested = false
+	if c.congested && c.recvN < len(c.hdrs) {
+		if err := c.reportDrops(b); err == nil {
+			c.congested = false
+		} else if c.recvN == 0 {
+			return err // nothing read to deliver; no receive loop spins on it
+		}
 	}
 	return nil
 }
