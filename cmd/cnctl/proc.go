@@ -112,19 +112,19 @@ func runProc(ctx context.Context, args []string, e *env) error {
 	users := newUserNames()
 	var line []byte
 	var shown uint64
-	for ev := range m.Events() {
+	handle := func(ev proc.Event) {
 		if _, isAck := ev.(*proc.Ack); isAck && !f.json {
-			continue
+			return
 		}
 		if !filter.match(ev) {
-			continue
+			return
 		}
 		shown++
 		if f.stats || f.quiet {
 			counts.add(ev)
 		}
 		if !show {
-			continue
+			return
 		}
 		switch {
 		case f.json:
@@ -133,7 +133,13 @@ func runProc(ctx context.Context, args []string, e *env) error {
 			line = appendProcText(line[:0], ev, clock, textOpts{form: form, extra: f.extra, glyphs: f.glyphs, container: f.cidCol}, users)
 		}
 		out.Write(line)
-		if len(m.Events()) == 0 {
+	}
+	for ev := range m.Events() {
+		handle(ev)
+		// Flushed whenever nothing is waiting, also after an event the
+		// filter dropped: a shown line must not sit in the buffer while
+		// other processes' events keep the channel busy.
+		if out.Buffered() > 0 && len(m.Events()) == 0 {
 			if err := out.Flush(); err != nil {
 				return err
 			}

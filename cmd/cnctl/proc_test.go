@@ -19,6 +19,7 @@ type procLine struct {
 	Event   string `json:"event"`
 	PID     uint32 `json:"pid"`
 	Child   uint32 `json:"child_pid"`
+	Parent  uint32 `json:"parent_pid"`
 	Code    *int   `json:"code"`
 	Signal  *int   `json:"signal"`
 	Process *struct {
@@ -239,5 +240,46 @@ func TestProcCounts(t *testing.T) {
 `
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// A shown line is written out even while other processes' events, all
+// filtered out, keep arriving: a flood of unrelated processes runs
+// throughout, and each fork of the watched process must appear while it
+// does, before the next one is asked for.
+func TestIntegrationProcFlushesUnderUnrelatedTraffic(t *testing.T) {
+	testutil.KernelConnector(t)
+	testutil.Exclusive(t, testutil.ProcStorm)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	flood := exec.CommandContext(ctx, "/bin/sh", "-c", "while :; do /bin/true; done")
+	if err := flood.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer flood.Wait()
+	defer cancel()
+	target := exec.Command("/bin/sh", "-c", "while read x; do /bin/true; done")
+	stdin, err := target.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := target.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer target.Wait()
+	defer stdin.Close()
+	pid := uint32(target.Process.Pid)
+	out := startProc(t, "-pid", fmt.Sprint(pid))
+	for round := 1; round <= 20; round++ {
+		fmt.Fprintln(stdin, "fork")
+		testutil.WaitFor(t, fmt.Sprintf("fork %d of the watched process shown during the flood", round), func() bool {
+			n := 0
+			for _, l := range procLines(t, out.String()) {
+				if l.Event == "fork" && l.Parent == pid {
+					n++
+				}
+			}
+			return n >= round
+		})
 	}
 }
