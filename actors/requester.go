@@ -200,26 +200,34 @@ func (r *Requester) Request(ctx context.Context, to transport.Addr, m transport.
 	if err := r.cfg.Sender.Send(ctx, to, &m); err != nil {
 		return r.sendFailed(ctx, ex, err)
 	}
+	// A context that can never end (Background) needs no select: a plain
+	// receive is the cheaper wait, on the path every round trip takes.
+	done := ctx.Done()
 	for {
-		select {
-		case ev := <-ex.ch:
-			if ev == evDone {
-				return ex.result()
+		var ev event
+		if done == nil {
+			ev = <-ex.ch
+		} else {
+			select {
+			case ev = <-ex.ch:
+			case <-done:
+				if r.end(ex, &r.c.cancelled, true) {
+					return nil, ctx.Err()
+				}
+				return r.await(ex)
 			}
-			if ex.done.Load() {
-				continue // the reply won the race; evDone follows
-			}
-			wait = min(time.Duration(float64(wait)*o.Backoff), o.MaxWait)
-			n := ex.attempts.Add(1)
-			r.arm(ex, wait, n)
-			if err := r.cfg.Sender.Send(ctx, to, &m); err != nil {
-				return r.sendFailed(ctx, ex, err)
-			}
-		case <-ctx.Done():
-			if r.end(ex, &r.c.cancelled, true) {
-				return nil, ctx.Err()
-			}
-			return r.await(ex)
+		}
+		if ev == evDone {
+			return ex.result()
+		}
+		if ex.done.Load() {
+			continue // the reply won the race; evDone follows
+		}
+		wait = min(time.Duration(float64(wait)*o.Backoff), o.MaxWait)
+		n := ex.attempts.Add(1)
+		r.arm(ex, wait, n)
+		if err := r.cfg.Sender.Send(ctx, to, &m); err != nil {
+			return r.sendFailed(ctx, ex, err)
 		}
 	}
 }

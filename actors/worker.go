@@ -37,6 +37,11 @@ func (w *worker) run() {
 // nothing runs.
 func (w *worker) Schedule(fn func()) {
 	select {
+	case w.wake <- fn: // the common case, without locking done as well
+		return
+	default:
+	}
+	select {
 	case w.wake <- fn:
 	case <-w.done:
 	}
