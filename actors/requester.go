@@ -291,14 +291,23 @@ func (r *Requester) register(ex *exchange, m *transport.Message) error {
 	return nil
 }
 
-// arm schedules the end of attempt n's wait. The actor is woken only when
-// this deadline is earlier than the one the timer is set for.
+// armsCompact is how many new deadlines wake the actor to sort them out
+// even when none is due earlier than the timer: each holds its exchange,
+// answered or not, until the actor has seen it.
+const armsCompact = 1024
+
+// arm schedules the end of attempt n's wait. The actor is woken when this
+// deadline is earlier than the one the timer is set for, or when
+// armsCompact deadlines have piled up: with a constant timeout every new
+// deadline is later than the timer's, and without it the exchanges of a
+// whole timeout's worth of requests (rate x timeout, millions with long
+// timeouts) would be kept alive until it fires.
 func (r *Requester) arm(ex *exchange, wait time.Duration, n int32) {
 	at := r.now() + int64(wait)
 	r.mu.Lock()
 	r.arms = append(r.arms, timerEntry{at: at, ex: ex, attempt: n})
-	wake := !r.isClosed && (r.armedAt == 0 || at < r.armedAt)
-	if wake {
+	wake := !r.isClosed && (r.armedAt == 0 || at < r.armedAt || len(r.arms) == armsCompact)
+	if wake && (r.armedAt == 0 || at < r.armedAt) {
 		r.armedAt = at
 	}
 	r.mu.Unlock()

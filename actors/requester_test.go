@@ -435,6 +435,32 @@ func TestRequesterManyTimeoutsOneTimer(t *testing.T) {
 	}
 }
 
+// Answered exchanges must not pile up behind a long timeout: every new
+// deadline is later than the timer's, and each one pending in the timer's
+// queue holds its exchange. Bounded by armsCompact and the heap's own
+// compaction, not by rate x timeout.
+func TestRequesterAnsweredExchangesNotKeptUntilTimeout(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{})
+	const n = 8 * armsCompact
+	for range n {
+		ch := g.start(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{Timeout: time.Hour})
+		req := g.s.next(t)
+		if !g.r.intercept(received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 7, 0), nop) {
+			t.Fatal("reply refused")
+		}
+		if res := wait(t, ch); res.err != nil {
+			t.Fatal(res.err)
+		}
+	}
+	g.r.Close() // stops the actor: its heap can be read
+	g.r.mu.Lock()
+	held := len(g.r.arms) + len(g.r.heap)
+	g.r.mu.Unlock()
+	if held > 3*armsCompact {
+		t.Fatalf("%d timer entries (and their exchanges) held after %d answered requests", held, n)
+	}
+}
+
 // nop is the taken hook of tests that do not look at the reader's count.
 func nop() {}
 
