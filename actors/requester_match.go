@@ -76,7 +76,8 @@ func (r *Requester) rememberLocked(k matchKey, from sender, answered bool, now i
 	g.newest = max(g.newest, e.expires)
 	// One map operation, not a lookup and an insert: the generation is
 	// too big for the cache, and each costs a miss. A key already there
-	// (a retry's) leaves the length as it was.
+	// (an earlier exchange's that used the same seq and ack) leaves the
+	// length as it was.
 	n := len(g.m)
 	g.m[k] = e
 	if len(g.m) != n {
@@ -147,25 +148,14 @@ func (r *Requester) intercept(m *transport.Received, taken func()) bool {
 		ex = r.pending[k]
 	}
 	if ex != nil && ex.from.accepts(m.From) {
-		// The exchange is remembered only after its caller is woken:
-		// the insert into the recent set costs cache misses the round
-		// trip need not wait for. Only this goroutine calls intercept,
-		// so no message can find the key neither pending nor
-		// remembered in between.
-		r.removeLocked(ex, false, true, now)
+		r.removeLocked(ex, true, true, now)
 		r.mu.Unlock()
 		r.c.replies.Add(1)
 		ex.reply = Reply{Received: *m, RTT: time.Duration(now - ex.sent.Load()), Attempts: int(ex.attempts.Load())}
 		r.c.rtt.observe(ex.reply.RTT)
 		ex.reply.Data = append([]byte(nil), m.Data...)
 		taken() // before the caller wakes and may read the reader's counters
-		// ex is the caller's once it is woken.
-		key, from := ex.key, ex.from
 		ex.ch <- evDone
-		r.mu.Lock()
-		r.rememberLocked(key, from, true, now)
-		r.active.Store(int64(len(r.pending) + r.recent.len()))
-		r.mu.Unlock()
 		return true
 	}
 	defer r.mu.Unlock()

@@ -461,6 +461,41 @@ func TestRequesterAnsweredExchangesNotKeptUntilTimeout(t *testing.T) {
 	}
 }
 
+// An exchange that reuses the seq and ack of one just answered, and is
+// cancelled, is remembered as its own: its late reply is counted, not
+// dispatched. The new exchange starts and ends inside the taken hook,
+// while intercept is still handing over the first one's reply (a
+// remember deferred past that point once overwrote the second's entry).
+func TestRequesterReusedKeyCancelledWhileReplyHandedOver(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{})
+	m := transport.Message{ID: testID, Seq: 5, Ack: 10}
+	first := g.start(context.Background(), m, transport.Addr{Port: 7}, RequestOptions{Timeout: time.Hour})
+	g.s.next(t)
+	var second result
+	hook := func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := g.start(ctx, m, transport.Addr{Port: 8}, RequestOptions{Timeout: time.Hour})
+		g.s.next(t)
+		cancel()
+		second = wait(t, ch)
+	}
+	if !g.r.intercept(received(transport.Message{ID: testID, Seq: 5, Ack: 11}, 7, 0), hook) {
+		t.Fatal("reply to the first exchange refused")
+	}
+	if res := wait(t, first); res.err != nil {
+		t.Fatal(res.err)
+	}
+	if !errors.Is(second.err, context.Canceled) {
+		t.Fatalf("second exchange: %v, want context.Canceled", second.err)
+	}
+	if !g.r.intercept(received(transport.Message{ID: testID, Seq: 5, Ack: 11}, 8, 0), nop) {
+		t.Fatal("the cancelled exchange's late reply was not recognised: it would reach a handler")
+	}
+	if st := g.r.Stats(); st.Late != 1 || st.Cancelled != 1 || st.Replies != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
 // nop is the taken hook of tests that do not look at the reader's count.
 func nop() {}
 
