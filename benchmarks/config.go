@@ -298,9 +298,14 @@ func machine() Machine {
 
 // LatencyResult holds round-trip times in microseconds.
 type LatencyResult struct {
-	Sides []LatencySide `json:"sides"` // baseline first, cnactor last
-	// P50Ratio is cnactor's p50 over the baseline's.
+	// Sides are the baselines, the raw ping-pong first, then cnactor's
+	// Requests last.
+	Sides []LatencySide `json:"sides"`
+	// P50Ratio is cnactor's p50 over the raw ping-pong's (the target).
 	P50Ratio float64 `json:"p50_ratio"`
+	// P50Ratios is cnactor's p50 over each baseline's, keyed
+	// "cnactor/<side name>".
+	P50Ratios map[string]float64 `json:"p50_ratios,omitempty"`
 }
 
 // LatencySide is one side's round trips.

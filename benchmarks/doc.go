@@ -6,7 +6,8 @@
 // Every figure comes with a baseline measured in the same run, on the same
 // traffic: a plain recvmmsg loop (what the machine can do), an
 // mdlayher/netlink Conn.Receive loop (what a straightforward Go client
-// gets), a raw two-socket ping-pong for round trips. Every run checks its
+// gets), a raw two-socket ping-pong for round trips (and the same
+// ping-pong over Go's netpoller, the runtime's share). Every run checks its
 // loss accounting exactly:
 //
 //	sent == delivered + kernel drops (SO_MEMINFO) + mailbox drops + other counted rejections

@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +23,10 @@ import (
 // Latency side names.
 const (
 	NameRawPingPong = "raw-pingpong"
-	NameRequest     = "cnactor-request"
+	// NameNetpoller is the same ping-pong over Go's netpoller: the
+	// runtime's share of a round trip, without cnactor.
+	NameNetpoller = "netpoller-pingpong"
+	NameRequest   = "cnactor-request"
 )
 
 // echoIdx is the idx of the latency scenario's echo callback (unicast).
@@ -245,6 +250,112 @@ func (p *memPingPong) close() {
 	}
 }
 
+// pollPingPong is the raw ping-pong's shape over Go's netpoller, the way
+// a plain Go program reads the socket: the echo answers from a
+// transport.ReceiveEach loop, and each client sends and then waits in
+// ReceiveBatch. Between the raw ping-pong and it lies the Go runtime's
+// cost; between it and a Request, cnactor's.
+type pollPingPong struct {
+	echo    *transport.NetlinkConn
+	group   uint32
+	clients []*transport.NetlinkConn
+	batches []*transport.Batch
+	reqs    []transport.Message
+	renew   []time.Time // when client i's read deadline is pushed on next
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
+	err     error
+}
+
+func newPollPingPong(n int, id transport.CbID, payload int, group uint32) (*pollPingPong, error) {
+	p := &pollPingPong{group: group}
+	var err error
+	if p.echo, err = transport.Dial(); err != nil {
+		return nil, err
+	}
+	if group != 0 {
+		if err := p.echo.JoinGroup(group); err != nil {
+			p.close()
+			return nil, err
+		}
+	}
+	data := make([]byte, payload)
+	for i := range n {
+		c, err := transport.Dial()
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.clients = append(p.clients, c)
+		p.batches = append(p.batches, transport.NewBatch(1))
+		p.reqs = append(p.reqs, transport.Message{ID: id, Seq: uint32(i + 1), Ack: 7, Data: data})
+		p.renew = append(p.renew, time.Time{})
+	}
+	return p, nil
+}
+
+func (p *pollPingPong) start() {
+	p.done = make(chan struct{})
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	go func() {
+		defer close(p.done)
+		err := transport.ReceiveEach(p.ctx, p.echo, transport.NewBatch(0), p.answer, nil)
+		if p.ctx.Err() == nil && p.err == nil {
+			p.err = err
+		}
+	}()
+}
+
+// answer is the echo's deliver: a reply to every message, as the raw
+// echo makes it.
+func (p *pollPingPong) answer(b *transport.Batch) *transport.Batch {
+	for i := range b.Messages {
+		m := &b.Messages[i]
+		r := handlers.ReplyTo(&m.Message, m.Data)
+		if err := p.echo.Send(p.ctx, transport.Addr{Port: m.From}, &r); err != nil && p.ctx.Err() == nil && p.err == nil {
+			p.err = err
+		}
+	}
+	return b
+}
+
+func (p *pollPingPong) stop() error {
+	p.cancel()
+	<-p.done
+	return p.err
+}
+
+// roundTrip waits for the reply under a read deadline of about a second
+// (like the raw clients' SO_RCVTIMEO), renewed every half second rather
+// than set per round trip, which would arm a runtime timer each time.
+func (p *pollPingPong) roundTrip(i int) error {
+	c := p.clients[i]
+	if now := time.Now(); now.After(p.renew[i]) {
+		if err := c.SetReadDeadline(now.Add(time.Second)); err != nil {
+			return err
+		}
+		p.renew[i] = now.Add(time.Second / 2)
+	}
+	to := transport.Addr{Port: p.echo.Port()}
+	if p.group != 0 {
+		to = transport.Addr{Group: p.group}
+	}
+	if err := c.Send(context.Background(), to, &p.reqs[i]); err != nil {
+		return err
+	}
+	return c.ReceiveBatch(context.Background(), p.batches[i])
+}
+
+func (p *pollPingPong) close() {
+	if p.echo != nil {
+		p.echo.Close()
+	}
+	for _, c := range p.clients {
+		c.Close()
+	}
+}
+
 type rttLog struct {
 	mu       sync.Mutex
 	rtts     []time.Duration
@@ -267,7 +378,7 @@ func (l *rttLog) block(n int, d time.Duration, rt func(i int) error) error {
 				err := rt(i)
 				rtt := time.Since(t0)
 				if err != nil {
-					if errors.Is(err, cnactor.ErrTimeout) || errors.Is(err, unix.EAGAIN) || errors.Is(err, context.DeadlineExceeded) {
+					if errors.Is(err, cnactor.ErrTimeout) || errors.Is(err, unix.EAGAIN) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
 						l.timeouts.Add(1)
 						continue
 					}
@@ -306,20 +417,26 @@ func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsec
 func runLatency(ctx context.Context, cfg *Config, res *Result) (err error) {
 	// Multicast: the ping-pong and the connectors each get a group, so
 	// that neither answers the other's requests.
-	var rawGroup, group uint32
+	// The netpoller ping-pong (kernel only) needs a third group; given
+	// only two, it is left out.
+	var rawGroup, group, pollGroup uint32
+	withPoller := cfg.Transport == Netlink
 	if cfg.Mode == Multicast {
 		switch {
-		case len(cfg.Groups) >= 2:
+		case len(cfg.Groups) >= 3:
+			rawGroup, group, pollGroup = cfg.Groups[0], cfg.Groups[1], cfg.Groups[2]
+		case len(cfg.Groups) == 2:
 			rawGroup, group = cfg.Groups[0], cfg.Groups[1]
+			withPoller = false
 		case cfg.Transport == Memory:
 			rawGroup, group = 31, 32
 		default:
-			gs, release, err := ReserveGroups(2)
+			gs, release, err := ReserveGroups(3)
 			if err != nil {
 				return err
 			}
 			defer release()
-			rawGroup, group = gs[0], gs[1]
+			rawGroup, group, pollGroup = gs[0], gs[1], gs[2]
 		}
 	}
 	id := transport.CbID{Idx: echoIdx, Val: 1}
@@ -354,6 +471,19 @@ func runLatency(ctx context.Context, cfg *Config, res *Result) (err error) {
 		}
 	}
 	defer pp.close()
+	baselines := make([]baseline, 1, 2)
+	baselines[0].name, baselines[0].pp = NameRawPingPong, pp
+	if withPoller {
+		poll, err := newPollPingPong(cfg.InFlight, id, cfg.Payload, pollGroup)
+		if err != nil {
+			srvConn.Close()
+			cliConn.Close()
+			return err
+		}
+		defer poll.close()
+		baselines = baselines[:2]
+		baselines[1].name, baselines[1].pp = NameNetpoller, poll
+	}
 	srv, err := cnactor.New(cnactor.WithTransport(srvConn))
 	if err != nil {
 		cliConn.Close()
@@ -383,26 +513,32 @@ func runLatency(ctx context.Context, cfg *Config, res *Result) (err error) {
 		drops0, _ = srvNet.Drops()
 	}
 
-	var raw, req rttLog
-	// Warm both paths up, then alternate blocks so that both see the same
+	var req rttLog
+	// Warm every path up, then alternate blocks so that all see the same
 	// machine.
-	pp.start()
-	(&rttLog{}).block(cfg.InFlight, 50*time.Millisecond, pp.roundTrip)
-	if err := pp.stop(); err != nil {
-		return fmt.Errorf("raw ping-pong: %w", err)
+	for i := range baselines {
+		b := &baselines[i]
+		b.pp.start()
+		(&rttLog{}).block(cfg.InFlight, 50*time.Millisecond, b.pp.roundTrip)
+		if err := b.pp.stop(); err != nil {
+			return fmt.Errorf("%s: %w", b.name, err)
+		}
 	}
 	(&rttLog{}).block(cfg.InFlight, 50*time.Millisecond, request)
 	const rounds = 10
-	slot := cfg.Duration / (2 * rounds)
+	slot := cfg.Duration / time.Duration((len(baselines)+1)*rounds)
 	rp := startReporter(cfg)
 	defer rp.close()
 	warm := cli.Stats().Requester
 	for round := 0; round < rounds && ctx.Err() == nil; round++ {
-		rp.set(&phase{name: NameRawPingPong, r: rttCounter{&raw}, start: time.Now(), sent: raw.done.Load})
-		pp.start()
-		rerr := raw.block(cfg.InFlight, slot, pp.roundTrip)
-		if err := errors.Join(rerr, pp.stop()); err != nil {
-			return fmt.Errorf("raw ping-pong: %w", err)
+		for i := range baselines {
+			b := &baselines[i]
+			rp.set(&phase{name: b.name, r: rttCounter{&b.log}, start: time.Now(), sent: b.log.done.Load})
+			b.pp.start()
+			rerr := b.log.block(cfg.InFlight, slot, b.pp.roundTrip)
+			if err := errors.Join(rerr, b.pp.stop()); err != nil {
+				return fmt.Errorf("%s: %w", b.name, err)
+			}
 		}
 		rp.set(&phase{name: NameRequest, r: rttCounter{&req}, start: time.Now(), sent: req.done.Load})
 		if err := req.block(cfg.InFlight, slot, request); err != nil && ctx.Err() == nil {
@@ -410,10 +546,18 @@ func runLatency(ctx context.Context, cfg *Config, res *Result) (err error) {
 		}
 	}
 	rp.set(nil)
-	lr := &LatencyResult{Sides: []LatencySide{raw.side(NameRawPingPong), req.side(NameRequest)}}
-	if lr.Sides[0].P50 > 0 {
-		lr.P50Ratio = lr.Sides[1].P50 / lr.Sides[0].P50
+	lr := &LatencyResult{P50Ratios: map[string]float64{}}
+	for i := range baselines {
+		lr.Sides = append(lr.Sides, baselines[i].log.side(baselines[i].name))
 	}
+	lr.Sides = append(lr.Sides, req.side(NameRequest))
+	cn := lr.Sides[len(lr.Sides)-1]
+	for _, b := range lr.Sides[:len(lr.Sides)-1] {
+		if b.P50 > 0 {
+			lr.P50Ratios[NameCnactor+"/"+b.Name] = cn.P50 / b.P50
+		}
+	}
+	lr.P50Ratio = lr.P50Ratios[NameCnactor+"/"+NameRawPingPong]
 	res.Latency = lr
 	if cfg.Transport == Netlink {
 		res.Targets = append(res.Targets, Target{Name: "request/reply p50 / raw ping-pong p50", Want: "<= 1.5", Got: lr.P50Ratio, Unit: "x", Met: lr.P50Ratio <= 1.5})
@@ -445,8 +589,22 @@ func runLatency(ctx context.Context, cfg *Config, res *Result) (err error) {
 		}
 	}
 	res.Accounting = append(res.Accounting, a)
-	res.Notes = append(res.Notes, fmt.Sprintf("%d rounds alternating %v of raw ping-pong and %v of Requests, %d in flight; RTT is wall time around each round trip", rounds, slot, slot, cfg.InFlight))
+	names := make([]string, 0, len(lr.Sides))
+	for _, sd := range lr.Sides {
+		names = append(names, sd.Name)
+	}
+	res.Notes = append(res.Notes, fmt.Sprintf("%d rounds alternating %v of each of %s, %d in flight; RTT is wall time around each round trip", rounds, slot.Round(10*time.Microsecond), strings.Join(names, ", "), cfg.InFlight))
+	if cfg.Transport == Netlink && !withPoller {
+		res.Notes = append(res.Notes, "the netpoller ping-pong needs a third multicast group and was left out")
+	}
 	return nil
+}
+
+// baseline is one ping-pong the Requests are measured beside.
+type baseline struct {
+	name string
+	pp   pingPong
+	log  rttLog
 }
 
 // rttCounter lets the progress reporter show round trips.

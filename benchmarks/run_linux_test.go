@@ -93,8 +93,27 @@ func TestOverloadMemory(t *testing.T) {
 
 func TestLatencyMemory(t *testing.T) {
 	res := run(t, Config{Scenario: Latency, Transport: Memory, InFlight: 2, Duration: 100 * time.Millisecond})
-	if l := res.Latency; l == nil || len(l.Sides) != 2 || l.Sides[0].Count == 0 || l.Sides[1].Count == 0 || l.P50Ratio <= 0 {
-		t.Fatalf("latency: %+v", res.Latency)
+	checkLatencySides(t, res, NameRawPingPong, NameRequest)
+}
+
+// checkLatencySides checks that res measured the named sides, in order,
+// each with round trips, and cnactor's p50 ratio to every baseline.
+func checkLatencySides(t *testing.T, res *Result, names ...string) {
+	t.Helper()
+	l := res.Latency
+	if l == nil || len(l.Sides) != len(names) {
+		t.Fatalf("latency: %+v, want sides %v", l, names)
+	}
+	for i, sd := range l.Sides {
+		if sd.Name != names[i] || sd.Count == 0 {
+			t.Errorf("side %d: %+v, want %s with round trips", i, sd, names[i])
+		}
+		if i < len(l.Sides)-1 && l.P50Ratios[NameCnactor+"/"+sd.Name] <= 0 {
+			t.Errorf("no p50 ratio to %s: %v", sd.Name, l.P50Ratios)
+		}
+	}
+	if l.P50Ratio != l.P50Ratios[NameCnactor+"/"+NameRawPingPong] {
+		t.Errorf("P50Ratio %v is not the ratio to the raw ping-pong (%v)", l.P50Ratio, l.P50Ratios)
 	}
 }
 
@@ -116,9 +135,12 @@ func TestKernelScenarios(t *testing.T) {
 		checkReceivers(t, res, 3)
 		checkTargets(t, res, "cnactor/recvmmsg, multicast, 1 handler", "CPU per message cnactor/recvmmsg")
 	})
-	t.Run("latency", func(t *testing.T) {
-		run(t, Config{Scenario: Latency, Duration: 100 * time.Millisecond})
-	})
+	for _, mode := range []string{Unicast, Multicast} {
+		t.Run("latency-"+mode, func(t *testing.T) {
+			res := run(t, Config{Scenario: Latency, Mode: mode, Duration: 150 * time.Millisecond})
+			checkLatencySides(t, res, NameRawPingPong, NameNetpoller, NameRequest)
+		})
+	}
 	t.Run("overload", func(t *testing.T) {
 		res := run(t, Config{Scenario: Overload, Handlers: 2, Mailbox: 64, Duration: 200 * time.Millisecond})
 		if res.Overload.StalledDrops == 0 {

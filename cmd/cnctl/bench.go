@@ -195,7 +195,11 @@ func printBench(w io.Writer, r *benchmarks.Result) {
 		for _, s := range l.Sides {
 			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%d\t\n", s.Name, s.Count, s.P50, s.P90, s.P99, s.Max, human(s.Rate), s.Timeouts)
 		}
-		fmt.Fprintf(tw, "p50 ratio cnactor/raw\t%.2fx\n", l.P50Ratio)
+		for _, s := range l.Sides[:len(l.Sides)-1] {
+			if v, ok := l.P50Ratios[benchmarks.NameCnactor+"/"+s.Name]; ok {
+				fmt.Fprintf(tw, "p50 ratio cnactor/%s\t%.2fx\n", s.Name, v)
+			}
+		}
 	}
 	if o := r.Overload; o != nil {
 		fmt.Fprintf(tw, "\nsent\t%d in %.1fs (%s/s)\n", o.Sent, o.Seconds, human(o.SentRate))

@@ -141,6 +141,8 @@ the first argument (default throughput):
               recvmmsg loop and an mdlayher/netlink Conn.Receive loop; each
               one's rate and CPU time per message, and cnactor's ratios
   latency     request/reply RTT percentiles beside a raw two-socket ping-pong
+              (threads blocking in recvfrom) and the same ping-pong over Go's
+              netpoller: the Go runtime's share and cnactor's
   overload    one handler stalls while traffic runs at full rate: memory,
               the other handlers' delivery, the drops
   proc        a storm of short-lived processes: events captured and lost by

@@ -192,7 +192,7 @@ func runTable(files []string, w io.Writer) error {
 			if l == nil || len(l.Sides) < 2 {
 				continue
 			}
-			a, b := l.Sides[0], l.Sides[1]
+			a, b := l.Sides[0], l.Sides[len(l.Sides)-1] // the raw ping-pong, cnactor
 			fmt.Fprintf(w, "| %s | %s | %d | %.1f | %.1f | %s | %.1f | %.1f | %s | %.2fx | %s |\n", r.Config.Transport, r.Config.Mode, r.Config.InFlight,
 				a.P50, a.P99, rate(a.Rate), b.P50, b.P99, rate(b.Rate), l.P50Ratio, books(r))
 		}
