@@ -452,7 +452,18 @@ func TestRequesterAnsweredExchangesNotKeptUntilTimeout(t *testing.T) {
 			t.Fatal(res.err)
 		}
 	}
-	g.r.Close() // stops the actor: its heap can be read
+	// The actor sorts the deadlines out asynchronously: give it time to
+	// catch up (a busy machine may delay it), then stop it so that its
+	// heap can be read.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		g.r.mu.Lock()
+		queued := len(g.r.arms)
+		g.r.mu.Unlock()
+		if queued < armsCompact || time.Now().After(deadline) {
+			break
+		}
+	}
+	g.r.Close()
 	g.r.mu.Lock()
 	held := len(g.r.arms) + len(g.r.heap)
 	g.r.mu.Unlock()
