@@ -12,7 +12,8 @@
 // A goroutine fills one of two reusable transport.Batch values from the
 // socket (transport.ReceiveEach, which waits right after a batch that
 // emptied the queue, without a receive to find it empty) and hands it to
-// the reader actor, which routes every message
+// the reader actor (whose mailbox runs it at once, on that goroutine,
+// when the actor is idle), which routes every message
 // through the dispatch table's current snapshot: unknown ids are counted
 // (and go to the fallback handler if there is one), senders the callback's
 // policy refuses are counted and logged (rate-limited), and the rest are

@@ -52,6 +52,7 @@ type Reader struct {
 	log      *zap.Logger
 	root     *actor.RootContext
 	pid      *actor.PID
+	mb       *readerMailbox
 	free     chan *transport.Batch
 	stopping atomic.Bool
 	stopMu   sync.Mutex // orders stopIntake's deadline against the loop's
@@ -92,7 +93,7 @@ type wakeSleepers struct{}
 // deliver routes b and returns the batch to fill next, or nil once the
 // reader is stopping (the loop then drains without waiting).
 func (r *Reader) deliver(b *transport.Batch) *transport.Batch {
-	r.root.Send(r.pid, b)
+	r.mb.PostUserMessage(b) // what Send to r.pid comes to, without the lookups
 	if r.stopping.Load() {
 		r.filling = nil
 		return nil
@@ -127,6 +128,7 @@ func StartReader(parent spawn.Parent, cfg ReaderConfig) (*Reader, error) {
 		stopCh:    make(chan struct{}),
 		timer:     time.NewTimer(time.Hour),
 	}
+	r.mb = &readerMailbox{batch: r.routeBatch}
 	r.limit = newLogLimiter(r.log)
 	r.timer.Stop()
 	// Two batches: the loop fills one while the actor routes the other.
@@ -134,9 +136,12 @@ func StartReader(parent spawn.Parent, cfg ReaderConfig) (*Reader, error) {
 	r.free <- transport.NewBatch(cfg.BatchSize)
 	// The synchronized dispatcher runs the actor in the goroutine that
 	// posts to it: the receive loop routes each batch itself, one actor at
-	// a time as ever, without a goroutine handoff per batch.
+	// a time as ever, without a goroutine handoff per batch; the mailbox
+	// (reader_mailbox.go) routes a batch that finds the actor idle
+	// without queueing it.
 	props := actor.PropsFromProducer(func() actor.Actor { return (*readerActor)(r) },
-		actor.WithDispatcher(actor.NewSynchronizedDispatcher(readerThroughput)))
+		actor.WithDispatcher(actor.NewSynchronizedDispatcher(readerThroughput)),
+		actor.WithMailbox(func() actor.Mailbox { return r.mb }))
 	pid, err := parent.Ctx.SpawnNamed(props, "reader")
 	if err != nil {
 		return nil, err
@@ -311,18 +316,24 @@ func (r *Reader) Stats() ReaderStats {
 
 type readerActor Reader
 
+// Receive handles the reader actor's control messages; its mailbox
+// hands batches to routeBatch.
 func (a *readerActor) Receive(c actor.Context) {
 	r := (*Reader)(a)
 	switch m := c.Message().(type) {
-	case *transport.Batch:
-		defer func() { r.free <- m }() // even if routing panics
-		r.route(m)
 	case *barrier:
 		r.wakeAsleep()
 		close(m.done)
 	case wakeSleepers:
 		r.wakeAsleep()
 	}
+}
+
+// routeBatch is the reader actor's handling of a batch: route it, then
+// give it back to the receive loop (even if routing panics).
+func (r *Reader) routeBatch(b *transport.Batch) {
+	defer func() { r.free <- b }()
+	r.route(b)
 }
 
 // route delivers every message of b; it never blocks on a handler.

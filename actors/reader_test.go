@@ -115,3 +115,74 @@ func TestReaderRoutesAndStops(t *testing.T) {
 		}
 	}
 }
+
+// A panic while routing goes to the reader actor's supervisor like any
+// actor failure (here the root's, which restarts it); the batch goes back
+// to the receive loop, and the reader routes the next one and answers
+// control messages.
+func TestReaderRoutePanicEscalatesAndReaderGoesOn(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t)
+	net := memory.NewNetwork()
+	conn, err := net.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	peer, err := net.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	table := dispatch.NewTable(conn)
+	bad, good := transport.CbID{Idx: 0x5300, Val: 1}, transport.CbID{Idx: 0x5300, Val: 2}
+	// Only the connector makes routes, always to a handler: this one makes
+	// routing panic.
+	if err := table.Add(&dispatch.Route{ID: bad, Target: "not a handler"}); err != nil {
+		t.Fatal(err)
+	}
+	h := &scripted{entered: make(chan uint32, 16), gate: make(chan struct{})}
+	close(h.gate)
+	ref, err := SpawnHandler(top(sys), HandlerSpec{ID: good, Name: "good", Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := table.Add(&dispatch.Route{ID: good, Target: ref}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := StartReader(top(sys), ReaderConfig{Conn: conn, Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := transport.Addr{Port: conn.Port()}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for round := uint32(1); round <= 3; round++ {
+		if err := peer.Send(ctx, to, &transport.Message{ID: bad, Seq: round}); err != nil {
+			t.Fatal(err)
+		}
+		// The panicking batch is abandoned whole: the next message must
+		// come in a batch of its own.
+		waitFor(t, "the bad message read", func() bool { return r.Stats().Messages == uint64(2*round-1) })
+		if err := peer.Send(ctx, to, &transport.Message{ID: good, Seq: 100 + round}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case seq := <-h.entered:
+			if seq != 100+round {
+				t.Fatalf("handler got seq %d, want %d", seq, 100+round)
+			}
+		case <-ctx.Done():
+			t.Fatalf("round %d: nothing routed after a routing panic (reader stats %+v)", round, r.Stats())
+		}
+		if err := r.barrier(ctx); err != nil {
+			t.Fatalf("round %d: barrier: %v", round, err)
+		}
+	}
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ref.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
