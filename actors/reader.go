@@ -317,10 +317,13 @@ func (r *Reader) Stats() ReaderStats {
 type readerActor Reader
 
 // Receive handles the reader actor's control messages; its mailbox
-// hands batches to routeBatch.
+// hands batches to routeBatch, and only a batch that came wrapped in an
+// envelope arrives here.
 func (a *readerActor) Receive(c actor.Context) {
 	r := (*Reader)(a)
 	switch m := c.Message().(type) {
+	case *transport.Batch:
+		r.routeBatch(m)
 	case *barrier:
 		r.wakeAsleep()
 		close(m.done)

@@ -38,15 +38,26 @@ type readerMailbox struct {
 func (m *readerMailbox) PostUserMessage(msg any) {
 	if b, ok := msg.(*transport.Batch); ok && m.userCount.Load() == 0 && m.sysCount.Load() == 0 &&
 		!m.suspended.Load() && m.status.CompareAndSwap(idle, running) {
-		m.runBatch(b)
-		m.release()
+		// Checked again now that the actor is ours: whoever held it
+		// before may have suspended it, or left system messages.
+		if m.sysCount.Load() == 0 && !m.suspended.Load() {
+			m.runBatch(b)
+			m.release()
+			return
+		}
+		m.enqueue(b)
+		m.process()
 		return
 	}
+	m.enqueue(msg)
+	m.schedule()
+}
+
+func (m *readerMailbox) enqueue(msg any) {
 	m.mu.Lock()
 	m.user = append(m.user, msg)
 	m.mu.Unlock()
 	m.userCount.Add(1)
-	m.schedule()
 }
 
 func (m *readerMailbox) PostSystemMessage(msg any) {

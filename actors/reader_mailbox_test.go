@@ -131,3 +131,42 @@ type failures struct{ got *[]any }
 func (f *failures) InvokeSystemMessage(any)        {}
 func (f *failures) InvokeUserMessage(any)          {}
 func (f *failures) EscalateFailure(_ any, msg any) { *f.got = append(*f.got, msg) }
+
+// A batch posted while the mailbox is suspended (after a failure, until
+// the supervisor has decided) waits, and runs once it is resumed; one
+// posted while another goroutine suspends the actor never runs suspended.
+func TestReaderMailboxSuspension(t *testing.T) {
+	var ran []*transport.Batch
+	m := &readerMailbox{batch: func(b *transport.Batch) { ran = append(ran, b) }}
+	m.RegisterHandlers(&failures{got: new([]any)}, actor.NewSynchronizedDispatcher(8))
+	m.PostSystemMessage(&actor.SuspendMailbox{})
+	b := &transport.Batch{}
+	m.PostUserMessage(b)
+	if len(ran) != 0 {
+		t.Fatal("a batch ran while the mailbox was suspended")
+	}
+	m.PostSystemMessage(&actor.ResumeMailbox{})
+	if len(ran) != 1 || ran[0] != b {
+		t.Fatalf("ran %v after resume, want the batch", ran)
+	}
+
+	bad := 0
+	for range 5000 {
+		m := &readerMailbox{}
+		m.batch = func(*transport.Batch) {
+			if m.suspended.Load() {
+				bad++
+			}
+		}
+		m.RegisterHandlers(&failures{got: new([]any)}, actor.NewSynchronizedDispatcher(8))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() { <-start; runtime.Gosched(); m.PostSystemMessage(&actor.SuspendMailbox{}) })
+		wg.Go(func() { <-start; m.PostUserMessage(&transport.Batch{}) })
+		close(start)
+		wg.Wait()
+	}
+	if bad > 0 {
+		t.Errorf("%d batches ran while the mailbox was suspended", bad)
+	}
+}
