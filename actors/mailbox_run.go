@@ -2,6 +2,7 @@ package actors
 
 import (
 	"runtime"
+	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cnactor/cnactor/transport"
@@ -230,14 +231,7 @@ func (m *mailbox) runQueue() {
 		if m.sysCount.Load() > 0 { // no lock per run when there is none
 			if msg := m.popSys(); msg != nil {
 				m.sysCount.Add(-1)
-				switch msg.(type) {
-				case *actor.SuspendMailbox:
-					m.suspended.Store(true)
-				case *actor.ResumeMailbox:
-					m.suspended.Store(false)
-				default:
-					m.invoker.InvokeSystemMessage(msg)
-				}
+				runSystem(msg, &m.suspended, m.invoker)
 				continue
 			}
 		}
@@ -262,5 +256,19 @@ func (m *mailbox) runQueue() {
 		m.invoker.InvokeUserMessage(d)
 		inRun = false
 		m.release(d, d.consumed)
+	}
+}
+
+// runSystem handles one system message as protoactor's default mailbox
+// does: suspending and resuming are the mailbox's own, the rest goes to
+// the actor.
+func runSystem(msg any, suspended *atomic.Bool, invoker actor.MessageInvoker) {
+	switch msg.(type) {
+	case *actor.SuspendMailbox:
+		suspended.Store(true)
+	case *actor.ResumeMailbox:
+		suspended.Store(false)
+	default:
+		invoker.InvokeSystemMessage(msg)
 	}
 }

@@ -119,14 +119,7 @@ func (m *readerMailbox) run() {
 			runtime.Gosched()
 		}
 		if msg = m.pop(&m.sys, &m.sysCount); msg != nil {
-			switch msg.(type) {
-			case *actor.SuspendMailbox:
-				m.suspended.Store(true)
-			case *actor.ResumeMailbox:
-				m.suspended.Store(false)
-			default:
-				m.invoker.InvokeSystemMessage(msg)
-			}
+			runSystem(msg, &m.suspended, m.invoker)
 			continue
 		}
 		if m.suspended.Load() {
