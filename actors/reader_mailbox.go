@@ -20,8 +20,8 @@ import (
 // suspension after a failure, and a panic escalated to the supervisor.
 type readerMailbox struct {
 	mu   sync.Mutex
-	user []any
-	sys  []any
+	user queue
+	sys  queue
 
 	userCount atomic.Int32
 	sysCount  atomic.Int32
@@ -55,14 +55,14 @@ func (m *readerMailbox) PostUserMessage(msg any) {
 
 func (m *readerMailbox) enqueue(msg any) {
 	m.mu.Lock()
-	m.user = append(m.user, msg)
+	m.user.push(msg)
 	m.mu.Unlock()
 	m.userCount.Add(1)
 }
 
 func (m *readerMailbox) PostSystemMessage(msg any) {
 	m.mu.Lock()
-	m.sys = append(m.sys, msg)
+	m.sys.push(msg)
 	m.mu.Unlock()
 	m.sysCount.Add(1)
 	m.schedule()
@@ -137,22 +137,39 @@ func (m *readerMailbox) run() {
 }
 
 // pop takes the oldest message of q, nil if none.
-func (m *readerMailbox) pop(q *[]any, count *atomic.Int32) any {
+func (m *readerMailbox) pop(q *queue, count *atomic.Int32) any {
 	if count.Load() == 0 {
 		return nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(*q) == 0 {
+	msg := q.pop()
+	if msg != nil {
+		count.Add(-1)
+	}
+	return msg
+}
+
+// queue is a FIFO that reuses its array once drained: the reader's
+// control messages come one at a time, and must not cost an allocation
+// each.
+type queue struct {
+	msgs []any
+	head int
+}
+
+func (q *queue) push(msg any) { q.msgs = append(q.msgs, msg) }
+
+func (q *queue) pop() any {
+	if q.head == len(q.msgs) {
 		return nil
 	}
-	msg := (*q)[0]
-	(*q)[0] = nil
-	*q = (*q)[1:]
-	if len(*q) == 0 {
-		*q = (*q)[:0:0] // let a drained queue's array go
+	msg := q.msgs[q.head]
+	q.msgs[q.head] = nil
+	q.head++
+	if q.head == len(q.msgs) {
+		q.msgs, q.head = q.msgs[:0], 0
 	}
-	count.Add(-1)
 	return msg
 }
 
