@@ -16,18 +16,8 @@ import (
 func TestReaderRoutesAndStops(t *testing.T) {
 	t.Parallel()
 	sys := newSystem(t)
-	net := memory.NewNetwork()
 	const g = 4
-	conn, err := net.Dial(memory.WithQueueLen(4), memory.WithGroups(g))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	peer, err := net.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
+	conn, peer := memoryPair(t, memory.WithQueueLen(4), memory.WithGroups(g))
 
 	// Ten multicasts into a queue of four, before anyone reads: six lost.
 	known := transport.CbID{Idx: g, Val: 1}
@@ -123,17 +113,7 @@ func TestReaderRoutesAndStops(t *testing.T) {
 func TestReaderRoutePanicEscalatesAndReaderGoesOn(t *testing.T) {
 	t.Parallel()
 	sys := newSystem(t)
-	net := memory.NewNetwork()
-	conn, err := net.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	peer, err := net.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
+	conn, peer := memoryPair(t)
 	table := dispatch.NewTable(conn)
 	bad, good := transport.CbID{Idx: 0x5300, Val: 1}, transport.CbID{Idx: 0x5300, Val: 2}
 	// Only the connector makes routes, always to a handler: this one makes
@@ -185,4 +165,21 @@ func TestReaderRoutePanicEscalatesAndReaderGoesOn(t *testing.T) {
 	if err := ref.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// memoryPair is a reader's socket (with opts) and a peer to send from, on
+// an in-memory network of their own, closed when the test ends.
+func memoryPair(t *testing.T, opts ...memory.DialOption) (conn, peer *memory.Conn) {
+	t.Helper()
+	net := memory.NewNetwork()
+	conn, err := net.Dial(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if peer, err = net.Dial(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	return conn, peer
 }
