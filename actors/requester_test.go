@@ -517,7 +517,7 @@ func nop() {}
 // a key remembered within the last half capacity is found until its window
 // passes, and what is found is the latest entry, never an expired one.
 func TestRequesterRecentSetModel(t *testing.T) {
-	for _, capacity := range []int{1, 2, 3, 7, 64} {
+	for _, capacity := range []int{1, 2, 3, 7, 64, 1000} {
 		for seed := range uint64(100) {
 			rng := rand.New(rand.NewPCG(seed, uint64(capacity)))
 			r := &Requester{cfg: RequesterConfig{DupCapacity: capacity}, window: 100}
@@ -526,11 +526,20 @@ func TestRequesterRecentSetModel(t *testing.T) {
 				order   int
 			}
 			model := map[matchKey]remembered{}
-			order, now, latest := 0, int64(1000), int64(0)
+			order, now, latest, seq := 0, int64(1000), int64(0), uint32(0)
 			for step := range 400 {
 				now += int64(rng.IntN(30)) - 2
 				latest = max(latest, now)
+				// Keys as a Connector numbers them (consecutive seqs),
+				// as callers may (a few seqs, reused), and MatchAck's.
 				k := matchKey{id: transport.CbID{Idx: uint32(rng.IntN(4)), Val: uint32(rng.IntN(3))}, seq: uint32(rng.IntN(12))}
+				switch rng.IntN(3) {
+				case 0:
+					seq++
+					k.seq = seq
+				case 1:
+					k = matchKey{id: k.id, ack: uint32(rng.IntN(600)), ackOnly: 1}
+				}
 				if rng.IntN(3) < 2 {
 					r.rememberLocked(k, sender{port: 1}, false, now)
 					order++
@@ -540,16 +549,21 @@ func TestRequesterRecentSetModel(t *testing.T) {
 					// Expired entries do not stay: no generation whose
 					// latest expiry has passed is kept.
 					for _, g := range r.recent.gens {
-						if len(g.m) > 0 && g.newest <= now {
-							t.Fatalf("capacity %d seed %d step %d: %d expired entries kept after a prune", capacity, seed, step, len(g.m))
+						if g.n > 0 && g.newest <= now {
+							t.Fatalf("capacity %d seed %d step %d: %d expired entries kept after a prune", capacity, seed, step, g.n)
 						}
 					}
 				}
 				var held [idBuckets]int32
-				for _, g := range r.recent.gens {
-					for k := range g.m {
-						held[idBucket(k.id)]++
+				kept := keptEntries(r)
+				for k, n := range kept {
+					if n > 1 {
+						t.Fatalf("capacity %d seed %d step %d: %v kept %d times", capacity, seed, step, k, n)
 					}
+					held[idBucket(k.id)]++
+				}
+				if len(kept) != r.recent.len() {
+					t.Fatalf("capacity %d seed %d step %d: %d kept, the generations count %d", capacity, seed, step, len(kept), r.recent.len())
 				}
 				for b := range held {
 					if got := r.idRefs[b].Load(); got != held[b] {
@@ -560,7 +574,11 @@ func TestRequesterRecentSetModel(t *testing.T) {
 					t.Fatalf("capacity %d seed %d step %d: %d remembered", capacity, seed, step, n)
 				}
 				for k, m := range model {
-					e, _, ok := r.recent.find(k, now)
+					if m.expires < now-200 { // long gone: the clock never goes back that far
+						delete(model, k)
+						continue
+					}
+					e, ok := r.recent.find(k, now)
 					if ok && e.expires != m.expires {
 						t.Fatalf("capacity %d seed %d step %d: found an entry expiring at %d, want the latest, %d", capacity, seed, step, e.expires, m.expires)
 					}
@@ -574,6 +592,24 @@ func TestRequesterRecentSetModel(t *testing.T) {
 	}
 }
 
+// keptEntries counts the entries the recent set keeps, by key, in its
+// slots and its spill map.
+func keptEntries(r *Requester) map[matchKey]int {
+	kept := map[matchKey]int{}
+	s := &r.recent
+	for i := range s.slots {
+		if e := &s.slots[i]; s.kept(e) {
+			kept[e.key]++
+		}
+	}
+	for k, e := range s.spill {
+		if s.kept(&e) {
+			kept[k]++
+		}
+	}
+	return kept
+}
+
 // A capacity too large to round up still means "keep them all".
 func TestRequesterRecentSetHugeCapacity(t *testing.T) {
 	r := &Requester{cfg: RequesterConfig{DupCapacity: math.MaxInt}, window: 100}
@@ -581,7 +617,7 @@ func TestRequesterRecentSetHugeCapacity(t *testing.T) {
 		r.rememberLocked(matchKey{seq: i}, sender{port: 1}, false, 1)
 	}
 	for i := range uint32(10) {
-		if _, _, ok := r.recent.find(matchKey{seq: i}, 2); !ok {
+		if _, ok := r.recent.find(matchKey{seq: i}, 2); !ok {
 			t.Fatalf("key %d of 10 forgotten with an unbounded capacity", i)
 		}
 	}
