@@ -39,36 +39,41 @@ const (
 )
 
 // A RequestOption configures one Request.
-type RequestOption interface{ applyRequest(*actors.RequestOptions) }
+type RequestOption interface {
+	// applyRequest returns a changed copy: a pointer passed to an
+	// interface method escapes, and would cost every Request an
+	// allocation.
+	applyRequest(actors.RequestOptions) actors.RequestOptions
+}
 
-type requestOptionFunc func(*actors.RequestOptions)
+type requestOptionFunc func(actors.RequestOptions) actors.RequestOptions
 
-func (f requestOptionFunc) applyRequest(o *actors.RequestOptions) { f(o) }
+func (f requestOptionFunc) applyRequest(o actors.RequestOptions) actors.RequestOptions { return f(o) }
 
 // WithRequestTimeout sets how long the first attempt waits for its reply
 // (default DefaultRequestTimeout). The ctx given to Request bounds the
 // whole exchange independently.
 func WithRequestTimeout(d time.Duration) RequestOption {
-	return requestOptionFunc(func(o *actors.RequestOptions) { o.Timeout = d })
+	return requestOptionFunc(func(o actors.RequestOptions) actors.RequestOptions { o.Timeout = d; return o })
 }
 
 // WithRetries resends the request up to n times, with the same seq and ack
 // so that the peer can recognise a duplicate, when an attempt's wait runs
 // out. Each retry waits Backoff times longer than the attempt before it.
 func WithRetries(n int) RequestOption {
-	return requestOptionFunc(func(o *actors.RequestOptions) { o.Retries = n })
+	return requestOptionFunc(func(o actors.RequestOptions) actors.RequestOptions { o.Retries = n; return o })
 }
 
 // WithBackoff sets the factor by which each retry's wait grows (default
 // DefaultBackoff; 1 keeps it constant) and the cap of one wait (0 keeps the
 // default of 30s).
 func WithBackoff(factor float64, maxWait time.Duration) RequestOption {
-	return requestOptionFunc(func(o *actors.RequestOptions) { o.Backoff, o.MaxWait = factor, maxWait })
+	return requestOptionFunc(func(o actors.RequestOptions) actors.RequestOptions { o.Backoff, o.MaxWait = factor, maxWait; return o })
 }
 
 // WithMatch sets how the reply is recognised (default MatchSeqAck).
 func WithMatch(m Match) RequestOption {
-	return requestOptionFunc(func(o *actors.RequestOptions) { o.Match = m })
+	return requestOptionFunc(func(o actors.RequestOptions) actors.RequestOptions { o.Match = m; return o })
 }
 
 // Request sends m to a port (0 is the kernel) or, with to.Group set, to a
@@ -88,7 +93,7 @@ func WithMatch(m Match) RequestOption {
 func (c *Connector) Request(ctx context.Context, to transport.Addr, m *transport.Message, opts ...RequestOption) (*Reply, error) {
 	var o actors.RequestOptions
 	for _, opt := range opts {
-		opt.applyRequest(&o)
+		o = opt.applyRequest(o)
 	}
 	return c.reqs.Request(ctx, to, *m, o)
 }

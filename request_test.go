@@ -410,6 +410,50 @@ func TestRequestStatsInConnectorStats(t *testing.T) {
 	}
 }
 
+// A round trip between two Connectors in memory allocates, in the whole
+// process, the exchange, its channel and the option given; the reply's
+// payload lives in the exchange. Not parallel: AllocsPerRun counts every
+// goroutine's allocations.
+func TestRequestAllocations(t *testing.T) {
+	if testutil.RaceEnabled {
+		t.Skip("sync.Pool drops items at random under the race detector")
+	}
+	net := memory.NewNetwork()
+	var conns [2]*memory.Conn
+	var cs [2]*cnactor.Connector
+	for i := range conns {
+		var err error
+		if conns[i], err = net.Dial(); err != nil {
+			t.Fatal(err)
+		}
+		if cs[i], err = cnactor.New(cnactor.WithTransport(conns[i])); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cs[i].Close(context.Background()) })
+	}
+	if err := cs[0].AddCallback(reqID, "echo", handlers.Echo()); err != nil {
+		t.Fatal(err)
+	}
+	to := transport.Addr{Port: cs[0].Port()}
+	m := transport.Message{ID: reqID, Data: make([]byte, 64)}
+	var reply *cnactor.Reply
+	request := func() {
+		var err error
+		if reply, err = cs[1].Request(context.Background(), to, &m, cnactor.WithRequestTimeout(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 100 {
+		request() // warm the pools and tables
+	}
+	if n := testing.AllocsPerRun(2000, request); n > 3 {
+		t.Fatalf("a request took %v allocations, want at most 3", n)
+	}
+	if len(reply.Data) != 64 {
+		t.Fatalf("reply of %d bytes, want 64", len(reply.Data))
+	}
+}
+
 var procID = transport.CbID{Idx: 1, Val: 1}
 
 // procOp is the 4-byte proc connector subscription payload.

@@ -119,6 +119,7 @@ type mailbox struct {
 
 	invoker    actor.MessageInvoker
 	dispatcher actor.Dispatcher
+	processFn  func() // m.process, made once
 	sys        []any
 	counters   *counters
 	run        delivery // the run being handled, reused

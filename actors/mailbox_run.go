@@ -126,6 +126,7 @@ func (m *mailbox) popSys() any {
 // RegisterHandlers is called by protoactor when the actor is spawned.
 func (m *mailbox) RegisterHandlers(invoker actor.MessageInvoker, dispatcher actor.Dispatcher) {
 	m.invoker, m.dispatcher = invoker, dispatcher
+	m.processFn = m.process // once: a method value allocates each time it is made
 }
 
 // Start is called once the actor is ready.
@@ -177,7 +178,7 @@ func (m *mailbox) discard() int {
 
 func (m *mailbox) schedule() {
 	if m.status.CompareAndSwap(idle, running) {
-		m.dispatcher.Schedule(m.process)
+		m.dispatcher.Schedule(m.processFn)
 	}
 }
 

@@ -30,6 +30,7 @@ type readerMailbox struct {
 
 	invoker    actor.MessageInvoker
 	dispatcher actor.Dispatcher
+	processFn  func() // m.process, made once
 	// batch is the reader's handling of a batch, the same as its actor's
 	// Receive gives one.
 	batch func(*transport.Batch)
@@ -70,7 +71,7 @@ func (m *readerMailbox) PostSystemMessage(msg any) {
 
 func (m *readerMailbox) schedule() {
 	if m.status.CompareAndSwap(idle, running) {
-		m.dispatcher.Schedule(m.process)
+		m.dispatcher.Schedule(m.processFn)
 	}
 }
 
@@ -175,6 +176,7 @@ func (q *queue) pop() any {
 
 func (m *readerMailbox) RegisterHandlers(invoker actor.MessageInvoker, dispatcher actor.Dispatcher) {
 	m.invoker, m.dispatcher = invoker, dispatcher
+	m.processFn = m.process // once: a method value allocates each time it is made
 }
 
 func (m *readerMailbox) Start() {}

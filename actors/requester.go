@@ -51,6 +51,7 @@ type exchange struct {
 	key  matchKey
 	from sender
 	opts RequestOptions
+	msg  transport.Message // the request, numbered
 	// ch carries at most one evRetry (the timer is only re-armed after the
 	// caller consumed it) and one evDone, so sends on it never block.
 	ch       chan event
@@ -58,6 +59,7 @@ type exchange struct {
 	sent     atomic.Int64 // mono time of the first send
 	attempts atomic.Int32
 	reply    Reply
+	small    [64]byte // holds reply.Data when it fits
 	err      error
 }
 
@@ -178,26 +180,32 @@ func keyFor(m *transport.Message, match Match) matchKey {
 // an error wrapping ErrTimeout when every attempt's wait ran out, ctx's
 // error when ctx ended first, transport.ErrClosed when the requester closed,
 // or the send error.
-func (r *Requester) Request(ctx context.Context, to transport.Addr, m transport.Message, o RequestOptions) (*Reply, error) {
+func (r *Requester) Request(ctx context.Context, to transport.Addr, req transport.Message, o RequestOptions) (*Reply, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	o = o.withDefaults()
-	ex := &exchange{opts: o, ch: make(chan event, 2), from: sender{port: to.Port, anyPort: to.Group != 0}}
+	ex := &exchange{opts: o, ch: make(chan event, 2), from: sender{port: to.Port, anyPort: to.Group != 0}, msg: req}
 	if o.Match == MatchAck {
 		ex.from = sender{port: 0}
 	}
+	// The request as sent lives in the exchange: a copy of its own would
+	// escape to the heap through Sender.Send.
+	// The Reply returned points into the exchange: it must not pin the
+	// caller's payload.
+	m := &ex.msg
+	defer func() { m.Data = nil }()
 	if m.Seq == 0 {
 		m.Seq = r.cfg.Sender.NextSeq()
 	}
-	if err := r.register(ex, &m); err != nil {
-		return nil, err
-	}
 	wait := o.Timeout
 	ex.attempts.Store(1)
-	ex.sent.Store(r.now())
-	r.arm(ex, wait, 1)
-	if err := r.cfg.Sender.Send(ctx, to, &m); err != nil {
+	now := r.now()
+	ex.sent.Store(now)
+	if err := r.register(ex, m, now+int64(wait)); err != nil {
+		return nil, err
+	}
+	if err := r.cfg.Sender.Send(ctx, to, m); err != nil {
 		return r.sendFailed(ctx, ex, err)
 	}
 	// A context that can never end (Background) needs no select: a plain
@@ -226,7 +234,7 @@ func (r *Requester) Request(ctx context.Context, to transport.Addr, m transport.
 		wait = min(time.Duration(float64(wait)*o.Backoff), o.MaxWait)
 		n := ex.attempts.Add(1)
 		r.arm(ex, wait, n)
-		if err := r.cfg.Sender.Send(ctx, to, &m); err != nil {
+		if err := r.cfg.Sender.Send(ctx, to, m); err != nil {
 			return r.sendFailed(ctx, ex, err)
 		}
 	}
@@ -259,15 +267,16 @@ func (r *Requester) sendFailed(ctx context.Context, ex *exchange, err error) (*R
 	return r.await(ex)
 }
 
-// register puts ex in the index under a key no other pending exchange has.
-func (r *Requester) register(ex *exchange, m *transport.Message) error {
+// register puts ex in the index under a key no other pending exchange has
+// and arms its first attempt's deadline, at, under the same lock.
+func (r *Requester) register(ex *exchange, m *transport.Message, at int64) error {
 	randomAck := m.Ack == 0
 	if randomAck {
 		m.Ack = rand.Uint32()
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.isClosed {
+		r.mu.Unlock()
 		return fmt.Errorf("request %s: %w", m.ID, transport.ErrClosed)
 	}
 	for {
@@ -276,6 +285,7 @@ func (r *Requester) register(ex *exchange, m *transport.Message) error {
 			break
 		}
 		if !randomAck {
+			r.mu.Unlock()
 			return fmt.Errorf("request %s seq %d ack %d: %w", m.ID, m.Seq, m.Ack, ErrPending)
 		}
 		m.Ack = rand.Uint32()
@@ -288,6 +298,11 @@ func (r *Requester) register(ex *exchange, m *transport.Message) error {
 	r.c.requests.Add(1)
 	r.c.inFlight.Add(1)
 	r.active.Store(int64(len(r.pending) + r.recent.len()))
+	wake := r.armLocked(ex, at, 1)
+	r.mu.Unlock()
+	if wake {
+		r.root.Send(r.pid, tickMsg{})
+	}
 	return nil
 }
 
@@ -305,15 +320,21 @@ const armsCompact = 1024
 func (r *Requester) arm(ex *exchange, wait time.Duration, n int32) {
 	at := r.now() + int64(wait)
 	r.mu.Lock()
+	wake := r.armLocked(ex, at, n)
+	r.mu.Unlock()
+	if wake {
+		r.root.Send(r.pid, tickMsg{})
+	}
+}
+
+// armLocked queues the deadline and says whether the actor must be woken.
+func (r *Requester) armLocked(ex *exchange, at int64, n int32) bool {
 	r.arms = append(r.arms, timerEntry{at: at, ex: ex, attempt: n})
 	wake := !r.isClosed && (r.armedAt == 0 || at < r.armedAt || len(r.arms) == armsCompact)
 	if wake && (r.armedAt == 0 || at < r.armedAt) {
 		r.armedAt = at
 	}
-	r.mu.Unlock()
-	if wake {
-		r.root.Send(r.pid, tickMsg{})
-	}
+	return wake
 }
 
 // end ends ex with no reply, if nobody ended it yet, counting it in c.

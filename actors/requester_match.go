@@ -313,7 +313,11 @@ func (r *Requester) intercept(m *transport.Received, taken func()) bool {
 		r.c.replies.Add(1)
 		ex.reply = Reply{Received: *m, RTT: time.Duration(now - ex.sent.Load()), Attempts: int(ex.attempts.Load())}
 		r.c.rtt.observe(ex.reply.RTT)
-		ex.reply.Data = append([]byte(nil), m.Data...)
+		if len(m.Data) > 0 {
+			// Into the exchange when it fits: the Reply points into it
+			// anyway, and most replies are small.
+			ex.reply.Data = append(ex.small[:0], m.Data...)
+		}
 		taken() // before the caller wakes and may read the reader's counters
 		ex.ch <- evDone
 		return true
