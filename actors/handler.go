@@ -107,12 +107,14 @@ func SpawnHandler(parent spawn.Parent, spec HandlerSpec) (*HandlerRef, error) {
 	h.mb = newMailbox(spec.MailboxSize, spec.Overflow, &h.counters)
 	_, h.mb.notifyLoss = spec.Handler.(handlers.LossObserver)
 	h.mb.onPanic = h.onPanic
+	w := startWorker(h.stopped)
 	props := actor.PropsFromProducer(func() actor.Actor { return &handlerActor{ref: h} },
 		actor.WithMailbox(func() actor.Mailbox { return h.mb }),
-		actor.WithDispatcher(startWorker(h.stopped)))
+		actor.WithDispatcher(w))
 	pid, err := parent.Ctx.SpawnNamed(props, fmt.Sprintf("handler-%d-%d-%d", spec.ID.Idx, spec.ID.Val, spawned.Add(1)))
 	if err != nil {
-		close(h.stopped) // ends the worker
+		close(h.stopped)
+		w.release()
 		return nil, fmt.Errorf("actors: spawn handler %s: %w", spec.ID, err)
 	}
 	h.pid = pid
