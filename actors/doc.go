@@ -49,6 +49,12 @@
 // handler afterwards; HandlerRef.Drain and Stop then finish it. At Close,
 // Reader.Stop drains what is queued on the socket before the reader stops.
 //
+// Handler actors fail and are restarted by their supervisors; the reader
+// does not. A panic while routing can only be a bug, and a restart would
+// reset nothing the reader keeps, so the reader recovers it itself: the
+// messages of that batch no handler got are counted (ReaderStats.RouteLost),
+// the failure is logged, rate-limited, and the next batch is routed.
+//
 // # Who calls what
 //
 // The cnactor Connector wires this package: StartReader, StartRequester and

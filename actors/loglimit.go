@@ -18,16 +18,18 @@ const (
 	warnRefused
 	warnShedding
 	warnFailed
+	warnRoutePanic
 	numWarnKinds
 )
 
 var warnNames = [numWarnKinds]string{
-	warnReceive:   "receive failed",
-	warnOverflow:  "receive queue overflowed; datagrams lost",
-	warnMalformed: "malformed datagram rejected",
-	warnRefused:   "sender refused by policy",
-	warnShedding:  "callback shedding its messages",
-	warnFailed:    "handler failed; message dropped",
+	warnReceive:    "receive failed",
+	warnOverflow:   "receive queue overflowed; datagrams lost",
+	warnMalformed:  "malformed datagram rejected",
+	warnRefused:    "sender refused by policy",
+	warnShedding:   "callback shedding its messages",
+	warnFailed:     "handler failed; message dropped",
+	warnRoutePanic: "routing a batch panicked; its undelivered messages are lost",
 }
 
 // logLimiter is one ratelog.Limiter per warning kind.

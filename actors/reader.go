@@ -38,11 +38,17 @@ type ReaderStats struct {
 	Rejected      uint64 // messages refused by a sender policy
 	Intercepted   uint64 // messages consumed by the interceptor (replies)
 	ReceiveErrors uint64 // failed receive calls
+	// RoutePanics counts batches whose routing panicked (a bug in
+	// cnactor); RouteLost the messages of those batches not handed to a
+	// handler (at most: the handler being fed when it panicked may have
+	// got part of its share).
+	RoutePanics uint64
+	RouteLost   uint64
 }
 
 type readerCounters struct {
 	datagrams, bytes, messages, malformed, kernelDrops, overflows,
-	unknown, rejected, intercepted, receiveErrors atomic.Uint64
+	unknown, rejected, intercepted, receiveErrors, routePanics, routeLost atomic.Uint64
 }
 
 // Reader is the socket-reader: a receive loop feeding a protoactor actor
@@ -60,6 +66,7 @@ type Reader struct {
 	// queued messages for; asleep lists those fed but not yet woken. All
 	// belong to the reader actor.
 	batch  uint64
+	at     int // the message of the batch being picked; len once all are
 	fed    []*HandlerRef
 	asleep []*HandlerRef
 	// sleepers is len(asleep), for the loop: it wakes them before waiting.
@@ -310,7 +317,7 @@ func (r *Reader) Stats() ReaderStats {
 		Datagrams: r.c.datagrams.Load(), Bytes: r.c.bytes.Load(), Messages: r.c.messages.Load(),
 		Malformed: r.c.malformed.Load(), KernelDrops: r.c.kernelDrops.Load(), Overflows: r.c.overflows.Load(),
 		Unknown: r.c.unknown.Load(), Rejected: r.c.rejected.Load(), Intercepted: r.c.intercepted.Load(),
-		ReceiveErrors: r.c.receiveErrors.Load(),
+		ReceiveErrors: r.c.receiveErrors.Load(), RoutePanics: r.c.routePanics.Load(), RouteLost: r.c.routeLost.Load(),
 	}
 }
 
@@ -333,15 +340,46 @@ func (a *readerActor) Receive(c actor.Context) {
 }
 
 // routeBatch is the reader actor's handling of a batch: route it, then
-// give it back to the receive loop (even if routing panics).
+// give it back to the receive loop. A panic while routing (only a bug can
+// cause one: routes are the connector's, policies are data) is recovered
+// here rather than escalated: a restart would reset nothing of the
+// Reader, and once the supervisor's budget is spent it would stop the
+// actor, leaving the receive loop waiting for a batch that never comes
+// back.
 func (r *Reader) routeBatch(b *transport.Batch) {
-	defer func() { r.free <- b }()
+	defer func() {
+		if p := recover(); p != nil {
+			r.routeFailed(b, p)
+		}
+		r.free <- b
+	}()
 	r.route(b)
+}
+
+// routeFailed counts and logs a batch whose routing panicked, and resets
+// what routing keeps per batch: the messages picked for a handler and
+// not yet handed over are lost (counted), and every handler fed is woken.
+func (r *Reader) routeFailed(b *transport.Batch, p any) {
+	lost := len(b.Messages) - min(r.at, len(b.Messages))
+	for _, h := range r.fed {
+		lost += len(h.picked)
+		h.picked = h.picked[:0]
+	}
+	r.c.routePanics.Add(1)
+	r.c.routeLost.Add(uint64(lost))
+	if ok, n := r.limit.allow(warnRoutePanic); ok {
+		r.log.Error(warnNames[warnRoutePanic], zap.Any("panic", p), zap.Int("lost", lost),
+			zap.Int("suppressed", n), zap.Stack("stack"))
+	}
+	r.wakeFed()
+	clear(r.fed)
+	r.fed = r.fed[:0]
 }
 
 // route delivers every message of b; it never blocks on a handler.
 func (r *Reader) route(b *transport.Batch) {
 	r.batch++
+	r.at = 0
 	r.c.datagrams.Add(uint64(b.Datagrams))
 	r.c.bytes.Add(uint64(b.Bytes))
 	r.c.messages.Add(uint64(len(b.Messages)))
@@ -373,6 +411,7 @@ func (r *Reader) route(b *transport.Batch) {
 	var lastID transport.CbID
 	var lastRoute *dispatch.Route
 	for i := range b.Messages {
+		r.at = i
 		msg := &b.Messages[i]
 		if r.cfg.Requester != nil && r.cfg.Requester.intercept(msg, r.taken) {
 			continue
@@ -404,6 +443,7 @@ func (r *Reader) route(b *transport.Batch) {
 		}
 		h.picked = append(h.picked, int32(i))
 	}
+	r.at = len(b.Messages)
 	for _, h := range r.fed {
 		r.admitPicked(h, b.Messages, h.picked)
 		h.picked = h.picked[:0]

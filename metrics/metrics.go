@@ -28,6 +28,8 @@ import (
 //	reader_unknown_total               messages for ids with no callback
 //	reader_intercepted_total           replies taken by the requester
 //	reader_receive_errors_total        failed receive calls
+//	reader_route_panics_total          batches whose routing panicked (a bug)
+//	reader_route_lost_total            their messages no handler got
 //	callback_{received,handled,failed,dropped,rejected,restarts}_total{id,name}
 //	callback_queued{id,name}           mailbox depth
 //	callback_stalls_total{id,name}     times its full mailbox held the reader (flow control)
@@ -58,7 +60,8 @@ var (
 	cbLabels = []string{"id", "name"}
 
 	readerDescs = struct {
-		datagrams, bytes, messages, kernelDrops, overflows, malformed, rejected, unknown, intercepted, receiveErrors *prometheus.Desc
+		datagrams, bytes, messages, kernelDrops, overflows, malformed, rejected, unknown, intercepted, receiveErrors,
+		routePanics, routeLost *prometheus.Desc
 	}{
 		desc("reader_datagrams_total", "Datagrams read from the connector socket."),
 		desc("reader_bytes_total", "Bytes read from the connector socket."),
@@ -70,6 +73,8 @@ var (
 		desc("reader_unknown_total", "Messages for ids with no callback."),
 		desc("reader_intercepted_total", "Messages consumed by the requester as replies."),
 		desc("reader_receive_errors_total", "Failed receive calls on the connector socket."),
+		desc("reader_route_panics_total", "Batches whose routing panicked (a bug in cnactor)."),
+		desc("reader_route_lost_total", "Messages of batches whose routing panicked that no handler got."),
 	}
 
 	cbDescs = struct {
@@ -130,6 +135,7 @@ func (m *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		readerDescs.datagrams, readerDescs.bytes, readerDescs.messages, readerDescs.kernelDrops, readerDescs.overflows,
 		readerDescs.malformed, readerDescs.rejected, readerDescs.unknown, readerDescs.intercepted, readerDescs.receiveErrors,
+		readerDescs.routePanics, readerDescs.routeLost,
 		cbDescs.received, cbDescs.handled, cbDescs.failed, cbDescs.dropped, cbDescs.rejected, cbDescs.restarts,
 		cbDescs.queued, cbDescs.capacity, cbDescs.up, cbDescs.stalls, cbDescs.stalled, cbDescs.sheddings, cbDescs.shed,
 		reqDescs.inFlight, reqDescs.requests, reqDescs.replies, reqDescs.timeouts, reqDescs.retries, reqDescs.cancelled,
@@ -161,6 +167,8 @@ func (m *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(readerDescs.unknown, r.Unknown)
 	counter(readerDescs.intercepted, r.Intercepted)
 	counter(readerDescs.receiveErrors, r.ReceiveErrors)
+	counter(readerDescs.routePanics, r.RoutePanics)
+	counter(readerDescs.routeLost, r.RouteLost)
 
 	for _, cb := range s.Callbacks {
 		l := []string{cb.ID.String(), cb.Name}

@@ -381,8 +381,12 @@ func (s *server) list(w io.Writer) {
 			handlers.FormatStats(counters), cb.Stalled.Round(time.Microsecond), cb.Overflow, cb.State, cb.Backoff, note)
 	}
 	r := st.Reader
-	fmt.Fprintf(w, "reader datagrams=%d messages=%d malformed=%d kernel_drops=%d unknown=%d rejected=%d\n",
+	fmt.Fprintf(w, "reader datagrams=%d messages=%d malformed=%d kernel_drops=%d unknown=%d rejected=%d",
 		r.Datagrams, r.Messages, r.Malformed, r.KernelDrops, r.Unknown, r.Rejected)
+	if r.RoutePanics > 0 { // a bug: shown only when it happened
+		fmt.Fprintf(w, " route_panics=%d route_lost=%d", r.RoutePanics, r.RouteLost)
+	}
+	fmt.Fprintln(w)
 	ctl := st.Control
 	fmt.Fprintf(w, "control applied=%d malformed=%d rejected=%d subscriptions=%d callbacks_refused=%d\n",
 		ctl.Applied, ctl.Malformed, ctl.Rejected, ctl.Subscriptions, st.CallbacksRefused)
