@@ -100,7 +100,15 @@ type wakeSleepers struct{}
 // deliver routes b and returns the batch to fill next, or nil once the
 // reader is stopping (the loop then drains without waiting).
 func (r *Reader) deliver(b *transport.Batch) *transport.Batch {
-	r.mb.PostUserMessage(b) // what Send to r.pid comes to, without the lookups
+	// What Send to r.pid comes to, without the lookups. A batch routed at
+	// once on this goroutine (the actor was idle) is filled again without
+	// passing through r.free: two channel operations less per batch.
+	if r.mb.postBatch(b) {
+		if !r.stopping.Load() {
+			return b
+		}
+		r.free <- b
+	}
 	if r.stopping.Load() {
 		r.filling = nil
 		return nil
@@ -135,7 +143,7 @@ func StartReader(parent spawn.Parent, cfg ReaderConfig) (*Reader, error) {
 		stopCh:    make(chan struct{}),
 		timer:     time.NewTimer(time.Hour),
 	}
-	r.mb = &readerMailbox{batch: r.routeBatch}
+	r.mb = &readerMailbox{batch: r.routeBatch, done: r.giveBack}
 	r.limit = newLogLimiter(r.log)
 	r.timer.Stop()
 	// Two batches: the loop fills one while the actor routes the other.
@@ -331,6 +339,7 @@ func (a *readerActor) Receive(c actor.Context) {
 	switch m := c.Message().(type) {
 	case *transport.Batch:
 		r.routeBatch(m)
+		r.giveBack(m)
 	case *barrier:
 		r.wakeAsleep()
 		close(m.done)
@@ -339,10 +348,9 @@ func (a *readerActor) Receive(c actor.Context) {
 	}
 }
 
-// routeBatch is the reader actor's handling of a batch: route it, then
-// give it back to the receive loop. A panic while routing (only a bug can
-// cause one: routes are the connector's, policies are data) is recovered
-// here rather than escalated: a restart would reset nothing of the
+// routeBatch is the reader actor's handling of a batch. A panic while
+// routing (only a bug can cause one: routes are the connector's, policies
+// are data) is recovered here rather than escalated: a restart would reset nothing of the
 // Reader, and once the supervisor's budget is spent it would stop the
 // actor, leaving the receive loop waiting for a batch that never comes
 // back.
@@ -351,10 +359,12 @@ func (r *Reader) routeBatch(b *transport.Batch) {
 		if p := recover(); p != nil {
 			r.routeFailed(b, p)
 		}
-		r.free <- b
 	}()
 	r.route(b)
 }
+
+// giveBack returns a routed batch to the receive loop.
+func (r *Reader) giveBack(b *transport.Batch) { r.free <- b }
 
 // routeFailed counts and logs a batch whose routing panicked, and resets
 // what routing keeps per batch: the messages picked for a handler and

@@ -31,27 +31,49 @@ type readerMailbox struct {
 	invoker    actor.MessageInvoker
 	dispatcher actor.Dispatcher
 	processFn  func() // m.process, made once
-	// batch is the reader's handling of a batch, the same as its actor's
-	// Receive gives one.
+	// batch is the reader's routing of a batch, the same as its actor's
+	// Receive gives one; done gives a routed batch back to the receive
+	// loop (nil: nothing to do).
 	batch func(*transport.Batch)
+	done  func(*transport.Batch)
 }
 
 func (m *readerMailbox) PostUserMessage(msg any) {
-	if b, ok := msg.(*transport.Batch); ok && m.userCount.Load() == 0 && m.sysCount.Load() == 0 &&
-		!m.suspended.Load() && m.status.CompareAndSwap(idle, running) {
+	if b, ok := msg.(*transport.Batch); ok {
+		if m.postBatch(b) {
+			m.giveBack(b)
+		}
+		return
+	}
+	m.enqueue(msg)
+	m.schedule()
+}
+
+// postBatch is the receive loop's post: it reports whether b was routed
+// at once, on this goroutine, and so is free again (not given back); a
+// batch that was queued is given back once routed.
+func (m *readerMailbox) postBatch(b *transport.Batch) (routed bool) {
+	if m.userCount.Load() == 0 && m.sysCount.Load() == 0 && !m.suspended.Load() && m.status.CompareAndSwap(idle, running) {
 		// Checked again now that the actor is ours: whoever held it
 		// before may have suspended it, or left system messages.
 		if m.sysCount.Load() == 0 && !m.suspended.Load() {
 			m.runBatch(b)
 			m.release()
-			return
+			return true
 		}
 		m.enqueue(b)
 		m.process()
-		return
+		return false
 	}
-	m.enqueue(msg)
+	m.enqueue(b)
 	m.schedule()
+	return false
+}
+
+func (m *readerMailbox) giveBack(b *transport.Batch) {
+	if m.done != nil {
+		m.done(b)
+	}
 }
 
 func (m *readerMailbox) enqueue(msg any) {
@@ -83,6 +105,13 @@ func (m *readerMailbox) runBatch(b *transport.Batch) {
 			m.invoker.EscalateFailure(r, b)
 		}
 	}()
+	m.batch(b)
+}
+
+// runQueued routes a queued batch and gives it back, even if routing
+// panics (the panic goes on to run's recover).
+func (m *readerMailbox) runQueued(b *transport.Batch) {
+	defer m.giveBack(b)
 	m.batch(b)
 }
 
@@ -130,7 +159,7 @@ func (m *readerMailbox) run() {
 			return
 		}
 		if b, ok := msg.(*transport.Batch); ok {
-			m.batch(b)
+			m.runQueued(b)
 		} else {
 			m.invoker.InvokeUserMessage(msg)
 		}
