@@ -102,7 +102,8 @@ type mailbox struct {
 	bigBytes  int // capacity of kept buffers larger than bigBuf
 	leftFirst int // a run interrupted by a panic, handed out again first
 	leftK     int
-	inRun     bool // a run is taken (m.run) and not yet released
+	left      atomic.Bool // leftK > 0, read without the lock
+	inRun     bool        // a run is taken (m.run) and not yet released
 	// waiting: the reader waits on space for a slot to free.
 	waiting bool
 	space   chan struct{}

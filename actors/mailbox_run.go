@@ -30,16 +30,18 @@ func (m *mailbox) PostUserMessage(msg any) {
 // loss or control slot. ok is false when nothing is queued.
 func (m *mailbox) take(d *delivery) (ok bool) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.leftK > 0 {
 		d.first, d.k, d.kind = m.leftFirst, m.leftK, slotMessage
 		d.done, d.consumed = 0, d.k
 		d.msgs = m.recv[d.first : d.first+d.k]
 		m.leftK = 0
+		m.left.Store(false)
 		m.inRun = true
+		m.mu.Unlock()
 		return true
 	}
 	if m.n == 0 {
+		m.mu.Unlock()
 		return false
 	}
 	first := m.head
@@ -62,6 +64,7 @@ func (m *mailbox) take(d *delivery) (ok bool) {
 	m.taken += k
 	m.inRun = true
 	m.userCount.Add(-int32(k))
+	m.mu.Unlock()
 	return true
 }
 
@@ -75,6 +78,7 @@ func (m *mailbox) release(d *delivery, done int) {
 	}
 	if done < d.k {
 		m.leftFirst, m.leftK = d.first+done, d.k-done
+		m.left.Store(true)
 	}
 	m.reclaim()
 	m.signalSpace()
@@ -162,6 +166,7 @@ func (m *mailbox) discard() int {
 			m.free(i)
 		}
 		m.leftK = 0
+		m.left.Store(false)
 	}
 	m.userCount.Add(-int32(m.n))
 	m.taken += m.n
@@ -186,7 +191,7 @@ func (m *mailbox) process() {
 	for {
 		m.runQueue()
 		m.status.Store(idle)
-		if m.sysCount.Load() == 0 && (m.suspended.Load() || m.userCount.Load() == 0 && !m.hasLeftover()) {
+		if m.sysCount.Load() == 0 && (m.suspended.Load() || !m.hasWork()) {
 			return
 		}
 		if !m.status.CompareAndSwap(idle, running) {
@@ -195,11 +200,11 @@ func (m *mailbox) process() {
 	}
 }
 
-func (m *mailbox) hasLeftover() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.leftK > 0
-}
+// hasWork says, without the lock, whether take may find something. A
+// message counted in userCount only after its poster released the lock is
+// not missed: the poster schedules the actor after counting it, and
+// process checks again once it has left the actor idle.
+func (m *mailbox) hasWork() bool { return m.userCount.Load() != 0 || m.left.Load() }
 
 // runQueue handles system messages first, then runs of user slots, until
 // the mailbox is empty or suspended.
@@ -236,7 +241,7 @@ func (m *mailbox) runQueue() {
 				continue
 			}
 		}
-		if m.suspended.Load() || !m.take(d) {
+		if m.suspended.Load() || !m.hasWork() || !m.take(d) {
 			return
 		}
 		if m.stopped.Load() {
