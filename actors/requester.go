@@ -46,7 +46,10 @@ const (
 	evDone                   // the exchange ended: reply or err is set
 )
 
-// exchange is one request in flight.
+// exchange is one request in flight. Exchanges are pooled with their
+// channel (two allocations less per request): once Request returns,
+// nothing but the timer's entries refers to it, and those carry the gen
+// they were made in, so that an entry left from an earlier use is ignored.
 type exchange struct {
 	key  matchKey
 	from sender
@@ -55,19 +58,52 @@ type exchange struct {
 	// ch carries at most one evRetry (the timer is only re-armed after the
 	// caller consumed it) and one evDone, so sends on it never block.
 	ch       chan event
-	done     atomic.Bool  // set, under Requester.mu, by whoever ends it
-	sent     atomic.Int64 // mono time of the first send
+	gen      atomic.Uint32 // advanced each time the exchange is reused
+	done     atomic.Bool   // set, under Requester.mu, by whoever ends it
+	sent     atomic.Int64  // mono time of the first send
 	attempts atomic.Int32
-	reply    Reply
-	small    [64]byte // holds reply.Data when it fits
+	reply    *Reply // set, with done, by whoever delivers the reply
 	err      error
+}
+
+// replyBox is a Reply with room for a small payload: one allocation.
+type replyBox struct {
+	Reply
+	small [64]byte
+}
+
+var exchanges = sync.Pool{New: func() any { return &exchange{ch: make(chan event, 2)} }}
+
+// recycle makes ex ready for its next use and pools it. The caller's
+// Request has returned its result, so no event can still be sent on ch;
+// a retry it did not consume may be left there.
+func recycle(ex *exchange) {
+	for len(ex.ch) > 0 {
+		<-ex.ch
+	}
+	ex.gen.Add(1) // before anything else changes: the timer must see an old entry as old
+	ch := ex.ch
+	ex.key, ex.from, ex.opts, ex.msg, ex.ch, ex.reply, ex.err = matchKey{}, sender{}, RequestOptions{}, transport.Message{}, ch, nil, nil
+	ex.done.Store(false)
+	ex.sent.Store(0)
+	ex.attempts.Store(0)
+	exchanges.Put(ex)
 }
 
 // timerEntry is one attempt's deadline in the timer heap.
 type timerEntry struct {
 	at      int64 // mono time
 	ex      *exchange
+	gen     uint32 // ex's gen when armed
 	attempt int32
+}
+
+// current says whether e is about ex's present use and attempt and ex is
+// still waiting. done is read before gen: recycle advances gen before it
+// clears done, so an exchange seen not done is seen in its new gen if it
+// was reused.
+func (e *timerEntry) current() bool {
+	return !e.ex.done.Load() && e.ex.gen.Load() == e.gen && e.ex.attempts.Load() == e.attempt
 }
 
 type timerHeap []timerEntry
@@ -185,16 +221,22 @@ func (r *Requester) Request(ctx context.Context, to transport.Addr, req transpor
 		return nil, err
 	}
 	o = o.withDefaults()
-	ex := &exchange{opts: o, ch: make(chan event, 2), from: sender{port: to.Port, anyPort: to.Group != 0}, msg: req}
+	ex := exchanges.Get().(*exchange)
+	ex.opts, ex.from, ex.msg = o, sender{port: to.Port, anyPort: to.Group != 0}, req
 	if o.Match == MatchAck {
 		ex.from = sender{port: 0}
 	}
+	rep, err := r.runExchange(ctx, to, ex)
+	recycle(ex)
+	return rep, err
+}
+
+// runExchange runs the request ex holds to its end.
+func (r *Requester) runExchange(ctx context.Context, to transport.Addr, ex *exchange) (*Reply, error) {
+	o := ex.opts
 	// The request as sent lives in the exchange: a copy of its own would
 	// escape to the heap through Sender.Send.
-	// The Reply returned points into the exchange: it must not pin the
-	// caller's payload.
 	m := &ex.msg
-	defer func() { m.Data = nil }()
 	if m.Seq == 0 {
 		m.Seq = r.cfg.Sender.NextSeq()
 	}
@@ -244,7 +286,7 @@ func (ex *exchange) result() (*Reply, error) {
 	if ex.err != nil {
 		return nil, ex.err
 	}
-	return &ex.reply, nil
+	return ex.reply, nil
 }
 
 // await waits for the evDone of an exchange someone else ended.
@@ -329,7 +371,7 @@ func (r *Requester) arm(ex *exchange, wait time.Duration, n int32) {
 
 // armLocked queues the deadline and says whether the actor must be woken.
 func (r *Requester) armLocked(ex *exchange, at int64, n int32) bool {
-	r.arms = append(r.arms, timerEntry{at: at, ex: ex, attempt: n})
+	r.arms = append(r.arms, timerEntry{at: at, ex: ex, gen: ex.gen.Load(), attempt: n})
 	wake := !r.isClosed && (r.armedAt == 0 || at < r.armedAt || len(r.arms) == armsCompact)
 	if wake && (r.armedAt == 0 || at < r.armedAt) {
 		r.armedAt = at
@@ -416,7 +458,7 @@ func (r *Requester) tick() {
 	r.armedAt = 0
 	r.mu.Unlock()
 	for _, e := range arms {
-		if !e.ex.done.Load() {
+		if e.current() {
 			heap.Push(&r.heap, e)
 		}
 	}
@@ -425,7 +467,7 @@ func (r *Requester) tick() {
 	var due []timerEntry
 	for len(r.heap) > 0 && r.heap[0].at <= now {
 		e := heap.Pop(&r.heap).(timerEntry)
-		if !e.ex.done.Load() && e.ex.attempts.Load() == e.attempt {
+		if e.current() {
 			due = append(due, e)
 		}
 	}
@@ -433,7 +475,7 @@ func (r *Requester) tick() {
 	if live := int(r.c.inFlight.Load()); len(r.heap) > 2*live+1024 {
 		kept := r.heap[:0]
 		for _, e := range r.heap {
-			if !e.ex.done.Load() {
+			if e.current() {
 				kept = append(kept, e)
 			}
 		}
@@ -445,8 +487,8 @@ func (r *Requester) tick() {
 	r.spareArms = arms[:0]
 	for _, e := range due {
 		ex := e.ex
-		if ex.done.Load() {
-			continue
+		if ex.done.Load() || ex.gen.Load() != e.gen {
+			continue // ended meanwhile, maybe in use again (see current)
 		}
 		if int(e.attempt) <= ex.opts.Retries {
 			r.c.retries.Add(1)

@@ -311,13 +311,14 @@ func (r *Requester) intercept(m *transport.Received, taken func()) bool {
 		r.removeLocked(ex, true, true, now)
 		r.mu.Unlock()
 		r.c.replies.Add(1)
-		ex.reply = Reply{Received: *m, RTT: time.Duration(now - ex.sent.Load()), Attempts: int(ex.attempts.Load())}
-		r.c.rtt.observe(ex.reply.RTT)
+		rb := &replyBox{Reply: Reply{Received: *m, RTT: time.Duration(now - ex.sent.Load()), Attempts: int(ex.attempts.Load())}}
+		r.c.rtt.observe(rb.RTT)
+		rb.Data = nil // m's is the reader's buffer
 		if len(m.Data) > 0 {
-			// Into the exchange when it fits: the Reply points into it
-			// anyway, and most replies are small.
-			ex.reply.Data = append(ex.small[:0], m.Data...)
+			// In the same allocation when it fits: most replies are small.
+			rb.Data = append(rb.small[:0], m.Data...)
 		}
+		ex.reply = &rb.Reply
 		taken() // before the caller wakes and may read the reader's counters
 		ex.ch <- evDone
 		return true

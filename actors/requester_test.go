@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,7 +70,8 @@ type reqRig struct {
 
 func newReqRig(t *testing.T, cfg RequesterConfig) *reqRig {
 	t.Helper()
-	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	before := goleak.IgnoreCurrent() // taken now: at cleanup it would ignore the leaks too
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	sy := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}))
@@ -619,6 +621,49 @@ func TestRequesterRecentSetHugeCapacity(t *testing.T) {
 	for i := range uint32(10) {
 		if _, ok := r.recent.find(matchKey{seq: i}, 2); !ok {
 			t.Fatalf("key %d of 10 forgotten with an unbounded capacity", i)
+		}
+	}
+}
+
+// Exchanges are pooled: a deadline armed for one use of an exchange must
+// not touch its next use. Each round, request A is answered at once while
+// its 10 ms deadline stays in the timer; request B, from the same
+// goroutine (so most likely on A's exchange), waits for a reply that never
+// comes and must neither be retried nor time out when A's deadline
+// passes, but end with its context 60 ms later.
+func TestRequesterReusedExchangeIgnoresOldDeadlines(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{})
+	var bSends atomic.Int32
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	defer func() { close(stop); <-stopped }()
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case s := <-g.s.sent:
+				if string(s.m.Data) == "A" {
+					g.r.intercept(received(transport.Message{ID: testID, Seq: s.m.Seq, Ack: s.m.Ack + 1}, 7, 0), nop)
+				} else {
+					bSends.Add(1)
+				}
+			case <-stop:
+				return
+			}
+		}
+	}()
+	to := transport.Addr{Port: 7}
+	for round := range 10 {
+		if _, err := g.r.Request(context.Background(), to, transport.Message{ID: testID, Data: []byte("A")}, RequestOptions{Timeout: 10 * time.Millisecond}); err != nil {
+			t.Fatalf("round %d: A: %v", round, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Millisecond)
+		_, err := g.r.Request(ctx, to, transport.Message{ID: testID, Data: []byte("B")}, RequestOptions{Timeout: time.Hour, Retries: 1})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("round %d: B ended with %v, want its context's deadline", round, err)
+		}
+		if n := bSends.Load(); n != int32(round+1) {
+			t.Fatalf("round %d: B sent %d times in all, want %d (retried on A's deadline)", round, n, round+1)
 		}
 	}
 }
