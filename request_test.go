@@ -33,7 +33,7 @@ type reqRig struct {
 
 func newReqRig(t *testing.T, opts ...memory.Option) *reqRig {
 	t.Helper()
-	before := goleak.IgnoreCurrent() // taken now: at cleanup it would ignore the leaks too
+	before := goleak.IgnoreCurrent()                   // taken now: at cleanup it would ignore the leaks too
 	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // runs last
 	net := memory.NewNetwork(opts...)
 	conn, err := net.Dial()
