@@ -33,8 +33,10 @@ type reqRig struct {
 
 func newReqRig(t *testing.T, opts ...memory.Option) *reqRig {
 	t.Helper()
-	before := goleak.IgnoreCurrent()                   // taken now: at cleanup it would ignore the leaks too
-	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // runs last
+	// The snapshot is taken now: taken at cleanup, it would ignore the
+	// leaks too. The check runs last.
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	net := memory.NewNetwork(opts...)
 	conn, err := net.Dial()
 	if err != nil {
