@@ -381,9 +381,25 @@ func (r *Reader) routeFailed(b *transport.Batch, p any) {
 		r.log.Error(warnNames[warnRoutePanic], zap.Any("panic", p), zap.Int("lost", lost),
 			zap.Int("suppressed", n), zap.Stack("stack"))
 	}
-	r.wakeFed()
+	// Every handler fed or left asleep is woken, each on its own: a wake
+	// that panics too (the same bug, likely) must neither leave the others
+	// asleep nor escape from here.
+	for _, hs := range [2][]*HandlerRef{r.fed, r.asleep} {
+		for _, h := range hs {
+			h.asleepSince = 0
+			wakeRecovering(h)
+		}
+	}
 	clear(r.fed)
 	r.fed = r.fed[:0]
+	clear(r.asleep)
+	r.asleep = r.asleep[:0]
+	r.sleepers.Store(0)
+}
+
+func wakeRecovering(h *HandlerRef) {
+	defer func() { _ = recover() }() // routeFailed has logged the failure
+	h.wake()
 }
 
 // route delivers every message of b; it never blocks on a handler.
@@ -466,10 +482,12 @@ func (r *Reader) route(b *transport.Batch) {
 	if b.Datagrams < b.Cap() {
 		// The receive emptied the socket: the reader is about to wait,
 		// so everyone fed is woken now (no extra receive to find out).
-		for i, h := range r.fed {
-			r.fed[i] = nil
+		// The lists are cleared only once all are woken: a wake that
+		// panics leaves them whole for routeFailed.
+		for _, h := range r.fed {
 			h.wake()
 		}
+		clear(r.fed)
 		r.fed = r.fed[:0]
 		r.wakeAsleep()
 		return
@@ -502,11 +520,11 @@ const sleepBatches = 16
 
 // wakeAsleep wakes every handler left asleep.
 func (r *Reader) wakeAsleep() {
-	for i, h := range r.asleep {
+	for _, h := range r.asleep {
 		h.asleepSince = 0
 		h.wake()
-		r.asleep[i] = nil
 	}
+	clear(r.asleep)
 	r.asleep = r.asleep[:0]
 	r.sleepers.Store(0)
 }

@@ -175,6 +175,77 @@ func TestReaderRoutePanicRecovered(t *testing.T) {
 	}
 }
 
+// A panic while the reader wakes the handlers it fed (injected with a
+// handler whose mailbox protoactor never registered: its wake calls a nil
+// dispatcher) is recovered like one while picking: the next messages reach
+// a good handler, and Stop returns. Found by review: the wake loop cleared
+// the list as it went, so the recovery tripped over the cleared entries,
+// and the reader stopped routing for good.
+func TestReaderRoutePanicInWakeRecovered(t *testing.T) {
+	t.Parallel()
+	sys := newSystem(t)
+	conn, peer := memoryPair(t)
+	table := dispatch.NewTable(conn)
+	bad, good := transport.CbID{Idx: 0x5400, Val: 1}, transport.CbID{Idx: 0x5400, Val: 2}
+	badRef := &HandlerRef{spec: HandlerSpec{ID: bad, StallTimeout: time.Second}, log: zap.NewNop()}
+	badRef.mb = newMailbox(0, Backpressure, &badRef.counters)
+	if err := table.Add(&dispatch.Route{ID: bad, Target: badRef}); err != nil {
+		t.Fatal(err)
+	}
+	h := &scripted{entered: make(chan uint32, 64), gate: make(chan struct{})}
+	close(h.gate)
+	ref, err := SpawnHandler(top(sys), HandlerSpec{ID: good, Name: "good", Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := table.Add(&dispatch.Route{ID: good, Target: ref}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := StartReader(top(sys), ReaderConfig{Conn: conn, Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := transport.Addr{Port: conn.Port()}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := peer.Send(ctx, to, &transport.Message{ID: bad, Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the panic in wake", func() bool { return r.Stats().RoutePanics == 1 })
+	// More than the root supervisor's restart budget, had it been escalated.
+	for seq := uint32(2); seq <= 15; seq++ {
+		if err := peer.Send(ctx, to, &transport.Message{ID: good, Seq: seq}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-h.entered:
+			if got != seq {
+				t.Fatalf("handler got seq %d, want %d", got, seq)
+			}
+		case <-ctx.Done():
+			t.Fatalf("seq %d never reached the good handler after a panic in wake (reader stats %+v)", seq, r.Stats())
+		}
+	}
+	// The bad message was handed to its mailbox before the wake panicked:
+	// not lost.
+	if s := r.Stats(); s.RoutePanics != 1 || s.RouteLost != 0 {
+		t.Errorf("reader stats %+v, want 1 panic and nothing lost", s)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.Stop(ctx) }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Reader.Stop did not return")
+	}
+	if err := ref.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // memoryPair is a reader's socket (with opts) and a peer to send from, on
 // an in-memory network of their own, closed when the test ends.
 func memoryPair(t *testing.T, opts ...memory.DialOption) (conn, peer *memory.Conn) {

@@ -58,7 +58,7 @@ type exchange struct {
 	// ch carries at most one evRetry (the timer is only re-armed after the
 	// caller consumed it) and one evDone, so sends on it never block.
 	ch       chan event
-	gen      atomic.Uint32 // advanced each time the exchange is reused
+	gen      atomic.Uint64 // advanced each time the exchange is reused: never wraps
 	done     atomic.Bool   // set, under Requester.mu, by whoever ends it
 	sent     atomic.Int64  // mono time of the first send
 	attempts atomic.Int32
@@ -94,7 +94,7 @@ func recycle(ex *exchange) {
 type timerEntry struct {
 	at      int64 // mono time
 	ex      *exchange
-	gen     uint32 // ex's gen when armed
+	gen     uint64 // ex's gen when armed
 	attempt int32
 }
 
