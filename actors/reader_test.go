@@ -108,6 +108,81 @@ func TestReaderRoutesAndStops(t *testing.T) {
 	}
 }
 
+// panicRig is a reader with a route whose target makes routing panic
+// (bad) and a callback that reports the seqs it gets (good).
+type panicRig struct {
+	r         *Reader
+	peer      *memory.Conn
+	to        transport.Addr
+	bad, good transport.CbID
+	h         *scripted
+	ref       *HandlerRef
+}
+
+func newPanicRig(t *testing.T, idx uint32, badTarget func(bad transport.CbID) any, log *zap.Logger) *panicRig {
+	t.Helper()
+	sys := newSystem(t)
+	conn, peer := memoryPair(t)
+	table := dispatch.NewTable(conn)
+	g := &panicRig{peer: peer, to: transport.Addr{Port: conn.Port()},
+		bad: transport.CbID{Idx: idx, Val: 1}, good: transport.CbID{Idx: idx, Val: 2},
+		h: &scripted{entered: make(chan uint32, 64), gate: make(chan struct{})}}
+	close(g.h.gate)
+	if err := table.Add(&dispatch.Route{ID: g.bad, Target: badTarget(g.bad)}); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if g.ref, err = SpawnHandler(top(sys), HandlerSpec{ID: g.good, Name: "good", Handler: g.h}); err != nil {
+		t.Fatal(err)
+	}
+	if err := table.Add(&dispatch.Route{ID: g.good, Target: g.ref}); err != nil {
+		t.Fatal(err)
+	}
+	if g.r, err = StartReader(top(sys), ReaderConfig{Conn: conn, Table: table, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func (g *panicRig) send(t *testing.T, ctx context.Context, id transport.CbID, seq uint32) {
+	t.Helper()
+	if err := g.peer.Send(ctx, g.to, &transport.Message{ID: id, Seq: seq}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// routed sends seq to the good callback and waits for it to get it.
+func (g *panicRig) routed(t *testing.T, ctx context.Context, seq uint32) {
+	t.Helper()
+	g.send(t, ctx, g.good, seq)
+	select {
+	case got := <-g.h.entered:
+		if got != seq {
+			t.Fatalf("handler got seq %d, want %d", got, seq)
+		}
+	case <-ctx.Done():
+		t.Fatalf("seq %d never reached the good callback after a routing panic (reader stats %+v)", seq, g.r.Stats())
+	}
+}
+
+// stop stops the reader and the good callback, failing if either hangs.
+func (g *panicRig) stop(t *testing.T, ctx context.Context) {
+	t.Helper()
+	stopped := make(chan error, 1)
+	go func() { stopped <- g.r.Stop(ctx) }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Reader.Stop did not return")
+	}
+	if err := g.ref.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A panic while routing (only a bug can cause one; here a route whose
 // target is not a handler) is recovered by the reader itself: counted with
 // the messages it lost, logged, and the reader routes the next batch and
@@ -116,63 +191,26 @@ func TestReaderRoutesAndStops(t *testing.T) {
 // stop the reader actor, and the receive loop then waited for ever.
 func TestReaderRoutePanicRecovered(t *testing.T) {
 	t.Parallel()
-	sys := newSystem(t)
-	conn, peer := memoryPair(t)
-	table := dispatch.NewTable(conn)
-	bad, good := transport.CbID{Idx: 0x5300, Val: 1}, transport.CbID{Idx: 0x5300, Val: 2}
-	if err := table.Add(&dispatch.Route{ID: bad, Target: "not a handler"}); err != nil {
-		t.Fatal(err)
-	}
-	h := &scripted{entered: make(chan uint32, 16), gate: make(chan struct{})}
-	close(h.gate)
-	ref, err := SpawnHandler(top(sys), HandlerSpec{ID: good, Name: "good", Handler: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := table.Add(&dispatch.Route{ID: good, Target: ref}); err != nil {
-		t.Fatal(err)
-	}
 	core, logs := observer.New(zap.ErrorLevel)
-	r, err := StartReader(top(sys), ReaderConfig{Conn: conn, Table: table, Logger: zap.New(core)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	to := transport.Addr{Port: conn.Port()}
+	g := newPanicRig(t, 0x5300, func(transport.CbID) any { return "not a handler" }, zap.New(core))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	const rounds = 15
 	for round := uint32(1); round <= rounds; round++ {
-		if err := peer.Send(ctx, to, &transport.Message{ID: bad, Seq: round}); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "the bad message routed", func() bool { return r.Stats().RoutePanics == uint64(round) })
-		if err := peer.Send(ctx, to, &transport.Message{ID: good, Seq: 100 + round}); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case seq := <-h.entered:
-			if seq != 100+round {
-				t.Fatalf("handler got seq %d, want %d", seq, 100+round)
-			}
-		case <-ctx.Done():
-			t.Fatalf("round %d: nothing routed after a routing panic (reader stats %+v)", round, r.Stats())
-		}
-		if err := r.barrier(ctx); err != nil {
+		g.send(t, ctx, g.bad, round)
+		waitFor(t, "the bad message routed", func() bool { return g.r.Stats().RoutePanics == uint64(round) })
+		g.routed(t, ctx, 100+round)
+		if err := g.r.barrier(ctx); err != nil {
 			t.Fatalf("round %d: barrier: %v", round, err)
 		}
 	}
-	if s := r.Stats(); s.RoutePanics != rounds || s.RouteLost != rounds || s.Messages != 2*rounds {
+	if s := g.r.Stats(); s.RoutePanics != rounds || s.RouteLost != rounds || s.Messages != 2*rounds {
 		t.Errorf("reader stats %+v, want %d panics each losing its one message", s, rounds)
 	}
 	if logs.FilterMessage(warnNames[warnRoutePanic]).Len() == 0 {
 		t.Error("no routing panic was logged")
 	}
-	if err := r.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := ref.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	g.stop(t, ctx)
 }
 
 // A panic while the reader wakes the handlers it fed (injected with a
@@ -183,67 +221,25 @@ func TestReaderRoutePanicRecovered(t *testing.T) {
 // and the reader stopped routing for good.
 func TestReaderRoutePanicInWakeRecovered(t *testing.T) {
 	t.Parallel()
-	sys := newSystem(t)
-	conn, peer := memoryPair(t)
-	table := dispatch.NewTable(conn)
-	bad, good := transport.CbID{Idx: 0x5400, Val: 1}, transport.CbID{Idx: 0x5400, Val: 2}
-	badRef := &HandlerRef{spec: HandlerSpec{ID: bad, StallTimeout: time.Second}, log: zap.NewNop()}
-	badRef.mb = newMailbox(0, Backpressure, &badRef.counters)
-	if err := table.Add(&dispatch.Route{ID: bad, Target: badRef}); err != nil {
-		t.Fatal(err)
-	}
-	h := &scripted{entered: make(chan uint32, 64), gate: make(chan struct{})}
-	close(h.gate)
-	ref, err := SpawnHandler(top(sys), HandlerSpec{ID: good, Name: "good", Handler: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := table.Add(&dispatch.Route{ID: good, Target: ref}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := StartReader(top(sys), ReaderConfig{Conn: conn, Table: table})
-	if err != nil {
-		t.Fatal(err)
-	}
-	to := transport.Addr{Port: conn.Port()}
+	g := newPanicRig(t, 0x5400, func(bad transport.CbID) any {
+		ref := &HandlerRef{spec: HandlerSpec{ID: bad, StallTimeout: time.Second}, log: zap.NewNop()}
+		ref.mb = newMailbox(0, Backpressure, &ref.counters)
+		return ref
+	}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := peer.Send(ctx, to, &transport.Message{ID: bad, Seq: 1}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the panic in wake", func() bool { return r.Stats().RoutePanics == 1 })
+	g.send(t, ctx, g.bad, 1)
+	waitFor(t, "the panic in wake", func() bool { return g.r.Stats().RoutePanics == 1 })
 	// More than the root supervisor's restart budget, had it been escalated.
 	for seq := uint32(2); seq <= 15; seq++ {
-		if err := peer.Send(ctx, to, &transport.Message{ID: good, Seq: seq}); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case got := <-h.entered:
-			if got != seq {
-				t.Fatalf("handler got seq %d, want %d", got, seq)
-			}
-		case <-ctx.Done():
-			t.Fatalf("seq %d never reached the good handler after a panic in wake (reader stats %+v)", seq, r.Stats())
-		}
+		g.routed(t, ctx, seq)
 	}
 	// The bad message was handed to its mailbox before the wake panicked:
 	// not lost.
-	if s := r.Stats(); s.RoutePanics != 1 || s.RouteLost != 0 {
+	if s := g.r.Stats(); s.RoutePanics != 1 || s.RouteLost != 0 {
 		t.Errorf("reader stats %+v, want 1 panic and nothing lost", s)
 	}
-	stopped := make(chan error, 1)
-	go func() { stopped <- r.Stop(ctx) }()
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Reader.Stop did not return")
-	}
-	if err := ref.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	g.stop(t, ctx)
 }
 
 // memoryPair is a reader's socket (with opts) and a peer to send from, on

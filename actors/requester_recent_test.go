@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -73,56 +74,9 @@ func TestRequesterRecentSetWideModel(t *testing.T) {
 				default:
 					r.pruneLocked(now)
 				}
-				kept := keptEntries(r)
-				var held [idBuckets]int32
-				for kk, n := range kept {
-					if n > 1 {
-						t.Fatalf("cap %d seed %d step %d: %v kept %d times", capacity, seed, step, kk, n)
-					}
-					held[idBucket(kk.id)]++
-				}
-				if len(kept) != r.recent.len() {
-					t.Fatalf("cap %d seed %d step %d: %d kept, gens count %d", capacity, seed, step, len(kept), r.recent.len())
-				}
-				// per-generation counts
-				s := &r.recent
-				var perGen [2]int
-				var perGenRefs [2][idBuckets]int32
-				count := func(e *recentSlot) {
-					if !s.kept(e) {
-						return
-					}
-					gi := s.cur ^ 1
-					if e.no >= s.gens[s.cur].start {
-						gi = s.cur
-					}
-					perGen[gi]++
-					perGenRefs[gi][idBucket(e.key.id)]++
-				}
-				for i := range s.slots {
-					count(&s.slots[i])
-				}
-				for _, e := range s.spill {
-					count(&e)
-				}
-				for gi := range 2 {
-					if perGen[gi] != s.gens[gi].n || perGenRefs[gi] != s.gens[gi].refs {
-						t.Fatalf("cap %d seed %d step %d: gen %d counts %d, holds %d", capacity, seed, step, gi, s.gens[gi].n, perGen[gi])
-					}
-				}
-				for b := range held {
-					if got := r.idRefs[b].Load(); got != held[b] {
-						t.Fatalf("cap %d seed %d step %d: bucket %d counts %d, holds %d", capacity, seed, step, b, got, held[b])
-					}
-				}
-				if n := r.recent.len(); n > capacity+capacity%2 {
-					t.Fatalf("cap %d seed %d step %d: %d remembered", capacity, seed, step, n)
-				}
-				if len(s.slots) > r.maxSlots() {
-					t.Fatalf("table %d > max %d", len(s.slots), r.maxSlots())
-				}
-				if len(s.spill) > 2*capacity+2 {
-					t.Fatalf("cap %d: spill holds %d", capacity, len(s.spill))
+				checkRecentSet(t, r, capacity, func() string { return fmt.Sprintf("capacity %d seed %d step %d", capacity, seed, step) })
+				if len(r.recent.spill) > 2*capacity+2 {
+					t.Fatalf("capacity %d: spill holds %d", capacity, len(r.recent.spill))
 				}
 				for kk, m := range model {
 					if m.expires < now-300 {
@@ -139,5 +93,78 @@ func TestRequesterRecentSetWideModel(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// keptEntries counts the entries the recent set keeps, by key, in its
+// slots and its spill map.
+func keptEntries(r *Requester) map[matchKey]int {
+	kept := map[matchKey]int{}
+	s := &r.recent
+	for i := range s.slots {
+		if e := &s.slots[i]; s.kept(e) {
+			kept[e.key]++
+		}
+	}
+	for k, e := range s.spill {
+		if s.kept(&e) {
+			kept[k]++
+		}
+	}
+	return kept
+}
+
+// checkRecentSet checks what holds of the recent set after every step:
+// each key kept once; the generations' counts, per bucket too, and the
+// per-bucket counts intercept's fast path reads, equal what is kept; at
+// most DupCapacity (rounded up to even) kept; the table within its bound.
+func checkRecentSet(t *testing.T, r *Requester, capacity int, where func() string) {
+	t.Helper()
+	s := &r.recent
+	kept := keptEntries(r)
+	var held [idBuckets]int32
+	for k, n := range kept {
+		if n > 1 {
+			t.Fatalf("%s: %v kept %d times", where(), k, n)
+		}
+		held[idBucket(k.id)]++
+	}
+	if len(kept) != s.len() {
+		t.Fatalf("%s: %d kept, the generations count %d", where(), len(kept), s.len())
+	}
+	var perGen [2]int
+	var perGenRefs [2][idBuckets]int32
+	count := func(e *recentSlot) {
+		if !s.kept(e) {
+			return
+		}
+		gi := s.cur ^ 1
+		if e.no >= s.gens[s.cur].start {
+			gi = s.cur
+		}
+		perGen[gi]++
+		perGenRefs[gi][idBucket(e.key.id)]++
+	}
+	for i := range s.slots {
+		count(&s.slots[i])
+	}
+	for _, e := range s.spill {
+		count(&e)
+	}
+	for gi := range 2 {
+		if perGen[gi] != s.gens[gi].n || perGenRefs[gi] != s.gens[gi].refs {
+			t.Fatalf("%s: generation %d counts %d, holds %d", where(), gi, s.gens[gi].n, perGen[gi])
+		}
+	}
+	for b := range held {
+		if got := r.idRefs[b].Load(); got != held[b] {
+			t.Fatalf("%s: bucket %d counts %d, holds %d", where(), b, got, held[b])
+		}
+	}
+	if n := s.len(); n > capacity+capacity%2 {
+		t.Fatalf("%s: %d remembered", where(), n)
+	}
+	if len(s.slots) > r.maxSlots() {
+		t.Fatalf("%s: a table of %d slots, more than %d", where(), len(s.slots), r.maxSlots())
 	}
 }

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -561,25 +562,7 @@ func TestRequesterRecentSetModel(t *testing.T) {
 						}
 					}
 				}
-				var held [idBuckets]int32
-				kept := keptEntries(r)
-				for k, n := range kept {
-					if n > 1 {
-						t.Fatalf("capacity %d seed %d step %d: %v kept %d times", capacity, seed, step, k, n)
-					}
-					held[idBucket(k.id)]++
-				}
-				if len(kept) != r.recent.len() {
-					t.Fatalf("capacity %d seed %d step %d: %d kept, the generations count %d", capacity, seed, step, len(kept), r.recent.len())
-				}
-				for b := range held {
-					if got := r.idRefs[b].Load(); got != held[b] {
-						t.Fatalf("capacity %d seed %d step %d: bucket %d counts %d, holds %d", capacity, seed, step, b, got, held[b])
-					}
-				}
-				if n := r.recent.len(); n > capacity+capacity%2 {
-					t.Fatalf("capacity %d seed %d step %d: %d remembered", capacity, seed, step, n)
-				}
+				checkRecentSet(t, r, capacity, func() string { return fmt.Sprintf("capacity %d seed %d step %d", capacity, seed, step) })
 				for k, m := range model {
 					if m.expires < now-200 { // long gone: the clock never goes back that far
 						delete(model, k)
@@ -597,24 +580,6 @@ func TestRequesterRecentSetModel(t *testing.T) {
 			}
 		}
 	}
-}
-
-// keptEntries counts the entries the recent set keeps, by key, in its
-// slots and its spill map.
-func keptEntries(r *Requester) map[matchKey]int {
-	kept := map[matchKey]int{}
-	s := &r.recent
-	for i := range s.slots {
-		if e := &s.slots[i]; s.kept(e) {
-			kept[e.key]++
-		}
-	}
-	for k, e := range s.spill {
-		if s.kept(&e) {
-			kept[k]++
-		}
-	}
-	return kept
 }
 
 // A capacity too large to round up still means "keep them all".
