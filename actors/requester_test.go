@@ -597,10 +597,11 @@ func TestRequesterRecentSetHugeCapacity(t *testing.T) {
 
 // Exchanges are pooled: a deadline armed for one use of an exchange must
 // not touch its next use. Each round, request A is answered at once while
-// its 10 ms deadline stays in the timer; request B, from the same
-// goroutine (so most likely on A's exchange), waits for a reply that never
-// comes and must neither be retried nor time out when A's deadline
-// passes, but end with its context 60 ms later.
+// its 20 ms deadline stays in the timer (A may retry, on a slow machine,
+// and still gets its reply); request B, from the same goroutine (so most
+// likely on A's exchange), waits for a reply that never comes and must
+// neither be retried nor time out when A's deadlines pass, but end with
+// its context at 150 ms.
 func TestRequesterReusedExchangeIgnoresOldDeadlines(t *testing.T) {
 	g := newReqRig(t, RequesterConfig{})
 	var bSends atomic.Int32
@@ -622,11 +623,11 @@ func TestRequesterReusedExchangeIgnoresOldDeadlines(t *testing.T) {
 		}
 	}()
 	to := transport.Addr{Port: 7}
-	for round := range 10 {
-		if _, err := g.r.Request(context.Background(), to, transport.Message{ID: testID, Data: []byte("A")}, RequestOptions{Timeout: 10 * time.Millisecond}); err != nil {
+	for round := range 4 {
+		if _, err := g.r.Request(context.Background(), to, transport.Message{ID: testID, Data: []byte("A")}, RequestOptions{Timeout: 20 * time.Millisecond, Retries: 4, Backoff: 1}); err != nil {
 			t.Fatalf("round %d: A: %v", round, err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 		_, err := g.r.Request(ctx, to, transport.Message{ID: testID, Data: []byte("B")}, RequestOptions{Timeout: time.Hour, Retries: 1})
 		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) {
