@@ -350,10 +350,10 @@ func (a *readerActor) Receive(c actor.Context) {
 
 // routeBatch is the reader actor's handling of a batch. A panic while
 // routing (only a bug can cause one: routes are the connector's, policies
-// are data) is recovered here rather than escalated: a restart would reset nothing of the
-// Reader, and once the supervisor's budget is spent it would stop the
-// actor, leaving the receive loop waiting for a batch that never comes
-// back.
+// are data) is recovered here rather than escalated: a restart would reset
+// nothing of the Reader, and once the supervisor's budget is spent it
+// would stop the actor, leaving the receive loop waiting for a batch that
+// never comes back.
 func (r *Reader) routeBatch(b *transport.Batch) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -368,7 +368,8 @@ func (r *Reader) giveBack(b *transport.Batch) { r.free <- b }
 
 // routeFailed counts and logs a batch whose routing panicked, and resets
 // what routing keeps per batch: the messages picked for a handler and
-// not yet handed over are lost (counted), and every handler fed is woken.
+// not yet handed over are lost (counted), and every handler fed or left
+// asleep is woken.
 func (r *Reader) routeFailed(b *transport.Batch, p any) {
 	lost := len(b.Messages) - min(r.at, len(b.Messages))
 	for _, h := range r.fed {

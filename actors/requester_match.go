@@ -300,30 +300,41 @@ func (r *Requester) intercept(m *transport.Received, taken func()) bool {
 		return false
 	}
 	now := r.now()
+	ex, took := r.match(m, now, taken)
+	if ex == nil {
+		return took
+	}
+	r.c.replies.Add(1)
+	rb := &replyBox{Reply: Reply{Received: *m, RTT: time.Duration(now - ex.sent.Load()), Attempts: int(ex.attempts.Load())}}
+	r.c.rtt.observe(rb.RTT)
+	rb.Data = nil // m's is the reader's buffer
+	if len(m.Data) > 0 {
+		// In the same allocation when it fits: most replies are small.
+		rb.Data = append(rb.small[:0], m.Data...)
+	}
+	ex.reply = &rb.Reply
+	taken() // before the caller wakes and may read the reader's counters
+	ex.ch <- evDone
+	return true
+}
+
+// match ends the pending exchange m answers and returns it, or, if m is a
+// late or duplicate reply to a remembered one, counts and takes it (took).
+// The lock is released by a defer: a panic in here (a bug) must not leave
+// it held for the reader, which recovers and goes on.
+func (r *Requester) match(m *transport.Received, now int64, taken func()) (ex *exchange, took bool) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	k := matchKey{id: m.ID, seq: m.Seq, ack: m.Ack}
-	ex := r.pending[k]
+	ex = r.pending[k]
 	if (ex == nil || !ex.from.accepts(m.From)) && m.From == 0 && r.ackOnly > 0 {
 		k = matchKey{id: m.ID, ack: m.Ack, ackOnly: 1}
 		ex = r.pending[k]
 	}
 	if ex != nil && ex.from.accepts(m.From) {
 		r.removeLocked(ex, true, true, now)
-		r.mu.Unlock()
-		r.c.replies.Add(1)
-		rb := &replyBox{Reply: Reply{Received: *m, RTT: time.Duration(now - ex.sent.Load()), Attempts: int(ex.attempts.Load())}}
-		r.c.rtt.observe(rb.RTT)
-		rb.Data = nil // m's is the reader's buffer
-		if len(m.Data) > 0 {
-			// In the same allocation when it fits: most replies are small.
-			rb.Data = append(rb.small[:0], m.Data...)
-		}
-		ex.reply = &rb.Reply
-		taken() // before the caller wakes and may read the reader's counters
-		ex.ch <- evDone
-		return true
+		return ex, true
 	}
-	defer r.mu.Unlock()
 	r.pruneLocked(now)
 	k = matchKey{id: m.ID, seq: m.Seq, ack: m.Ack}
 	e, ok := r.recent.find(k, now)
@@ -333,7 +344,7 @@ func (r *Requester) intercept(m *transport.Received, taken func()) bool {
 	}
 	r.active.Store(int64(len(r.pending) + r.recent.len()))
 	if !ok || !e.from.accepts(m.From) {
-		return false
+		return nil, false
 	}
 	taken()
 	if e.answered {
@@ -343,5 +354,5 @@ func (r *Requester) intercept(m *transport.Received, taken func()) bool {
 		e.answered = true
 		r.recent.update(e)
 	}
-	return true
+	return nil, true
 }
