@@ -127,9 +127,18 @@ func TestStrategies(t *testing.T) {
 				kids = append(kids, r.add(r.top, k, supervisor.Permanent))
 			}
 			kids[1].send(fail{"b fails"})
-			// All restarts of one failure happen in one step: once b is
-			// restarted, the others are too, or never.
-			r.waitEvents("b's restart", "", supervisor.EventRestarted, "b", 1)
+			// All restarts of one failure happen in one step of the
+			// supervisor, in start order, each with its event: once the
+			// last child due for a restart has its event, the others are
+			// restarted too, or never will be. (Waiting for b's event
+			// alone raced with c's restart right after it.)
+			last := "b"
+			for i, k := range []string{"a", "b", "c"} {
+				if tc.restarts[i] > 0 {
+					last = k
+				}
+			}
+			r.waitEvents(last+"'s restart", "", supervisor.EventRestarted, last, 1)
 			for i, k := range []string{"a", "b", "c"} {
 				st := status(t, r.top, k)
 				if st.Restarts != tc.restarts[i] || st.State != supervisor.Running {
