@@ -50,10 +50,11 @@
 // Reader.Stop drains what is queued on the socket before the reader stops.
 //
 // Handler actors fail and are restarted by their supervisors; the reader
-// does not. A panic while routing can only be a bug, and a restart would
-// reset nothing the reader keeps, so the reader recovers it itself: the
-// messages of that batch no handler got are counted (ReaderStats.RouteLost),
-// the failure is logged, rate-limited, and the next batch is routed.
+// does not. A panic while routing or waking handlers can only be a bug,
+// and a restart would reset nothing the reader keeps, so the reader
+// recovers it itself: it is counted (ReaderStats.RoutePanics, and the
+// messages of that batch no handler got in RouteLost), logged,
+// rate-limited, every handler fed is woken, and the next batch is routed.
 //
 // # Who calls what
 //

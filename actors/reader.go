@@ -341,10 +341,10 @@ func (a *readerActor) Receive(c actor.Context) {
 		r.routeBatch(m)
 		r.giveBack(m)
 	case *barrier:
-		r.wakeAsleep()
+		r.wakeAsleepRecovering()
 		close(m.done)
 	case wakeSleepers:
-		r.wakeAsleep()
+		r.wakeAsleepRecovering()
 	}
 }
 
@@ -376,6 +376,24 @@ func (r *Reader) routeFailed(b *transport.Batch, p any) {
 		lost += len(h.picked)
 		h.picked = h.picked[:0]
 	}
+	r.recoverRouting(p, lost)
+}
+
+// wakeAsleepRecovering is wakeAsleep for the actor's control messages: a
+// wake that panics (a bug) is handled as a routing panic, not escalated,
+// and the barrier waiting on it is still answered.
+func (r *Reader) wakeAsleepRecovering() {
+	defer func() {
+		if p := recover(); p != nil {
+			r.recoverRouting(p, 0)
+		}
+	}()
+	r.wakeAsleep()
+}
+
+// recoverRouting counts and logs a routing panic and wakes every handler
+// fed or left asleep; lost messages were counted by the caller.
+func (r *Reader) recoverRouting(p any, lost int) {
 	r.c.routePanics.Add(1)
 	r.c.routeLost.Add(uint64(lost))
 	if ok, n := r.limit.allow(warnRoutePanic); ok {

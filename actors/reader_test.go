@@ -119,7 +119,7 @@ type panicRig struct {
 	ref       *HandlerRef
 }
 
-func newPanicRig(t *testing.T, idx uint32, badTarget func(bad transport.CbID) any, log *zap.Logger) *panicRig {
+func newPanicRig(t *testing.T, idx uint32, badTarget func(bad transport.CbID) any, log *zap.Logger, batchSize int) *panicRig {
 	t.Helper()
 	sys := newSystem(t)
 	conn, peer := memoryPair(t)
@@ -138,7 +138,7 @@ func newPanicRig(t *testing.T, idx uint32, badTarget func(bad transport.CbID) an
 	if err := table.Add(&dispatch.Route{ID: g.good, Target: g.ref}); err != nil {
 		t.Fatal(err)
 	}
-	if g.r, err = StartReader(top(sys), ReaderConfig{Conn: conn, Table: table, Logger: log}); err != nil {
+	if g.r, err = StartReader(top(sys), ReaderConfig{Conn: conn, Table: table, Logger: log, BatchSize: batchSize}); err != nil {
 		t.Fatal(err)
 	}
 	return g
@@ -192,7 +192,7 @@ func (g *panicRig) stop(t *testing.T, ctx context.Context) {
 func TestReaderRoutePanicRecovered(t *testing.T) {
 	t.Parallel()
 	core, logs := observer.New(zap.ErrorLevel)
-	g := newPanicRig(t, 0x5300, func(transport.CbID) any { return "not a handler" }, zap.New(core))
+	g := newPanicRig(t, 0x5300, func(transport.CbID) any { return "not a handler" }, zap.New(core), 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	const rounds = 15
@@ -221,11 +221,7 @@ func TestReaderRoutePanicRecovered(t *testing.T) {
 // and the reader stopped routing for good.
 func TestReaderRoutePanicInWakeRecovered(t *testing.T) {
 	t.Parallel()
-	g := newPanicRig(t, 0x5400, func(bad transport.CbID) any {
-		ref := &HandlerRef{spec: HandlerSpec{ID: bad, StallTimeout: time.Second}, log: zap.NewNop()}
-		ref.mb = newMailbox(0, Backpressure, &ref.counters)
-		return ref
-	}, nil)
+	g := newPanicRig(t, 0x5400, unregisteredHandler, nil, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	g.send(t, ctx, g.bad, 1)
@@ -236,6 +232,38 @@ func TestReaderRoutePanicInWakeRecovered(t *testing.T) {
 	}
 	// The bad message was handed to its mailbox before the wake panicked:
 	// not lost.
+	if s := g.r.Stats(); s.RoutePanics != 1 || s.RouteLost != 0 {
+		t.Errorf("reader stats %+v, want 1 panic and nothing lost", s)
+	}
+	g.stop(t, ctx)
+}
+
+// unregisteredHandler is a route target whose wake panics: protoactor
+// never registered its mailbox, so it has no dispatcher.
+func unregisteredHandler(id transport.CbID) any {
+	ref := &HandlerRef{spec: HandlerSpec{ID: id, StallTimeout: time.Second}, log: zap.NewNop()}
+	ref.mb = newMailbox(0, Backpressure, &ref.counters)
+	return ref
+}
+
+// With batches of one datagram every batch is full, so the handlers fed
+// are left asleep and woken by the actor's control message before the
+// receive loop waits: a panic in that wake is recovered too (escalated, it
+// would have left the reader failing on every control message, a barrier
+// never answered, and Stop hanging).
+func TestReaderWakePanicInControlRecovered(t *testing.T) {
+	t.Parallel()
+	g := newPanicRig(t, 0x5500, unregisteredHandler, nil, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	g.send(t, ctx, g.bad, 1)
+	waitFor(t, "the panic in the wake", func() bool { return g.r.Stats().RoutePanics == 1 })
+	for seq := uint32(2); seq <= 15; seq++ {
+		g.routed(t, ctx, seq)
+	}
+	if err := g.r.barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if s := g.r.Stats(); s.RoutePanics != 1 || s.RouteLost != 0 {
 		t.Errorf("reader stats %+v, want 1 panic and nothing lost", s)
 	}
