@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"fmt"
 	"math/bits"
 	"time"
 
@@ -300,7 +301,20 @@ func (r *Requester) intercept(m *transport.Received, taken func()) bool {
 		return false
 	}
 	now := r.now()
-	ex, took := r.match(m, now, taken)
+	// ending is the exchange this reply ended and whose caller has not
+	// been woken yet. If anything from its end on panics (a bug), nobody
+	// else would wake that caller: the timer and Close pass over ended
+	// exchanges. It is failed here, then the panic goes on to the reader.
+	var ending *exchange
+	defer func() {
+		if ending == nil {
+			return
+		}
+		p := recover()
+		r.failHandover(ending, p)
+		panic(p)
+	}()
+	ex, took := r.match(m, now, taken, &ending)
 	if ex == nil {
 		return took
 	}
@@ -314,15 +328,25 @@ func (r *Requester) intercept(m *transport.Received, taken func()) bool {
 	}
 	ex.reply = &rb.Reply
 	taken() // before the caller wakes and may read the reader's counters
+	ending = nil
 	ex.ch <- evDone
 	return true
+}
+
+// failHandover ends, with an error, an exchange whose reply could not be
+// handed over because matching it panicked.
+func (r *Requester) failHandover(ex *exchange, p any) {
+	ex.reply = nil
+	ex.err = fmt.Errorf("request %s seq %d ack %d: matching its reply failed: %v", ex.key.id, ex.key.seq, ex.key.ack-1, p)
+	r.c.failed.Add(1)
+	ex.ch <- evDone
 }
 
 // match ends the pending exchange m answers and returns it, or, if m is a
 // late or duplicate reply to a remembered one, counts and takes it (took).
 // The lock is released by a defer: a panic in here (a bug) must not leave
 // it held for the reader, which recovers and goes on.
-func (r *Requester) match(m *transport.Received, now int64, taken func()) (ex *exchange, took bool) {
+func (r *Requester) match(m *transport.Received, now int64, taken func(), ending **exchange) (ex *exchange, took bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k := matchKey{id: m.ID, seq: m.Seq, ack: m.Ack}
@@ -332,6 +356,7 @@ func (r *Requester) match(m *transport.Received, now int64, taken func()) (ex *e
 		ex = r.pending[k]
 	}
 	if ex != nil && ex.from.accepts(m.From) {
+		*ending = ex // removeLocked marks it done first thing
 		r.removeLocked(ex, true, true, now)
 		return ex, true
 	}

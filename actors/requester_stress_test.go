@@ -74,7 +74,8 @@ func TestRequesterPooledExchangesStress(t *testing.T) {
 				o := RequestOptions{Timeout: time.Duration(500+rng.IntN(2500)) * time.Microsecond, Retries: rng.IntN(3), Backoff: 1}
 				ctx := context.Background()
 				var cancel context.CancelFunc = func() {}
-				if rng.IntN(3) == 0 {
+				deadline := rng.IntN(3) == 0
+				if deadline {
 					ctx, cancel = context.WithTimeout(ctx, time.Duration(rng.IntN(3000))*time.Microsecond)
 				}
 				if ctx.Err() != nil {
@@ -98,6 +99,9 @@ func TestRequesterPooledExchangesStress(t *testing.T) {
 				}
 				mu.Lock()
 				counts[k]++
+				if deadline {
+					counts["with a deadline"]++
+				}
 				mu.Unlock()
 			}
 		}()
@@ -113,8 +117,10 @@ func TestRequesterPooledExchangesStress(t *testing.T) {
 	// fails the request before it is counted: the callers' cancellations
 	// are the requester's plus the requests it never registered.
 	calls := uint64(counts["ok"] + counts["timeout"] + counts["cancelled"])
-	if uint64(counts["ok"]) != s.Replies || uint64(counts["timeout"]) != s.Timeouts ||
-		uint64(counts["cancelled"]) != s.Cancelled+(calls-s.Requests) {
+	unregistered := calls - s.Requests
+	if s.Failed != 0 || unregistered > uint64(counts["with a deadline"]) ||
+		uint64(counts["ok"]) != s.Replies || uint64(counts["timeout"]) != s.Timeouts ||
+		uint64(counts["cancelled"]) != s.Cancelled+unregistered {
 		t.Errorf("callers saw %v, stats %+v", counts, s)
 	}
 }

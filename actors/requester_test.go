@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -636,5 +637,32 @@ func TestRequesterReusedExchangeIgnoresOldDeadlines(t *testing.T) {
 		if n := bSends.Load(); n != int32(round+1) {
 			t.Fatalf("round %d: B sent %d times in all, want %d (retried on A's deadline)", round, n, round+1)
 		}
+	}
+}
+
+// A panic while a reply is handed over (a bug; here injected through the
+// reader's counting hook, which runs after the exchange was ended and
+// before its caller is woken) must not leave the caller waiting for ever:
+// the timer and Close pass over ended exchanges. The caller gets an
+// error, the exchange counts as failed, and the panic goes on to the
+// reader, which recovers it.
+func TestRequesterPanicWhileHandingOverFailsTheCaller(t *testing.T) {
+	g := newReqRig(t, RequesterConfig{})
+	ch := g.start(context.Background(), transport.Message{ID: testID}, transport.Addr{Port: 7}, RequestOptions{Timeout: time.Hour})
+	req := g.s.next(t)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the panic did not reach the reader")
+			}
+		}()
+		g.r.intercept(received(transport.Message{ID: testID, Seq: req.m.Seq, Ack: req.m.Ack + 1}, 7, 0), func() { panic("injected") })
+	}()
+	res := wait(t, ch)
+	if res.err == nil || !strings.Contains(res.err.Error(), "matching its reply failed: injected") {
+		t.Fatalf("request ended with %v, %v; want the matching failure", res.reply, res.err)
+	}
+	if st := g.r.Stats(); st.Failed != 1 || st.InFlight != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }
