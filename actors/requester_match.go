@@ -43,7 +43,7 @@ type recentSet struct {
 	spill map[matchKey]recentSlot // kept entries displaced from their slot
 	gens  [2]recentGen
 	cur   int    // gens[cur] takes new entries
-	next  uint64 // the number of the next entry remembered
+	next  uint64 // the number of the last entry remembered (the first is 1)
 	floor uint64 // entries numbered below are forgotten
 }
 
