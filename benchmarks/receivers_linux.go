@@ -59,14 +59,14 @@ type rawRecv struct {
 	err    error
 }
 
-func newRawRecv(group uint32) (*rawRecv, error) {
+func newRawRecv(group uint32, readBuffer int) (*rawRecv, error) {
 	fd, port, err := openRawSocket()
 	if err != nil {
 		return nil, err
 	}
 	r := &rawRecv{fd: fd, port: port, group: group, g: newGate(), c: newCounter(), done: make(chan struct{}), exited: make(chan struct{})}
 	fail := func(err error) (*rawRecv, error) { unix.Close(fd); return nil, err }
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, bufferBytes); err != nil {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, readBuffer); err != nil {
 		return fail(fmt.Errorf("SO_RCVBUFFORCE: %w", err))
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
@@ -165,14 +165,14 @@ type mdlRecv struct {
 	err    error
 }
 
-func newMdlRecv(group uint32) (*mdlRecv, error) {
+func newMdlRecv(group uint32, readBuffer int) (*mdlRecv, error) {
 	conn, err := netlink.Dial(unix.NETLINK_CONNECTOR, &netlink.Config{})
 	if err != nil {
 		return nil, err
 	}
 	r := &mdlRecv{conn: conn, group: group, g: newGate(), c: newCounter(), done: make(chan struct{}), exited: make(chan struct{})}
 	fail := func(err error) (*mdlRecv, error) { conn.Close(); return nil, err }
-	if err := conn.SetReadBuffer(bufferBytes); err != nil {
+	if err := conn.SetReadBuffer(readBuffer); err != nil {
 		return fail(err)
 	}
 	rc, err := conn.SyscallConn()
@@ -274,12 +274,13 @@ type cnRecv struct {
 }
 
 type cnOptions struct {
-	ids     []transport.CbID
-	group   uint32
-	mailbox int
-	stall   bool            // the first id's handler blocks until release
-	batch   bool            // handlers are handlers.BatchHandlers (a run per call)
-	network *memory.Network // memory transport if set
+	ids        []transport.CbID
+	group      uint32
+	readBuffer int
+	mailbox    int
+	stall      bool            // the first id's handler blocks until release
+	batch      bool            // handlers are handlers.BatchHandlers (a run per call)
+	network    *memory.Network // memory transport if set
 }
 
 func newCnRecv(o cnOptions) (*cnRecv, error) {
@@ -292,7 +293,7 @@ func newCnRecv(o cnOptions) (*cnRecv, error) {
 		}
 		r.mc, conn = mc, mc
 	} else {
-		nc, err := transport.Dial(transport.WithReadBuffer(bufferBytes))
+		nc, err := transport.Dial(transport.WithReadBuffer(o.readBuffer))
 		if err != nil {
 			return nil, err
 		}

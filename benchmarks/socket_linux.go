@@ -12,13 +12,27 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/cnactor/cnactor"
 	"github.com/cnactor/cnactor/transport"
 	"golang.org/x/sys/unix"
 )
 
-// bufferBytes is the receive buffer every benchmark socket asks for with
-// SO_RCVBUFFORCE (the kernel doubles it): room for a whole drain chunk.
-const bufferBytes = 256 << 20
+// drainBuffer is the receive buffer the throughput drain asks for with
+// SO_RCVBUFFORCE (the kernel doubles it): room for a whole chunk.
+const drainBuffer = 256 << 20
+
+// readBufferFor is the receive buffer every receiver of a run gets: with a
+// sender running alongside, cnactor's default (cnactor.DefaultReadBuffer,
+// as users run it), so that a full queue makes a unicast sender wait and
+// drops multicast in the kernel, as it would outside the benchmark; a
+// queue of 512 MiB would absorb more than a slot of traffic and the live
+// rows would never see either. The drain needs drainBuffer.
+func readBufferFor(cfg *Config) int {
+	if cfg.Method == Drain {
+		return drainBuffer
+	}
+	return cnactor.DefaultReadBuffer
+}
 
 // openRawSocket opens a blocking NETLINK_CONNECTOR socket bound to a port the
 // kernel assigns.

@@ -120,7 +120,7 @@ func newTraffic(cfg *Config, baselines bool, stall bool) (t *traffic, err error)
 	if cfg.Chunk == 0 {
 		cfg.Chunk = chunkFor(cfg.Payload)
 	}
-	cnOpts := cnOptions{ids: ids, group: cnGroup, mailbox: cfg.Mailbox, stall: stall, batch: cfg.Batch}
+	cnOpts := cnOptions{ids: ids, group: cnGroup, readBuffer: readBufferFor(cfg), mailbox: cfg.Mailbox, stall: stall, batch: cfg.Batch}
 	if cfg.Transport == Memory {
 		net := memory.NewNetwork(memory.WithQueueLen(cfg.Chunk))
 		if t.snd, err = newMemSender(net, ids, cfg.Payload); err != nil {
@@ -141,12 +141,12 @@ func newTraffic(cfg *Config, baselines bool, stall bool) (t *traffic, err error)
 		}
 		t.snd = netSender{rs}
 		if baselines {
-			r, err := newRawRecv(groups[0])
+			r, err := newRawRecv(groups[0], readBufferFor(cfg))
 			if err != nil {
 				return t, err
 			}
 			t.recvs = append(t.recvs, r)
-			m, err := newMdlRecv(groups[1])
+			m, err := newMdlRecv(groups[1], readBufferFor(cfg))
 			if err != nil {
 				return t, err
 			}
