@@ -135,11 +135,15 @@ func newTraffic(cfg *Config, baselines bool, stall bool) (t *traffic, err error)
 		}
 		cnOpts.network = net
 	} else {
-		rs, err := newRawSender(ids, cfg.Payload)
-		if err != nil {
+		if cfg.Method == Drain {
+			rs, err := newRawSender(ids, cfg.Payload)
+			if err != nil {
+				return t, err
+			}
+			t.snd = netSender{rs}
+		} else if t.snd, err = newProcSender(ids, cfg.Payload); err != nil {
 			return t, err
 		}
-		t.snd = netSender{rs}
 		if baselines {
 			r, err := newRawRecv(groups[0], readBufferFor(cfg))
 			if err != nil {
@@ -314,9 +318,11 @@ func cpuUsage(who int) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// cpuWindow measures the CPU a receiver uses in one slot. The sender runs
-// in this process too, so the process's usage (RUSAGE_SELF) includes it:
-// live, the sender's goroutine is locked to its own OS thread for the slot
+// cpuWindow measures the CPU a receiver uses in one slot. Live on the
+// kernel's socket the sender is a process of its own (procSender) and the
+// process's usage (RUSAGE_SELF) is the receiver's. On the in-memory
+// transport the sender runs in this process, so its usage includes it:
+// the sender's goroutine is locked to its own OS thread for the slot
 // (runSender) and that thread's RUSAGE_THREAD delta is taken out, so what
 // remains is the receiver (its goroutines, the runtime and GC work they
 // cause, their system calls) plus the harness's own small bookkeeping (a
@@ -331,10 +337,14 @@ type cpuWindow struct {
 func startCPU() cpuWindow { return cpuWindow{self0: cpuUsage(unix.RUSAGE_SELF)} }
 
 // end adds the window to m: the process's CPU since start less sender
-// (the sender thread's CPU within the window), for delivered messages.
-func (w cpuWindow) end(m *measure, sender time.Duration, delivered uint64) {
+// (the sender thread's CPU within the window) if the sender ran in this
+// process, for delivered messages.
+func (w cpuWindow) end(m *measure, sender time.Duration, inProcess bool, delivered uint64) {
 	self := cpuUsage(unix.RUSAGE_SELF) - w.self0
-	m.cpu += max(self-sender, 0)
+	if inProcess {
+		self -= sender
+	}
+	m.cpu += max(self, 0)
 	m.senderCPU += sender
 	m.cpuMsgs += delivered
 }
@@ -363,7 +373,7 @@ func (t *traffic) drainOnce(ctx context.Context, r receiver, m *measure) error {
 	r.gate().allow(int64(queued))
 	end, err := waitSettled(ctx, r, t.sent[r].Load())
 	d1 := r.counter().n.Load()
-	cw.end(m, 0, d1-d0)
+	cw.end(m, 0, false, d1-d0)
 	if t.timed != nil {
 		t.timed(false)
 	}
@@ -387,10 +397,11 @@ func (t *traffic) liveOnce(ctx context.Context, r receiver, d time.Duration, m *
 	mal0, b0 := memStats()
 	var stop atomic.Bool
 	var senderCPU time.Duration
+	var inProcess bool
 	done := make(chan struct{})
 	cw := startCPU()
 	start := time.Now()
-	go func() { defer close(done); senderCPU = runSender(t.snd, &stop) }()
+	go func() { defer close(done); senderCPU, inProcess = runSender(t.snd, &stop) }()
 	select {
 	case <-time.After(d):
 	case <-ctx.Done():
@@ -411,20 +422,26 @@ func (t *traffic) liveOnce(ctx context.Context, r receiver, d time.Duration, m *
 		return fmt.Errorf("benchmarks: sending to %s: %w", r.name(), err)
 	}
 	_, err := waitSettled(ctx, r, t.sent[r].Load())
-	cw.end(m, senderCPU, r.counter().n.Load()-d0)
+	cw.end(m, senderCPU, inProcess, r.counter().n.Load()-d0)
 	return err
 }
 
-// runSender runs s until stop is set on an OS thread of its own and returns
-// that thread's CPU time meanwhile (see cpuWindow). A locked thread runs
-// no other goroutine, and when the sender blocks in sendmmsg the thread
-// sleeps in the kernel, so the delta is the sender's alone.
-func runSender(s sender, stop *atomic.Bool) time.Duration {
+// runSender runs s until stop is set and returns the sending thread's CPU
+// time meanwhile, and whether that thread is in this process (and so in
+// its getrusage; see cpuWindow). An in-process sender runs on an OS thread
+// of its own: a locked thread runs no other goroutine, and when the sender
+// blocks in sendmmsg the thread sleeps in the kernel, so the delta is the
+// sender's alone.
+func runSender(s sender, stop *atomic.Bool) (cpu time.Duration, inProcess bool) {
+	if p, ok := s.(*procSender); ok {
+		p.run(stop)
+		return p.lastCPU(), false
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	c0 := cpuUsage(unix.RUSAGE_THREAD)
 	s.run(stop)
-	return cpuUsage(unix.RUSAGE_THREAD) - c0
+	return cpuUsage(unix.RUSAGE_THREAD) - c0, true
 }
 
 func runThroughput(ctx context.Context, cfg *Config, res *Result) error {
@@ -509,8 +526,11 @@ rounds:
 	}
 	if cfg.Method == Drain {
 		res.Notes = append(res.Notes, "cpu/msg: process CPU (getrusage user+system) from releasing each chunk until it was delivered, over the messages delivered; the sender is idle then")
-	} else {
+	} else if cfg.Transport == Memory {
 		res.Notes = append(res.Notes, "cpu/msg: process CPU (getrusage RUSAGE_SELF user+system) less the sender's own locked thread (RUSAGE_THREAD), from each slot's start until the receiver settled, over the messages delivered in that time")
+	} else {
+		res.Notes = append(res.Notes, "live: the sender is a process of its own (this program run again), as a user's would be")
+		res.Notes = append(res.Notes, "cpu/msg: process CPU (getrusage RUSAGE_SELF user+system; the sender is not in it), from each slot's start until the receiver settled, over the messages delivered in that time")
 	}
 	return errors.Join(runErr, t.close())
 }

@@ -23,6 +23,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/cnactor/cnactor/benchmarks"
 )
 
 type command struct {
@@ -50,6 +52,7 @@ var commands = []command{
 }
 
 func main() {
+	benchmarks.MaybeServeSender() // cnctl bench runs itself again as its sender
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}))

@@ -5,15 +5,24 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cnactor/cnactor/benchmarks"
 	"github.com/cnactor/cnactor/internal/testutil"
 	"golang.org/x/sys/unix"
 )
+
+// TestMain lets this test binary serve as cnctl bench's sender process, as
+// cnctl itself does (see benchmarks.MaybeServeSender).
+func TestMain(m *testing.M) {
+	benchmarks.MaybeServeSender()
+	os.Exit(m.Run())
+}
 
 // syncBuffer is a bytes.Buffer safe for a command writing and a test reading.
 type syncBuffer struct {
