@@ -18,13 +18,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NetlinkConn is a NETLINK_CONNECTOR socket. mdlayher/netlink dials it,
-// binds it and manages groups and options; sends to user ports or groups and
-// the recvmmsg receive path go through its raw descriptor, which the library
-// cannot do.
+// NetlinkConn is a NETLINK_CONNECTOR socket. Unlike the descriptors of
+// os, net and mdlayher/netlink, the socket is not on the Go poller itself:
+// a receive waits on an epoll instance of its own (ready) that holds the
+// socket and is on the poller, and that instance stops watching the socket
+// while the receive loop reads full batches (see ready_linux.go).
 type NetlinkConn struct {
-	nl          *netlink.Conn
+	sock        *os.File // the socket, blocking, not on the poller
 	raw         syscall.RawConn
+	ready       *os.File // epoll instance watching sock, on the poller
+	readyRaw    syscall.RawConn
 	port        uint32
 	sendTimeout time.Duration
 	closed      atomic.Bool
@@ -39,7 +42,13 @@ type NetlinkConn struct {
 	iovs      []unix.Iovec
 	names     []unix.RawSockaddrNetlink
 	ctrl      []byte
-	recvFn    func(fd uintptr) bool
+	recvFn    func(efd uintptr) bool // a ReceiveBatch's step on ready
+	recvSock  func(sfd uintptr)      // a ReceiveBatch's use of sock
+	recvWait  error                  // what recvSock's wait returned
+	sfd       uintptr                // sock's descriptor, during a use of it
+	armed     bool                   // ready watches sock
+	unwatched int                    // times ready stopped watching sock
+	ev        unix.EpollEvent        // arm's, kept: it does not escape per call
 	tryFn     func(fd uintptr)
 	tried     bool // the last tryFn read something (or an error)
 	recvN     int
@@ -77,22 +86,20 @@ func Dial(opts ...DialOption) (*NetlinkConn, error) {
 			return nil, &OpError{Op: "dial", Err: err}
 		}
 	}
-	nl, err := netlink.Dial(unix.NETLINK_CONNECTOR, &netlink.Config{})
-	if err != nil {
+	c := &NetlinkConn{sendTimeout: cfg.sendTimeout}
+	if err := c.open(); err != nil {
+		c.Close()
 		if errors.Is(err, unix.EPROTONOSUPPORT) {
 			err = errors.Join(ErrNotSupported, err)
 		}
 		return nil, &OpError{Op: "dial", Err: err}
 	}
-	c := &NetlinkConn{nl: nl, port: nl.PID(), sendTimeout: cfg.sendTimeout}
-	c.recvFn = c.recvmmsg
+	c.recvFn = func(efd uintptr) bool { return c.receiveOrArm(c.sfd, efd) }
+	c.recvSock = func(sfd uintptr) { c.sfd = sfd; c.recvWait = c.readyRaw.Read(c.recvFn) }
 	c.tryFn = func(fd uintptr) { c.tried = c.recvmmsg(fd) }
 	fail := func(op string, err error) (*NetlinkConn, error) {
-		nl.Close()
+		c.Close()
 		return nil, &OpError{Op: op, Err: err}
-	}
-	if c.raw, err = nl.SyscallConn(); err != nil {
-		return fail("dial", err)
 	}
 	if !cfg.noCreds {
 		var serr error
@@ -103,12 +110,12 @@ func Dial(opts ...DialOption) (*NetlinkConn, error) {
 		}
 	}
 	if cfg.readBuffer > 0 {
-		if err := nl.SetReadBuffer(cfg.readBuffer); err != nil {
+		if err := c.SetReadBuffer(cfg.readBuffer); err != nil {
 			return fail("set-read-buffer", err)
 		}
 	}
 	for _, g := range cfg.groups {
-		if err := nl.JoinGroup(g); err != nil {
+		if err := c.JoinGroup(g); err != nil {
 			return fail("join", err)
 		}
 	}
@@ -128,7 +135,7 @@ func (c *NetlinkConn) JoinGroup(group uint32) error {
 	if err := CheckGroup(group); err != nil {
 		return &OpError{Op: "join", Err: err}
 	}
-	if err := c.nl.JoinGroup(group); err != nil {
+	if err := c.setsockopt(unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, int(group)); err != nil {
 		return &OpError{Op: "join", Err: c.mapErr(err)}
 	}
 	return nil
@@ -139,17 +146,39 @@ func (c *NetlinkConn) LeaveGroup(group uint32) error {
 	if err := CheckGroup(group); err != nil {
 		return &OpError{Op: "leave", Err: err}
 	}
-	if err := c.nl.LeaveGroup(group); err != nil {
+	if err := c.setsockopt(unix.SOL_NETLINK, unix.NETLINK_DROP_MEMBERSHIP, int(group)); err != nil {
 		return &OpError{Op: "leave", Err: c.mapErr(err)}
 	}
 	return nil
 }
 
 // ReadBuffer returns the socket's receive buffer size as the kernel reports it.
-func (c *NetlinkConn) ReadBuffer() (int, error) { return c.nl.ReadBuffer() }
+func (c *NetlinkConn) ReadBuffer() (n int, err error) {
+	cerr := c.raw.Control(func(fd uintptr) { n, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF) })
+	if cerr != nil {
+		return 0, c.mapErr(cerr)
+	}
+	return n, err
+}
 
-// SetReadBuffer sets the receive buffer (SO_RCVBUFFORCE when permitted).
-func (c *NetlinkConn) SetReadBuffer(bytes int) error { return c.nl.SetReadBuffer(bytes) }
+// SetReadBuffer sets the receive buffer: SO_RCVBUFFORCE, which is not
+// capped by net.core.rmem_max, or SO_RCVBUF without the privilege for it.
+func (c *NetlinkConn) SetReadBuffer(bytes int) error {
+	err := c.setsockopt(unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, bytes)
+	if errors.Is(err, unix.EPERM) {
+		err = c.setsockopt(unix.SOL_SOCKET, unix.SO_RCVBUF, bytes)
+	}
+	return err
+}
+
+// setsockopt sets an integer option on the socket.
+func (c *NetlinkConn) setsockopt(level, opt, value int) error {
+	var err error
+	if cerr := c.raw.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), level, opt, value) }); cerr != nil {
+		return c.mapErr(cerr)
+	}
+	return err
+}
 
 // SetReadDeadline bounds a blocking ReceiveBatch, and ReceiveEach both in
 // its waits and between batches; zero means no deadline.
@@ -159,22 +188,43 @@ func (c *NetlinkConn) SetReadDeadline(t time.Time) error {
 		at = t.UnixNano()
 	}
 	c.deadline.Store(at)
-	return c.nl.SetReadDeadline(t)
+	return c.mapErr(c.ready.SetReadDeadline(t))
 }
 
 // deadlinePassed is for ReceiveEach between batches; a wait sees the
-// deadline through the poller.
+// deadline through the poller (ready's).
 func (c *NetlinkConn) deadlinePassed() bool {
 	at := c.deadline.Load()
 	return at != 0 && time.Now().UnixNano() >= at
 }
 
-// SetOption sets a boolean netlink socket option.
+// SetOption sets a boolean netlink socket option (mdlayher/netlink's
+// names for them).
 func (c *NetlinkConn) SetOption(option netlink.ConnOption, enable bool) error {
-	return c.nl.SetOption(option, enable)
+	opt, ok := netlinkOptions[option]
+	if !ok {
+		return &OpError{Op: "set-option", Err: unix.ENOPROTOOPT}
+	}
+	v := 0
+	if enable {
+		v = 1
+	}
+	return c.setsockopt(unix.SOL_NETLINK, opt, v)
 }
 
-// SyscallConn exposes the raw socket for options this package does not wrap.
+var netlinkOptions = map[netlink.ConnOption]int{
+	netlink.PacketInfo:          unix.NETLINK_PKTINFO,
+	netlink.BroadcastError:      unix.NETLINK_BROADCAST_ERROR,
+	netlink.NoENOBUFS:           unix.NETLINK_NO_ENOBUFS,
+	netlink.ListenAllNSID:       unix.NETLINK_LISTEN_ALL_NSID,
+	netlink.CapAcknowledge:      unix.NETLINK_CAP_ACK,
+	netlink.ExtendedAcknowledge: unix.NETLINK_EXT_ACK,
+	netlink.GetStrictCheck:      unix.NETLINK_GET_STRICT_CHK,
+}
+
+// SyscallConn exposes the raw socket for options this package does not
+// wrap. The socket is not on the Go poller: use Control; Read and Write
+// call f once and do not wait.
 func (c *NetlinkConn) SyscallConn() (syscall.RawConn, error) { return c.raw, nil }
 
 // Close closes the socket; a pending ReceiveBatch returns ErrClosed.
@@ -182,7 +232,14 @@ func (c *NetlinkConn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	return c.nl.Close()
+	var err error
+	if c.ready != nil {
+		err = c.ready.Close() // first: it wakes a receive waiting
+	}
+	if c.sock != nil {
+		err = errors.Join(err, c.sock.Close())
+	}
+	return err
 }
 
 func (c *NetlinkConn) mapErr(err error) error {
@@ -199,8 +256,8 @@ func groupMask(group uint32) uint32 {
 	return 1 << (group - 1)
 }
 
-// Send encodes m into one datagram and sends it. Sends never wait on the Go
-// poller: a full unicast receiver does not wake the sender's descriptor, so
+// Send encodes m into one datagram and sends it. Sends never wait on the
+// socket: a full unicast receiver does not wake the sender's descriptor, so
 // EAGAIN is retried with a short backoff until ctx or the send timeout ends.
 func (c *NetlinkConn) Send(ctx context.Context, to Addr, m *Message) error {
 	if to.Group != 0 {
@@ -221,7 +278,7 @@ func (c *NetlinkConn) Send(ctx context.Context, to Addr, m *Message) error {
 	op.sa = unix.RawSockaddrNetlink{Family: unix.AF_NETLINK, Pid: to.Port, Groups: groupMask(to.Group)}
 	var deadline time.Time
 	for wait := 20 * time.Microsecond; ; {
-		if err := c.raw.Write(op.fn); err != nil {
+		if err := c.raw.Control(op.fn); err != nil {
 			return sendError(to, c.mapErr(err))
 		}
 		switch op.errno {
@@ -260,14 +317,13 @@ type sendOp struct {
 	buf   []byte
 	sa    unix.RawSockaddrNetlink
 	errno syscall.Errno
-	fn    func(fd uintptr) bool
+	fn    func(fd uintptr)
 }
 
-// sendto never waits on the Go poller (see Send).
-func (op *sendOp) sendto(fd uintptr) bool {
+// sendto never waits (see Send).
+func (op *sendOp) sendto(fd uintptr) {
 	_, _, op.errno = unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&op.buf[0])), uintptr(len(op.buf)),
 		unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&op.sa)), unix.SizeofSockaddrNetlink)
-	return true
 }
 
 // sendError builds a send's error; to is a copy, so that Send's own
@@ -314,6 +370,8 @@ func (c *NetlinkConn) bind(b *Batch) {
 	}
 }
 
+// recvmmsg receives what is queued on the socket, without waiting: false
+// when nothing is (and no loss is left to report).
 func (c *NetlinkConn) recvmmsg(fd uintptr) bool {
 	for {
 		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.hdrs[0])),
@@ -354,8 +412,11 @@ func (c *NetlinkConn) ReceiveBatch(ctx context.Context, b *Batch) error {
 	defer c.wakeOnDone(ctx)()
 	for {
 		c.prepare(b)
-		if err := c.raw.Read(c.recvFn); err != nil {
+		if err := c.raw.Control(c.recvSock); err != nil {
 			return c.waitError(ctx, err)
+		}
+		if c.recvWait != nil {
+			return c.waitError(ctx, c.recvWait)
 		}
 		// Empty only after an ENOBUFS or a queue found empty while
 		// congested, with no drop since the last report: go on.
@@ -365,7 +426,7 @@ func (c *NetlinkConn) ReceiveBatch(ctx context.Context, b *Batch) error {
 	}
 }
 
-// wakeOnDone makes ctx's end wake a receive waiting on the poller; the
+// wakeOnDone makes ctx's end wake a receive waiting on ready; the
 // returned func disarms it. Arming allocates: the receive loop of a
 // connector passes a context that is never done and uses SetReadDeadline.
 func (c *NetlinkConn) wakeOnDone(ctx context.Context) (disarm func()) {
@@ -374,7 +435,7 @@ func (c *NetlinkConn) wakeOnDone(ctx context.Context) (disarm func()) {
 	}
 	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
-		c.nl.SetReadDeadline(time.Unix(1, 0))
+		c.ready.SetReadDeadline(time.Unix(1, 0))
 		close(fired)
 	})
 	return func() {
@@ -384,7 +445,7 @@ func (c *NetlinkConn) wakeOnDone(ctx context.Context) (disarm func()) {
 			if at := c.deadline.Load(); at != 0 {
 				t = time.Unix(0, at)
 			}
-			c.nl.SetReadDeadline(t)
+			c.ready.SetReadDeadline(t)
 		}
 	}
 }
@@ -396,14 +457,18 @@ func (c *NetlinkConn) waitError(ctx context.Context, err error) error {
 	return &OpError{Op: "receive", Err: c.mapErr(err)}
 }
 
-// ReceiveEach implements EachReceiver: the whole loop runs inside one
-// raw.Read, so the poller's readiness is never reset between batches. That
-// is what makes it safe to wait right after a batch with room to spare,
-// without a recvmmsg that finds the queue empty: recvmmsg returns short only
-// when the queue ran empty, and then the next datagram marks the socket
-// readable, or when an overrun's ENOBUFS arose during the call, whose error
-// report already did (the kernel keeps the error for the next call). After
-// an ENOBUFS report or a full batch the queue may hold more: no wait.
+// ReceiveEach implements EachReceiver: the whole loop runs inside one Read
+// of ready, so the poller's readiness is never reset between batches while
+// ready watches the socket. That is what makes it safe to wait right after
+// a batch with room to spare, without a recvmmsg that finds the queue
+// empty: recvmmsg returns short only when the queue ran empty, and then the
+// next datagram marks ready readable, or when an overrun's ENOBUFS arose
+// during the call, whose error report already did (the kernel keeps the
+// error for the next call). After an ENOBUFS report or a full batch the
+// queue may hold more: no wait. A full batch also makes ready stop
+// watching the socket until the loop next finds the queue empty (see
+// ready_linux.go); a wait after a short batch that followed full ones
+// therefore starts with a receive (receiveOrArm).
 //
 // deliver runs while the loop holds the socket, and Close waits for the
 // loop to let go of it: deliver must not close c. Close, ctx and a passed
@@ -415,47 +480,59 @@ func (c *NetlinkConn) ReceiveEach(ctx context.Context, b *Batch, deliver func(*B
 	if idle == nil {
 		idle = func() {}
 	}
-	var err error
-	rerr := c.raw.Read(func(fd uintptr) bool {
-		for {
-			switch {
-			case c.closed.Load():
-				err = &OpError{Op: "receive", Err: ErrClosed}
-				return true
-			case ctx.Err() != nil:
-				err = &OpError{Op: "receive", Err: ctx.Err()}
-				return true
-			case c.deadlinePassed():
-				err = &OpError{Op: "receive", Err: os.ErrDeadlineExceeded}
-				return true
-			}
-			c.prepare(b)
-			if !c.recvmmsg(fd) {
-				idle()
-				return false // empty: wait
-			}
-			more := c.recvErr != 0 || c.recvN == len(c.hdrs)
-			if err = c.finish(b); err != nil {
-				return true
-			}
-			if b.Datagrams == 0 && b.Lost == 0 {
-				// Nothing to hand on: an ENOBUFS with no drop since the
-				// last report (read on: the queue is full), or the queue
-				// found empty while congested with none either (wait).
-				if more {
+	var err, rerr error
+	cerr := c.raw.Control(func(sfd uintptr) {
+		c.sfd = sfd
+		rerr = c.readyRaw.Read(func(efd uintptr) bool {
+			for {
+				switch {
+				case c.closed.Load():
+					err = &OpError{Op: "receive", Err: ErrClosed}
+					return true
+				case ctx.Err() != nil:
+					err = &OpError{Op: "receive", Err: ctx.Err()}
+					return true
+				case c.deadlinePassed():
+					err = &OpError{Op: "receive", Err: os.ErrDeadlineExceeded}
+					return true
+				}
+				c.prepare(b)
+				if !c.receiveOrArm(sfd, efd) {
+					idle()
+					return false // empty: wait
+				}
+				more := c.recvErr != 0 || c.recvN == len(c.hdrs)
+				if more && c.armed {
+					// The queue refills faster than it is read: stop
+					// watching it (see ready_linux.go).
+					c.arm(sfd, efd, false)
+				}
+				if err = c.finish(b); err != nil {
+					return true
+				}
+				if b.Datagrams == 0 && b.Lost == 0 {
+					// Nothing to hand on: an ENOBUFS with no drop since the
+					// last report (read on: the queue is full), or the queue
+					// found empty while congested with none either (wait,
+					// once watched).
+					if !more && c.armed {
+						idle()
+						return false
+					}
 					continue
 				}
-				idle()
-				return false
+				if b = deliver(b); b == nil {
+					return true
+				}
+				if !more && c.armed {
+					return false // this batch emptied the queue: wait
+				}
 			}
-			if b = deliver(b); b == nil {
-				return true
-			}
-			if !more {
-				return false // this batch emptied the queue: wait
-			}
-		}
+		})
 	})
+	if cerr != nil {
+		return c.waitError(ctx, cerr)
+	}
 	if rerr != nil {
 		return c.waitError(ctx, rerr)
 	}

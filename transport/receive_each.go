@@ -27,7 +27,7 @@ type EachReceiver interface {
 // the loop to let go of it.
 //
 // It is ReceiveBatch in a loop, with one difference on the kernel's socket
-// (Dial): the loop stays registered with the Go poller between batches, so
+// (Dial): the loop keeps its place on the Go poller between batches, so
 // a batch with room to spare, which emptied the queue, is followed by the
 // wait itself instead of one more recvmmsg that finds the queue empty
 // (ReceiveBatch cannot skip it: each call starts a fresh wait, which must
