@@ -65,8 +65,14 @@ type Config struct {
 	InFlight  int           `json:"inflight"`        // latency: requests in flight
 	Mailbox   int           `json:"mailbox"`         // handler mailbox size (cnactor's default if 0)
 	Batch     bool          `json:"batch,omitempty"` // cnactor's handlers take each run as a slice (handlers.BatchHandler)
-	Procs     int           `json:"procs,omitempty"`
-	Chunk     int           `json:"chunk,omitempty"` // drain: messages queued before each timed drain
+	// SenderInProcess runs the live sender in this process (a locked
+	// thread), as runs before 2026-12-01 did, instead of a process of its
+	// own. It holds one of the Go runtime's Ps most of the time, which
+	// spares a receiver that hands messages between goroutines the cost of
+	// waking an idle one: a kinder setting, kept to compare with.
+	SenderInProcess bool `json:"sender_in_process,omitempty"`
+	Procs           int  `json:"procs,omitempty"`
+	Chunk           int  `json:"chunk,omitempty"` // drain: messages queued before each timed drain
 	// Peers is the path of the cnbench-peers program (benchmarks/peers),
 	// run by the proc scenario for the vishvananda/netlink comparison.
 	Peers string `json:"-"`

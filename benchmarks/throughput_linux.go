@@ -103,7 +103,7 @@ func newTraffic(cfg *Config, baselines bool, stall bool) (t *traffic, err error)
 	if cfg.Mode == Multicast {
 		if len(cfg.Groups) >= nrecv {
 			copy(groups, cfg.Groups)
-		} else if cfg.Transport == Memory {
+		} else if cfg.Transport == Memory || cfg.SenderInProcess {
 			for i := range groups {
 				groups[i] = uint32(32 - i) // a private network: any group is free
 			}
@@ -135,7 +135,7 @@ func newTraffic(cfg *Config, baselines bool, stall bool) (t *traffic, err error)
 		}
 		cnOpts.network = net
 	} else {
-		if cfg.Method == Drain {
+		if cfg.Method == Drain || cfg.SenderInProcess {
 			rs, err := newRawSender(ids, cfg.Payload)
 			if err != nil {
 				return t, err
@@ -526,7 +526,10 @@ rounds:
 	}
 	if cfg.Method == Drain {
 		res.Notes = append(res.Notes, "cpu/msg: process CPU (getrusage user+system) from releasing each chunk until it was delivered, over the messages delivered; the sender is idle then")
-	} else if cfg.Transport == Memory {
+	} else if cfg.Transport == Memory || cfg.SenderInProcess {
+		if cfg.Transport != Memory {
+			res.Notes = append(res.Notes, "live: the sender runs on a locked thread of this process (-sender-in-process), where it holds one of the Go runtime's Ps")
+		}
 		res.Notes = append(res.Notes, "cpu/msg: process CPU (getrusage RUSAGE_SELF user+system) less the sender's own locked thread (RUSAGE_THREAD), from each slot's start until the receiver settled, over the messages delivered in that time")
 	} else {
 		res.Notes = append(res.Notes, "live: the sender is a process of its own (this program run again), as a user's would be")

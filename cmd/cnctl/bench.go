@@ -33,6 +33,7 @@ func runBench(ctx context.Context, args []string, e *env) error {
 	fs.DurationVar(&cfg.Duration, "duration", 0, "run for this `DURATION` (default 5s; overload 10s)")
 	fs.IntVar(&cfg.InFlight, "inflight", 1, "latency: `N` requests in flight")
 	fs.IntVar(&cfg.Mailbox, "mailbox", 0, "handler mailbox of `N` messages (default: cnactor's, 1024)")
+	fs.BoolVar(&cfg.SenderInProcess, "sender-in-process", false, "live: run the sender on a thread of this process instead of a process of its own (kinder to cnactor; for comparison with runs before 2026-12-01)")
 	fs.BoolVar(&cfg.Batch, "batch", false, "cnactor's counting handlers take each run as a slice (handlers.BatchHandler) instead of one call per message")
 	fs.IntVar(&cfg.Procs, "procs", 0, "proc: `N` processes in the storm (default 3000)")
 	fs.IntVar(&cfg.Chunk, "chunk", 0, "throughput drain: `N` messages queued per timed drain (default 20000, fewer for big payloads)")
