@@ -19,20 +19,24 @@ import (
 )
 
 // NetlinkConn is a NETLINK_CONNECTOR socket. Unlike the descriptors of
-// os, net and mdlayher/netlink, the socket is not on the Go poller itself:
-// a receive waits on an epoll instance of its own (ready) that holds the
-// socket and is on the poller, and that instance stops watching the socket
-// while the receive loop reads full batches (see ready_linux.go).
+// os, net and mdlayher/netlink, the socket itself is not on the Go poller:
+// a receive waits on a duplicate of it that is, and the receive loop takes
+// that off the poller while it reads full batches (see ready_linux.go).
 type NetlinkConn struct {
 	sock        *os.File // the socket, blocking, not on the poller
 	raw         syscall.RawConn
-	ready       *os.File // epoll instance watching sock, on the poller
-	readyRaw    syscall.RawConn
 	port        uint32
 	sendTimeout time.Duration
 	closed      atomic.Bool
 	deadline    atomic.Int64 // unix nanos of the read deadline, 0 for none
 	sendOps     sync.Pool    // *sendOp
+
+	// pmu guards watch (a duplicate of the socket on the poller, nil while
+	// the receive loop is off it) and the deadline a wait on it sees. The
+	// receive lock's holder alone replaces watch (and watchRaw).
+	pmu          sync.Mutex
+	watch        *os.File
+	waitDeadline time.Time
 
 	// Receive state, owned by the one ReceiveBatch running at a time.
 	rmu       sync.Mutex
@@ -42,13 +46,11 @@ type NetlinkConn struct {
 	iovs      []unix.Iovec
 	names     []unix.RawSockaddrNetlink
 	ctrl      []byte
-	recvFn    func(efd uintptr) bool // a ReceiveBatch's step on ready
-	recvSock  func(sfd uintptr)      // a ReceiveBatch's use of sock
-	recvWait  error                  // what recvSock's wait returned
-	sfd       uintptr                // sock's descriptor, during a use of it
-	armed     bool                   // ready watches sock
-	unwatched int                    // times ready stopped watching sock
-	ev        unix.EpollEvent        // arm's, kept: it does not escape per call
+	recvFn    func(fd uintptr) bool
+	watchFn   func(sfd uintptr) // puts the socket on the poller (watchErr)
+	watchErr  error
+	watchRaw  syscall.RawConn // watch's; nil while off the poller
+	unwatched int             // times the loop left the poller
 	tryFn     func(fd uintptr)
 	tried     bool // the last tryFn read something (or an error)
 	recvN     int
@@ -94,8 +96,8 @@ func Dial(opts ...DialOption) (*NetlinkConn, error) {
 		}
 		return nil, &OpError{Op: "dial", Err: err}
 	}
-	c.recvFn = func(efd uintptr) bool { return c.receiveOrArm(c.sfd, efd) }
-	c.recvSock = func(sfd uintptr) { c.sfd = sfd; c.recvWait = c.readyRaw.Read(c.recvFn) }
+	c.recvFn = c.recvmmsg
+	c.watchFn = func(sfd uintptr) { c.watchErr = c.watchSocket(sfd) }
 	c.tryFn = func(fd uintptr) { c.tried = c.recvmmsg(fd) }
 	fail := func(op string, err error) (*NetlinkConn, error) {
 		c.Close()
@@ -188,11 +190,11 @@ func (c *NetlinkConn) SetReadDeadline(t time.Time) error {
 		at = t.UnixNano()
 	}
 	c.deadline.Store(at)
-	return c.mapErr(c.ready.SetReadDeadline(t))
+	return c.mapErr(c.setWaitDeadline(t))
 }
 
 // deadlinePassed is for ReceiveEach between batches; a wait sees the
-// deadline through the poller (ready's).
+// deadline through the poller.
 func (c *NetlinkConn) deadlinePassed() bool {
 	at := c.deadline.Load()
 	return at != 0 && time.Now().UnixNano() >= at
@@ -232,14 +234,16 @@ func (c *NetlinkConn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	var err error
-	if c.ready != nil {
-		err = c.ready.Close() // first: it wakes a receive waiting
+	c.pmu.Lock()
+	w := c.watch
+	c.pmu.Unlock()
+	if w != nil {
+		w.Close() // first: it wakes a receive waiting (a duplicate: its error says nothing)
 	}
-	if c.sock != nil {
-		err = errors.Join(err, c.sock.Close())
+	if c.sock == nil {
+		return nil
 	}
-	return err
+	return c.sock.Close()
 }
 
 func (c *NetlinkConn) mapErr(err error) error {
@@ -412,11 +416,16 @@ func (c *NetlinkConn) ReceiveBatch(ctx context.Context, b *Batch) error {
 	defer c.wakeOnDone(ctx)()
 	for {
 		c.prepare(b)
-		if err := c.raw.Control(c.recvSock); err != nil {
-			return c.waitError(ctx, err)
+		if c.watchRaw == nil {
+			if err := c.raw.Control(c.watchFn); err != nil {
+				return c.waitError(ctx, err)
+			}
+			if c.watchErr != nil {
+				return c.waitError(ctx, c.watchErr)
+			}
 		}
-		if c.recvWait != nil {
-			return c.waitError(ctx, c.recvWait)
+		if err := c.watchRaw.Read(c.recvFn); err != nil {
+			return c.waitError(ctx, err)
 		}
 		// Empty only after an ENOBUFS or a queue found empty while
 		// congested, with no drop since the last report: go on.
@@ -426,7 +435,7 @@ func (c *NetlinkConn) ReceiveBatch(ctx context.Context, b *Batch) error {
 	}
 }
 
-// wakeOnDone makes ctx's end wake a receive waiting on ready; the
+// wakeOnDone makes ctx's end wake a receive waiting on the poller; the
 // returned func disarms it. Arming allocates: the receive loop of a
 // connector passes a context that is never done and uses SetReadDeadline.
 func (c *NetlinkConn) wakeOnDone(ctx context.Context) (disarm func()) {
@@ -435,7 +444,7 @@ func (c *NetlinkConn) wakeOnDone(ctx context.Context) (disarm func()) {
 	}
 	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
-		c.ready.SetReadDeadline(time.Unix(1, 0))
+		c.setWaitDeadline(time.Unix(1, 0))
 		close(fired)
 	})
 	return func() {
@@ -445,7 +454,7 @@ func (c *NetlinkConn) wakeOnDone(ctx context.Context) (disarm func()) {
 			if at := c.deadline.Load(); at != 0 {
 				t = time.Unix(0, at)
 			}
-			c.ready.SetReadDeadline(t)
+			c.setWaitDeadline(t)
 		}
 	}
 }
@@ -457,18 +466,17 @@ func (c *NetlinkConn) waitError(ctx context.Context, err error) error {
 	return &OpError{Op: "receive", Err: c.mapErr(err)}
 }
 
-// ReceiveEach implements EachReceiver: the whole loop runs inside one Read
-// of ready, so the poller's readiness is never reset between batches while
-// ready watches the socket. That is what makes it safe to wait right after
-// a batch with room to spare, without a recvmmsg that finds the queue
-// empty: recvmmsg returns short only when the queue ran empty, and then the
-// next datagram marks ready readable, or when an overrun's ENOBUFS arose
-// during the call, whose error report already did (the kernel keeps the
-// error for the next call). After an ENOBUFS report or a full batch the
-// queue may hold more: no wait. A full batch also makes ready stop
-// watching the socket until the loop next finds the queue empty (see
-// ready_linux.go); a wait after a short batch that followed full ones
-// therefore starts with a receive (receiveOrArm).
+// ReceiveEach implements EachReceiver. While it waits after every batch
+// the loop runs inside one Read on the poller, so the poller's readiness is
+// never reset between batches. That is what makes it safe to wait right
+// after a batch with room to spare, without a recvmmsg that finds the
+// queue empty: recvmmsg returns short only when the queue ran empty, and
+// then the next datagram marks the socket readable, or when an overrun's
+// ENOBUFS arose during the call, whose error report already did (the
+// kernel keeps the error for the next call). After an ENOBUFS report or a
+// full batch the queue may hold more: no wait, and the loop leaves the
+// poller until it next finds the queue empty (see ready_linux.go); a Read
+// that starts on a fresh duplicate receives before it waits.
 //
 // deliver runs while the loop holds the socket, and Close waits for the
 // loop to let go of it: deliver must not close c. Close, ctx and a passed
@@ -480,61 +488,39 @@ func (c *NetlinkConn) ReceiveEach(ctx context.Context, b *Batch, deliver func(*B
 	if idle == nil {
 		idle = func() {}
 	}
-	var err, rerr error
+	var err error
+	var next step
+	onPoller := func(fd uintptr) bool {
+		next = c.receiveStep(ctx, fd, &b, deliver, idle, &err)
+		return next != stepWait // stepRead: leave the poller; stepStop: end
+	}
 	cerr := c.raw.Control(func(sfd uintptr) {
-		c.sfd = sfd
-		rerr = c.readyRaw.Read(func(efd uintptr) bool {
-			for {
-				switch {
-				case c.closed.Load():
-					err = &OpError{Op: "receive", Err: ErrClosed}
-					return true
-				case ctx.Err() != nil:
-					err = &OpError{Op: "receive", Err: ctx.Err()}
-					return true
-				case c.deadlinePassed():
-					err = &OpError{Op: "receive", Err: os.ErrDeadlineExceeded}
-					return true
-				}
-				c.prepare(b)
-				if !c.receiveOrArm(sfd, efd) {
-					idle()
-					return false // empty: wait
-				}
-				more := c.recvErr != 0 || c.recvN == len(c.hdrs)
-				if more && c.armed {
-					// The queue refills faster than it is read: stop
-					// watching it (see ready_linux.go).
-					c.arm(sfd, efd, false)
-				}
-				if err = c.finish(b); err != nil {
-					return true
-				}
-				if b.Datagrams == 0 && b.Lost == 0 {
-					// Nothing to hand on: an ENOBUFS with no drop since the
-					// last report (read on: the queue is full), or the queue
-					// found empty while congested with none either (wait,
-					// once watched).
-					if !more && c.armed {
-						idle()
-						return false
+		for {
+			if c.watchRaw == nil {
+				// Off the poller: read on while batches come back full.
+				if next = c.receiveStep(ctx, sfd, &b, deliver, idle, &err); next != stepWait {
+					if next == stepStop {
+						return
 					}
 					continue
 				}
-				if b = deliver(b); b == nil {
-					return true
-				}
-				if !more && c.armed {
-					return false // this batch emptied the queue: wait
+				if werr := c.watchSocket(sfd); werr != nil {
+					err = &OpError{Op: "receive", Err: c.mapErr(werr)}
+					return
 				}
 			}
-		})
+			if rerr := c.watchRaw.Read(onPoller); rerr != nil {
+				err = c.waitError(ctx, rerr)
+				return
+			}
+			if next == stepStop {
+				return
+			}
+			c.unwatchSocket() // stepRead
+		}
 	})
 	if cerr != nil {
 		return c.waitError(ctx, cerr)
-	}
-	if rerr != nil {
-		return c.waitError(ctx, rerr)
 	}
 	return err
 }
