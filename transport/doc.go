@@ -13,7 +13,9 @@
 // reported as Batch.Lost, taken from the socket's drop counter: loss is never
 // silent. ReceiveEach runs that receive in a loop, handing each batch to a
 // callback: on the kernel's socket it waits right after a batch that
-// emptied the queue, one system call fewer than ReceiveBatch needs per wait.
+// emptied the queue, one system call fewer than ReceiveBatch needs per wait,
+// and while batches come back full it reads on off the Go poller, so that a
+// busy socket does not wake the runtime's idle threads (ready_linux.go).
 //
 // Two implementations of Conn exist: Dial opens a real NETLINK_CONNECTOR
 // socket (Linux only), and the memory subpackage provides an in-process

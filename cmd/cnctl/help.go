@@ -137,9 +137,10 @@ sent == delivered + kernel drops + mailbox drops + other counted
 rejections exactly, and exits 1 when it does not hold. The scenario is
 the first argument (default throughput):
 
-  throughput  a sender at full rate; cnactor (socket to handler) beside a plain
-              recvmmsg loop and an mdlayher/netlink Conn.Receive loop; each
-              one's rate and CPU time per message, and cnactor's ratios
+  throughput  a sender at full rate (cnctl run again as a process of its own)
+              against cnactor (socket to handler), a plain recvmmsg loop and
+              an mdlayher/netlink Conn.Receive loop in turn; each one's rate
+              and CPU time per message, and cnactor's ratios
   latency     request/reply RTT percentiles beside a raw two-socket ping-pong
               (threads blocking in recvfrom) and the same ping-pong over Go's
               netpoller: the Go runtime's share and cnactor's
