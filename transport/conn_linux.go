@@ -225,8 +225,8 @@ var netlinkOptions = map[netlink.ConnOption]int{
 }
 
 // SyscallConn exposes the raw socket for options this package does not
-// wrap. The socket is not on the Go poller: use Control; Read and Write
-// call f once and do not wait.
+// wrap. The socket is not on the Go poller: use Control; Read and Write do
+// not wait (when f returns false they return an error).
 func (c *NetlinkConn) SyscallConn() (syscall.RawConn, error) { return c.raw, nil }
 
 // Close closes the socket; a pending ReceiveBatch returns ErrClosed.
