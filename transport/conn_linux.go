@@ -51,6 +51,7 @@ type NetlinkConn struct {
 	watchErr  error
 	watchRaw  syscall.RawConn // watch's; nil while off the poller
 	unwatched int             // times the loop left the poller
+	streak    int             // messages read in full batches since the queue last ran empty
 	tryFn     func(fd uintptr)
 	tried     bool // the last tryFn read something (or an error)
 	recvN     int
@@ -160,14 +161,18 @@ func (c *NetlinkConn) ReadBuffer() (n int, err error) {
 	if cerr != nil {
 		return 0, c.mapErr(cerr)
 	}
-	return n, err
+	if err != nil {
+		return 0, os.NewSyscallError("getsockopt", err)
+	}
+	return n, nil
 }
 
 // SetReadBuffer sets the receive buffer: SO_RCVBUFFORCE, which is not
-// capped by net.core.rmem_max, or SO_RCVBUF without the privilege for it.
+// capped by net.core.rmem_max, or, if that is refused (no privilege, or a
+// security policy), SO_RCVBUF.
 func (c *NetlinkConn) SetReadBuffer(bytes int) error {
 	err := c.setsockopt(unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, bytes)
-	if errors.Is(err, unix.EPERM) {
+	if err != nil && !errors.Is(err, ErrClosed) {
 		err = c.setsockopt(unix.SOL_SOCKET, unix.SO_RCVBUF, bytes)
 	}
 	return err
@@ -179,7 +184,10 @@ func (c *NetlinkConn) setsockopt(level, opt, value int) error {
 	if cerr := c.raw.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), level, opt, value) }); cerr != nil {
 		return c.mapErr(cerr)
 	}
-	return err
+	if err != nil {
+		return os.NewSyscallError("setsockopt", err)
+	}
+	return nil
 }
 
 // SetReadDeadline bounds a blocking ReceiveBatch, and ReceiveEach both in
@@ -205,7 +213,7 @@ func (c *NetlinkConn) deadlinePassed() bool {
 func (c *NetlinkConn) SetOption(option netlink.ConnOption, enable bool) error {
 	opt, ok := netlinkOptions[option]
 	if !ok {
-		return &OpError{Op: "set-option", Err: unix.ENOPROTOOPT}
+		return os.NewSyscallError("setsockopt", unix.ENOPROTOOPT)
 	}
 	v := 0
 	if enable {
@@ -225,8 +233,8 @@ var netlinkOptions = map[netlink.ConnOption]int{
 }
 
 // SyscallConn exposes the raw socket for options this package does not
-// wrap. The socket is not on the Go poller: use Control; Read and Write do
-// not wait (when f returns false they return an error).
+// wrap. The socket is non-blocking but not on the Go poller: use Control;
+// Read and Write do not wait (when f returns false they return an error).
 func (c *NetlinkConn) SyscallConn() (syscall.RawConn, error) { return c.raw, nil }
 
 // Close closes the socket; a pending ReceiveBatch returns ErrClosed.
@@ -491,8 +499,13 @@ func (c *NetlinkConn) ReceiveEach(ctx context.Context, b *Batch, deliver func(*B
 	var err error
 	var next step
 	onPoller := func(fd uintptr) bool {
-		next = c.receiveStep(ctx, fd, &b, deliver, idle, &err)
-		return next != stepWait // stepRead: leave the poller; stepStop: end
+		for {
+			next = c.receiveStep(ctx, fd, &b, deliver, idle, &err)
+			if next == stepRead && c.streak < leaveAfter {
+				continue // full, but not for long yet: stay on the poller
+			}
+			return next != stepWait // stepRead: leave the poller; stepStop: end
+		}
 	}
 	cerr := c.raw.Control(func(sfd uintptr) {
 		for {

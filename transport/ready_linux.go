@@ -25,10 +25,11 @@ import (
 // sender in a process of its own: CPU per message 1.00-1.05x without such
 // a waiter in the process, 1.26-1.27x with one.
 //
-// So the socket itself (sock) is a blocking descriptor in an os.File, which
-// the poller does not take, and what waits is a duplicate of it (watch), a
-// non-blocking os.File on the poller. Once a receive comes back full, the
-// queue is refilling faster than it is read: the loop leaves the poller
+// So the socket itself (sock) is in an os.File the poller does not take
+// (made while the descriptor was blocking), and what waits is a duplicate of
+// it (watch), an os.File on the poller. Once receives have come back full
+// for a while (leaveAfter messages), the queue is refilling faster than it
+// is read: the loop leaves the poller
 // (closing watch takes the duplicate out of the poller's epoll instance)
 // and reads on without waiting; when it finds the queue empty it puts a
 // new duplicate on the poller and waits there. That is a few system calls
@@ -46,12 +47,8 @@ func (c *NetlinkConn) watchSocket(sfd uintptr) error {
 	if err != nil {
 		return os.NewSyscallError("fcntl", err)
 	}
-	// O_NONBLOCK is the open file's, shared with sock, which passes
-	// MSG_DONTWAIT on every call anyway.
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return os.NewSyscallError("fcntl", err)
-	}
+	// The duplicate shares sock's open file, which is non-blocking (open):
+	// os.NewFile puts it on the poller.
 	f := os.NewFile(uintptr(fd), "netlink-connector") // non-blocking: on the poller
 	raw, err := f.SyscallConn()
 	if err != nil {
@@ -102,11 +99,16 @@ func (c *NetlinkConn) open() error {
 	if err != nil {
 		return err
 	}
-	// Blocking: os.NewFile leaves it off the poller. Every call on it
-	// passes MSG_DONTWAIT.
+	// Blocking when os.NewFile looks, so that it leaves it off the
+	// poller; non-blocking from then on (every call here passes
+	// MSG_DONTWAIT anyway; a SyscallConn user's get EAGAIN, not a thread
+	// blocked in the kernel).
 	c.sock = os.NewFile(uintptr(fd), "netlink-connector")
 	if c.raw, err = c.sock.SyscallConn(); err != nil {
 		return err
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return os.NewSyscallError("fcntl", err)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return os.NewSyscallError("bind", err)
@@ -122,6 +124,12 @@ func (c *NetlinkConn) open() error {
 	c.port = nl.Pid
 	return nil
 }
+
+// leaveAfter is how many messages, read in full batches without the queue
+// running empty, make the receive loop leave the poller: a few full batches
+// of the default size, so that a burst that fills one batch, or a loop with
+// a batch of one, does not pay for a duplicate per wait.
+const leaveAfter = 128
 
 // step is what a receive loop does after receiveStep.
 type step uint8
@@ -152,6 +160,11 @@ func (c *NetlinkConn) receiveStep(ctx context.Context, fd uintptr, b **Batch, de
 		return stepWait
 	}
 	more := c.recvErr != 0 || c.recvN == len(c.hdrs)
+	if more {
+		c.streak += c.recvN
+	} else {
+		c.streak = 0
+	}
 	if *err = c.finish(*b); *err != nil {
 		return stepStop
 	}

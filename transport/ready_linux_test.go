@@ -12,9 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// While ReceiveEach reads full batches its epoll instance stops watching
-// the socket; before it waits it must watch again, or the next datagram
-// would never wake it. Each round holds the loop in deliver while a burst
+// While ReceiveEach reads full batches for long, it leaves the poller;
+// before it waits it must be back on it, or the next datagram would never
+// wake it. Each round holds the loop in deliver while a burst
 // is queued (so that the batches after it are full), then sends a single
 // datagram once the loop has emptied the queue and gone back to waiting
 // (idle says so).
@@ -72,7 +72,7 @@ func TestIntegrationReceiveEachWatchesAgainAfterFullBatches(t *testing.T) {
 			}
 		}
 	}
-	const rounds, burst = 20, 32
+	const rounds, burst = 20, 2 * leaveAfter // long enough to leave the poller
 	send(1)
 	expect(1, func() { send(burst) })
 	expect(burst, nil)
