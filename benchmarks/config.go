@@ -355,6 +355,12 @@ type HandlerShare struct {
 	Sent      uint64  `json:"sent"`
 	Delivered uint64  `json:"delivered"`
 	Fraction  float64 `json:"fraction"`
+	// QueuedFraction is Delivered over what reached the socket for this
+	// id: Sent less its part of the kernel's drops, taken in proportion to
+	// Sent (the kernel drops without knowing ids). A multicast sender that
+	// outruns the whole receiver lowers Fraction for every id alike; this
+	// one says whether the stalled handler held the others back.
+	QueuedFraction float64 `json:"queued_fraction"`
 }
 
 // ProcResult compares process-event receivers over one storm.

@@ -153,6 +153,12 @@ func runOverload(ctx context.Context, cfg *Config, res *Result) error {
 	}
 	res.Overload = o
 	a := cn.books(sent)
+	for i := range o.Others {
+		sh := &o.Others[i]
+		if queued := float64(sh.Sent) - float64(a.KernelDrops)*float64(sh.Sent)/float64(max(sent, 1)); queued > 0 {
+			sh.QueuedFraction = float64(sh.Delivered) / queued
+		}
+	}
 	res.Accounting = append(res.Accounting, a)
 	res.Targets = append(res.Targets, Target{
 		Name: "overload: max RSS", Want: "< 100 MB", Got: float64(o.RSSMax) / 1e6, Unit: "MB", Met: o.RSSMax < overloadRSSLimit,

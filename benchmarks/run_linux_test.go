@@ -89,6 +89,11 @@ func TestOverloadMemory(t *testing.T) {
 	if o == nil || o.Sent == 0 || o.StalledDrops == 0 || len(o.Others) != 2 || o.RSSMax == 0 {
 		t.Fatalf("overload: %+v", o)
 	}
+	for _, sh := range o.Others {
+		if sh.Delivered > 0 && sh.QueuedFraction < sh.Fraction {
+			t.Errorf("%s: fraction of what the kernel queued %v below the fraction of what was sent %v", sh.ID, sh.QueuedFraction, sh.Fraction)
+		}
+	}
 }
 
 func TestLatencyMemory(t *testing.T) {
@@ -145,6 +150,13 @@ func TestKernelScenarios(t *testing.T) {
 		res := run(t, Config{Scenario: Overload, Handlers: 2, Mailbox: 64, Duration: 200 * time.Millisecond})
 		if res.Overload.StalledDrops == 0 {
 			t.Errorf("the stalled handler dropped nothing: %+v", res.Overload)
+		}
+		// Unicast: the kernel drops nothing, so what it queued for a
+		// running handler is all that was sent to it.
+		for _, sh := range res.Overload.Others {
+			if res.Overload.KernelDrops == 0 && res.Accounting[0].KernelDrops == 0 && sh.QueuedFraction != sh.Fraction {
+				t.Errorf("%s: fraction of what the kernel queued %v, of what was sent %v, with no kernel drop", sh.ID, sh.QueuedFraction, sh.Fraction)
+			}
 		}
 	})
 }

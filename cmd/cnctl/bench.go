@@ -208,9 +208,9 @@ func printBench(w io.Writer, r *benchmarks.Result) {
 		fmt.Fprintf(tw, "stalled handler\t%d mailbox drops\n", o.StalledDrops)
 		fmt.Fprintf(tw, "running handlers\t%s msgs/s during the stall\n", human(o.OthersRate))
 		fmt.Fprintf(tw, "kernel drops\t%d\n", o.KernelDrops)
-		fmt.Fprintln(tw, "\nhandler\tsent\tdelivered\tfraction\t")
+		fmt.Fprintln(tw, "\nhandler\tsent\tdelivered\tfraction\tof what the kernel queued\t")
 		for _, h := range o.Others {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%.4f\t\n", h.ID, h.Sent, h.Delivered, h.Fraction)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.4f\t%.4f\t\n", h.ID, h.Sent, h.Delivered, h.Fraction, h.QueuedFraction)
 		}
 	}
 	if p := r.Proc; p != nil {
