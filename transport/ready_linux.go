@@ -29,10 +29,10 @@ import (
 // (made while the descriptor was blocking), and what waits is a duplicate of
 // it (watch), an os.File on the poller. Once receives have come back full
 // for a while (leaveAfter messages), the queue is refilling faster than it
-// is read: the loop leaves the poller
-// (closing watch takes the duplicate out of the poller's epoll instance)
-// and reads on without waiting; when it finds the queue empty it puts a
-// new duplicate on the poller and waits there. That is a few system calls
+// is read: the loop leaves the poller (closing watch takes the duplicate
+// out of the poller's epoll instance) and reads on without waiting; when
+// it finds the queue empty it puts a new duplicate on the poller and waits
+// there. That is a few system calls
 // per stretch of full batches. A loop that waits after every batch
 // (request/reply) stays on the poller and pays nothing: its wake-up is the
 // poller's own. (An epoll instance of the connection's own, on the poller
@@ -61,8 +61,11 @@ func (c *NetlinkConn) watchSocket(sfd uintptr) error {
 		f.Close()
 		return ErrClosed
 	}
-	if at := c.waitDeadline; !at.IsZero() {
-		f.SetReadDeadline(at)
+	// The deadline, and a check that the file is on the poller: were it
+	// not (the poller refused it), every wait on it would fail.
+	if err := f.SetReadDeadline(c.waitDeadline); err != nil {
+		f.Close()
+		return err
 	}
 	c.watch, c.watchRaw = f, raw
 	return nil
@@ -101,7 +104,7 @@ func (c *NetlinkConn) open() error {
 	}
 	// Blocking when os.NewFile looks, so that it leaves it off the
 	// poller; non-blocking from then on (every call here passes
-	// MSG_DONTWAIT anyway; a SyscallConn user's get EAGAIN, not a thread
+	// MSG_DONTWAIT anyway; a SyscallConn user gets EAGAIN, not a thread
 	// blocked in the kernel).
 	c.sock = os.NewFile(uintptr(fd), "netlink-connector")
 	if c.raw, err = c.sock.SyscallConn(); err != nil {
