@@ -35,10 +35,11 @@ import (
 // there. That is a few system calls
 // per stretch of full batches. A loop that waits after every batch
 // (request/reply) stays on the poller and pays nothing: its wake-up is the
-// poller's own. (An epoll instance of the connection's own, on the poller
-// and told to stop watching the socket, did the same with one epoll_ctl
-// each way, but every wake-up then went through two epoll instances:
-// request/reply p50 8.5 -> 9.0 us.)
+// poller's own. A connection uses two descriptors (one while its loop
+// reads on off the poller). (An epoll instance of the connection's own, on
+// the poller and told to stop watching the socket, did the same with one
+// epoll_ctl each way, but every wake-up then went through two epoll
+// instances: request/reply p50 8.5 -> 9.0 us.)
 
 // watchSocket puts a duplicate of sfd on the poller, with the read deadline
 // applied; called with the receive lock held, during a use of sock.
