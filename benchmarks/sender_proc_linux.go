@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor/transport"
-	"golang.org/x/sys/unix"
 )
 
 // The live sender runs in a process of its own, as a user's sender would.
@@ -108,7 +106,7 @@ func serveSender(cfg string, in io.Reader, out io.Writer) error {
 				ticker := time.NewTicker(50 * time.Millisecond)
 				defer ticker.Stop()
 				done := make(chan time.Duration)
-				go func() { done <- runSenderThread(s, &stop) }()
+				go func() { cpu, _ := runSender(netSender{s}, &stop); done <- cpu }()
 				for {
 					select {
 					case <-ticker.C:
@@ -133,16 +131,6 @@ func serveSender(cfg string, in io.Reader, out io.Writer) error {
 	stop.Store(true)
 	running.Wait()
 	return lines.Err()
-}
-
-// runSenderThread runs s until stop on an OS thread of its own and returns
-// that thread's CPU time.
-func runSenderThread(s *rawSender, stop *atomic.Bool) time.Duration {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	c0 := cpuUsage(unix.RUSAGE_THREAD)
-	s.run(stop)
-	return cpuUsage(unix.RUSAGE_THREAD) - c0
 }
 
 // procSender is the parent's handle on the sender process. It implements

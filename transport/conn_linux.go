@@ -23,7 +23,7 @@ import (
 // a receive waits on a duplicate of it that is, and the receive loop takes
 // that off the poller while it reads full batches (see ready_linux.go).
 type NetlinkConn struct {
-	sock        *os.File // the socket, blocking, not on the poller
+	sock        *os.File // the socket, not on the poller
 	raw         syscall.RawConn
 	port        uint32
 	sendTimeout time.Duration
