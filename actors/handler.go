@@ -77,6 +77,11 @@ type HandlerRef struct {
 	// actor's own).
 	congested map[uint32]time.Time
 	limit     *ratelog.Limiter // failure warnings
+	worker    *worker          // the actor's dispatcher: its own goroutine
+	// inlineAfter: unix nanos before which the handler runs only on its
+	// own goroutine, not on the receive loop's (reader_inline.go); 0: it
+	// may.
+	inlineAfter atomic.Int64
 }
 
 // SpawnHandler starts a handler actor as a child of parent (a supervisor,
@@ -108,6 +113,7 @@ func SpawnHandler(parent spawn.Parent, spec HandlerSpec) (*HandlerRef, error) {
 	_, h.mb.notifyLoss = spec.Handler.(handlers.LossObserver)
 	h.mb.onPanic = h.onPanic
 	w := startWorker(h.stopped)
+	h.worker = w
 	props := actor.PropsFromProducer(func() actor.Actor { return &handlerActor{ref: h} },
 		actor.WithMailbox(func() actor.Mailbox { return h.mb }),
 		actor.WithDispatcher(w))
@@ -272,6 +278,9 @@ func (a *handlerActor) Receive(c actor.Context) {
 		a.ref.mb.stopped.Store(true)
 		a.ref.limit.Close()
 		close(a.ref.stopped)
+		// Stopped may run on the receive loop (reader_inline.go), with
+		// the worker idle: it must be woken to end.
+		a.ref.worker.release()
 	}
 }
 

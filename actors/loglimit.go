@@ -19,6 +19,7 @@ const (
 	warnShedding
 	warnFailed
 	warnRoutePanic
+	warnLoopMoved
 	numWarnKinds
 )
 
@@ -30,6 +31,7 @@ var warnNames = [numWarnKinds]string{
 	warnShedding:   "callback shedding its messages",
 	warnFailed:     "handler failed; message dropped",
 	warnRoutePanic: "routing a batch panicked; its undelivered messages are lost",
+	warnLoopMoved:  "handler kept the receive loop; the loop moved to another goroutine",
 }
 
 // logLimiter is one ratelog.Limiter per warning kind.

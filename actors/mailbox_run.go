@@ -181,6 +181,11 @@ func (m *mailbox) discard() int {
 	return dropped
 }
 
+// claim takes the mailbox for a run on the caller's goroutine (the receive
+// loop's), as schedule does for the dispatcher; the caller then calls
+// process. It fails if the mailbox is running already.
+func (m *mailbox) claim() bool { return m.status.CompareAndSwap(idle, running) }
+
 func (m *mailbox) schedule() {
 	if m.status.CompareAndSwap(idle, running) {
 		m.dispatcher.Schedule(m.processFn)

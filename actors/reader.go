@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"errors"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,11 +43,15 @@ type ReaderStats struct {
 	// got part of its share).
 	RoutePanics uint64
 	RouteLost   uint64
+	// LoopMoves counts the times a handler run on the receive loop's
+	// goroutine kept it for a millisecond and the loop moved to a new
+	// goroutine (reader_inline.go).
+	LoopMoves uint64
 }
 
 type readerCounters struct {
 	datagrams, bytes, messages, malformed, kernelDrops, overflows,
-	unknown, rejected, intercepted, receiveErrors, routePanics, routeLost atomic.Uint64
+	unknown, rejected, intercepted, receiveErrors, routePanics, routeLost, loopMoves atomic.Uint64
 }
 
 // Reader is the socket-reader: a receive loop feeding a protoactor actor
@@ -85,6 +88,10 @@ type Reader struct {
 	stopCh chan struct{}
 	timer  *time.Timer // the flow-control wait's, reused
 	limit  *logLimiter
+	// ready lists the handlers routing on the loop left to run on it
+	// (the loop's own); guard watches such a run (reader_inline.go).
+	ready []*HandlerRef
+	guard loopGuard
 }
 
 // readerThroughput is how many batches the reader routes before yielding.
@@ -103,11 +110,11 @@ func (r *Reader) deliver(b *transport.Batch) *transport.Batch {
 	// What Send to r.pid comes to, without the lookups. A batch routed at
 	// once on this goroutine (the actor was idle) is filled again without
 	// passing through r.free: two channel operations less per batch.
-	if r.mb.postBatch(b) {
-		if !r.stopping.Load() {
+	if r.mb.postBatch(b, true) {
+		if len(r.ready) == 0 && !r.stopping.Load() {
 			return b
 		}
-		r.free <- b
+		return nil // r.filling is b: the loop runs the ready handlers, or drains
 	}
 	if r.stopping.Load() {
 		r.filling = nil
@@ -146,6 +153,8 @@ func StartReader(parent spawn.Parent, cfg ReaderConfig) (*Reader, error) {
 	r.mb = &readerMailbox{batch: r.routeBatch, done: r.giveBack}
 	r.limit = newLogLimiter(r.log)
 	r.timer.Stop()
+	r.guard.timer = time.AfterFunc(time.Hour, r.moveLoop)
+	r.guard.timer.Stop()
 	// Two batches: the loop fills one while the actor routes the other.
 	r.free <- transport.NewBatch(cfg.BatchSize)
 	r.free <- transport.NewBatch(cfg.BatchSize)
@@ -172,31 +181,8 @@ func StartReader(parent spawn.Parent, cfg ReaderConfig) (*Reader, error) {
 const drainMax = time.Second
 
 func (r *Reader) loop() {
-	defer close(r.loopDone)
-	// A context that is never done costs the receive nothing; stopIntake
-	// wakes a waiting receive with a read deadline instead.
-	ctx := context.Background()
-	for {
-		r.stopMu.Lock()
-		draining := r.stopping.Load()
-		r.stopMu.Unlock()
-		if draining {
-			r.drain()
-			return
-		}
-		r.filling = <-r.free
-		r.idle() // after an error, whatever the ended loop left asleep
-		err := transport.ReceiveEach(ctx, r.cfg.Conn, r.filling, r.deliver, r.idle)
-		if r.filling != nil {
-			r.free <- r.filling
-		}
-		switch {
-		case err == nil, r.stopping.Load() && errors.Is(err, os.ErrDeadlineExceeded):
-			continue // stopping: drain from now on
-		case errors.Is(err, transport.ErrClosed):
-			return
-		}
-		r.receiveFailed(err)
+	if r.lead() {
+		close(r.loopDone)
 	}
 }
 
@@ -326,6 +312,7 @@ func (r *Reader) Stats() ReaderStats {
 		Malformed: r.c.malformed.Load(), KernelDrops: r.c.kernelDrops.Load(), Overflows: r.c.overflows.Load(),
 		Unknown: r.c.unknown.Load(), Rejected: r.c.rejected.Load(), Intercepted: r.c.intercepted.Load(),
 		ReceiveErrors: r.c.receiveErrors.Load(), RoutePanics: r.c.routePanics.Load(), RouteLost: r.c.routeLost.Load(),
+		LoopMoves: r.c.loopMoves.Load(),
 	}
 }
 
@@ -388,7 +375,7 @@ func (r *Reader) wakeAsleepRecovering() {
 			r.recoverRouting(p, 0)
 		}
 	}()
-	r.wakeAsleep()
+	r.wakeAsleep(r.wakeHandler)
 }
 
 // recoverRouting counts and logs a routing panic and wakes every handler
@@ -493,7 +480,7 @@ func (r *Reader) route(b *transport.Batch) {
 		r.admitPicked(h, b.Messages, h.picked)
 		h.picked = h.picked[:0]
 	}
-	// A handler is woken once it has a run's worth queued, or its oldest
+	// A handler is woken (or run on the loop: reader_inline.go) once it has a run's worth queued, or its oldest
 	// message has waited sleepBatches batches; otherwise when the socket
 	// is empty (receive). Under sustained load that is one wake-up per
 	// few hundred messages, not per batch: fewer futex wakes and idle
@@ -504,11 +491,11 @@ func (r *Reader) route(b *transport.Batch) {
 		// The lists are cleared only once all are woken: a wake that
 		// panics leaves them whole for routeFailed.
 		for _, h := range r.fed {
-			h.wake()
+			r.wakeHandler(h)
 		}
 		clear(r.fed)
 		r.fed = r.fed[:0]
-		r.wakeAsleep()
+		r.wakeAsleep(r.wakeHandler)
 		return
 	}
 	for i, h := range r.fed {
@@ -523,7 +510,7 @@ func (r *Reader) route(b *transport.Batch) {
 	for _, h := range r.asleep {
 		if r.batch-h.asleepSince+1 >= sleepBatches || h.mb.UserMessageCount() >= maxRun {
 			h.asleepSince = 0
-			h.wake()
+			r.wakeHandler(h)
 			continue
 		}
 		kept = append(kept, h)
@@ -537,23 +524,24 @@ func (r *Reader) route(b *transport.Batch) {
 // before it is woken.
 const sleepBatches = 16
 
-// wakeAsleep wakes every handler left asleep.
-func (r *Reader) wakeAsleep() {
+// wakeAsleep wakes every handler left asleep, with wake.
+func (r *Reader) wakeAsleep(wake func(*HandlerRef)) {
 	for _, h := range r.asleep {
 		h.asleepSince = 0
-		h.wake()
+		wake(h)
 	}
 	clear(r.asleep)
 	r.asleep = r.asleep[:0]
 	r.sleepers.Store(0)
 }
 
-// wakeFed wakes every handler fed and not yet woken.
+// wakeFed wakes every handler fed and not yet woken, each on its own
+// goroutine: the loop is about to wait.
 func (r *Reader) wakeFed() {
 	for _, h := range r.fed {
 		h.wake()
 	}
-	r.wakeAsleep()
+	r.wakeAsleep((*HandlerRef).wake)
 }
 
 // wakeAll wakes every handler (after a loss notice, so that it is heard

@@ -36,11 +36,14 @@ type readerMailbox struct {
 	// loop (nil: nothing to do).
 	batch func(*transport.Batch)
 	done  func(*transport.Batch)
+	// looping: the actor is held by the receive loop's post (the actor's
+	// own, like everything routing keeps).
+	looping bool
 }
 
 func (m *readerMailbox) PostUserMessage(msg any) {
 	if b, ok := msg.(*transport.Batch); ok {
-		if m.postBatch(b) {
+		if m.postBatch(b, false) {
 			m.giveBack(b)
 		}
 		return
@@ -51,18 +54,24 @@ func (m *readerMailbox) PostUserMessage(msg any) {
 
 // postBatch is the receive loop's post: it reports whether b was routed
 // at once, on this goroutine, and so is free again (not given back); a
-// batch that was queued is given back once routed.
-func (m *readerMailbox) postBatch(b *transport.Batch) (routed bool) {
+// batch that was queued is given back once routed. onLoop says the
+// caller is the receive loop, which runs the handlers that routing here
+// makes ready.
+func (m *readerMailbox) postBatch(b *transport.Batch, onLoop bool) (routed bool) {
 	if m.userCount.Load() == 0 && m.sysCount.Load() == 0 && !m.suspended.Load() && m.status.CompareAndSwap(idle, running) {
+		m.looping = onLoop
 		// Checked again now that the actor is ours: whoever held it
 		// before may have suspended it, or left system messages.
 		if m.sysCount.Load() == 0 && !m.suspended.Load() {
 			m.runBatch(b)
+			m.looping = false
 			m.release()
 			return true
 		}
 		m.enqueue(b)
-		m.process()
+		m.run()
+		m.looping = false
+		m.release()
 		return false
 	}
 	m.enqueue(b)
