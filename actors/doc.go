@@ -26,7 +26,12 @@
 // time and reads them in place: one protoactor invocation and two locks per
 // run, no allocation and no pooled envelope per message. Handlers are woken
 // once they have a run's worth queued, after a few batches, or before the
-// reader waits for the socket, rather than once per batch.
+// reader waits for the socket, rather than once per batch; a wake from the
+// receive loop runs the handler right there, on the loop's goroutine, once
+// the batch is routed (a lone message before a wait goes to the handler's
+// own goroutine). A handler that keeps the loop for a millisecond does not
+// stall it: the loop moves to a new goroutine, counted in
+// ReaderStats.LoopMoves (reader_inline.go).
 //
 // When a ring is full, the callback's overflow policy decides. Backpressure
 // (the default) is flow control: the reader stops taking datagrams from the

@@ -491,11 +491,11 @@ func (r *Reader) route(b *transport.Batch) {
 		// The lists are cleared only once all are woken: a wake that
 		// panics leaves them whole for routeFailed.
 		for _, h := range r.fed {
-			r.wakeHandler(h)
+			r.wakeBeforeWait(h)
 		}
 		clear(r.fed)
 		r.fed = r.fed[:0]
-		r.wakeAsleep(r.wakeHandler)
+		r.wakeAsleep(r.wakeBeforeWait)
 		return
 	}
 	for i, h := range r.fed {

@@ -101,6 +101,22 @@ func (r *Reader) wakeHandler(h *HandlerRef) {
 	h.wake()
 }
 
+// wakeBeforeWait is wakeHandler for the batch that emptied the socket: a
+// handler with a single message waiting is woken on its own goroutine.
+// Run here, the loop would then go back into the receive, which costs a
+// recvmmsg that finds the queue empty before the wait (the Go poller
+// forgets readiness between two waits), and at the rates where messages
+// come one at a time that is on the path of the next one: request/reply
+// p50 6.0-6.4 us with the hand-off, 6.7-7.1 us run here (three
+// alternating runs each).
+func (r *Reader) wakeBeforeWait(h *HandlerRef) {
+	if h.mb.UserMessageCount() > 1 {
+		r.wakeHandler(h)
+		return
+	}
+	h.wake()
+}
+
 // runReady runs the handlers routing left ready, one after another, on
 // this goroutine. It returns false if the loop moved to another goroutine
 // meanwhile: this one must then leave the loop's state alone.

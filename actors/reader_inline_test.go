@@ -38,11 +38,6 @@ func TestReaderMovesLoopOffBlockedHandler(t *testing.T) {
 		}
 		refs[id] = ref
 	}
-	core, logs := observer.New(zap.InfoLevel)
-	r, err := StartReader(top(sys), ReaderConfig{Conn: conn, Table: table, Logger: zap.New(core)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	to := transport.Addr{Port: conn.Port()}
@@ -51,6 +46,23 @@ func TestReaderMovesLoopOffBlockedHandler(t *testing.T) {
 		if err := peer.Send(ctx, to, &transport.Message{ID: id, Seq: seq}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Both handler actors idle (protoactor's Started has run on their own
+	// goroutines): the next run of each is the loop's to make.
+	for _, ref := range refs {
+		if err := ref.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the handler idle", func() bool { return ref.mb.status.Load() == idle })
+	}
+	// Two messages in the first batch: more than one is run on the loop
+	// (a lone one goes to the handler's goroutine, wakeBeforeWait).
+	send(slowID, 1)
+	send(slowID, 2)
+	core, logs := observer.New(zap.InfoLevel)
+	r, err := StartReader(top(sys), ReaderConfig{Conn: conn, Table: table, Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
 	}
 	expect := func(h *scripted, seq uint32, what string) {
 		t.Helper()
@@ -63,19 +75,9 @@ func TestReaderMovesLoopOffBlockedHandler(t *testing.T) {
 			t.Fatalf("%s: seq %d never arrived (reader %+v)", what, seq, r.Stats())
 		}
 	}
-
-	// Both handler actors idle (protoactor's Started has run on their own
-	// goroutines): the next run of each is the loop's to make.
-	for _, ref := range refs {
-		if err := ref.Drain(ctx); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "the handler idle", func() bool { return ref.mb.status.Load() == idle })
-	}
-	send(slowID, 1)
 	expect(slow, 1, "slow handler") // and now blocked in it, on the loop
-	send(fastID, 2)
-	expect(fast, 2, "fast callback while the slow one blocks")
+	send(fastID, 3)
+	expect(fast, 3, "fast callback while the slow one blocks")
 	if s := r.Stats(); s.LoopMoves != 1 {
 		t.Errorf("LoopMoves = %d, want 1 (the slow handler ran on the loop, and the loop moved once)", s.LoopMoves)
 	}
@@ -85,8 +87,8 @@ func TestReaderMovesLoopOffBlockedHandler(t *testing.T) {
 	if refs[slowID].mayRunInline() {
 		t.Error("the slow handler may still run on the loop right after keeping it")
 	}
-	send(fastID, 3)
-	expect(fast, 3, "fast callback, later")
+	send(fastID, 4)
+	expect(fast, 4, "fast callback, later")
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- r.Stop(ctx) }()
@@ -104,8 +106,8 @@ func TestReaderMovesLoopOffBlockedHandler(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if s := refs[slowID].Stats(); s.Received != 1 || s.Handled != 1 {
-		t.Errorf("slow callback %+v, want its message handled", s)
+	if s := refs[slowID].Stats(); s.Received != 2 || s.Handled != 2 {
+		t.Errorf("slow callback %+v, want its two messages handled", s)
 	}
 	if s := r.Stats(); s.LoopMoves != 1 {
 		t.Errorf("LoopMoves = %d after stop, want 1", s.LoopMoves)

@@ -61,7 +61,7 @@ var (
 
 	readerDescs = struct {
 		datagrams, bytes, messages, kernelDrops, overflows, malformed, rejected, unknown, intercepted, receiveErrors,
-		routePanics, routeLost *prometheus.Desc
+		routePanics, routeLost, loopMoves *prometheus.Desc
 	}{
 		desc("reader_datagrams_total", "Datagrams read from the connector socket."),
 		desc("reader_bytes_total", "Bytes read from the connector socket."),
@@ -75,6 +75,7 @@ var (
 		desc("reader_receive_errors_total", "Failed receive calls on the connector socket."),
 		desc("reader_route_panics_total", "Batches whose routing panicked (a bug in cnactor)."),
 		desc("reader_route_lost_total", "Messages of batches whose routing panicked that no handler got."),
+		desc("reader_loop_moves_total", "Times a handler run on the receive loop kept it for a millisecond and the loop moved to a new goroutine."),
 	}
 
 	cbDescs = struct {
@@ -135,7 +136,7 @@ func (m *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		readerDescs.datagrams, readerDescs.bytes, readerDescs.messages, readerDescs.kernelDrops, readerDescs.overflows,
 		readerDescs.malformed, readerDescs.rejected, readerDescs.unknown, readerDescs.intercepted, readerDescs.receiveErrors,
-		readerDescs.routePanics, readerDescs.routeLost,
+		readerDescs.routePanics, readerDescs.routeLost, readerDescs.loopMoves,
 		cbDescs.received, cbDescs.handled, cbDescs.failed, cbDescs.dropped, cbDescs.rejected, cbDescs.restarts,
 		cbDescs.queued, cbDescs.capacity, cbDescs.up, cbDescs.stalls, cbDescs.stalled, cbDescs.sheddings, cbDescs.shed,
 		reqDescs.inFlight, reqDescs.requests, reqDescs.replies, reqDescs.timeouts, reqDescs.retries, reqDescs.cancelled,
@@ -169,6 +170,7 @@ func (m *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(readerDescs.receiveErrors, r.ReceiveErrors)
 	counter(readerDescs.routePanics, r.RoutePanics)
 	counter(readerDescs.routeLost, r.RouteLost)
+	counter(readerDescs.loopMoves, r.LoopMoves)
 
 	for _, cb := range s.Callbacks {
 		l := []string{cb.ID.String(), cb.Name}

@@ -386,6 +386,9 @@ func (s *server) list(w io.Writer) {
 	if r.RoutePanics > 0 { // a bug: shown only when it happened
 		fmt.Fprintf(w, " route_panics=%d route_lost=%d", r.RoutePanics, r.RouteLost)
 	}
+	if r.LoopMoves > 0 { // a handler that blocks: shown only when one did
+		fmt.Fprintf(w, " loop_moves=%d", r.LoopMoves)
+	}
 	fmt.Fprintln(w)
 	ctl := st.Control
 	fmt.Fprintf(w, "control applied=%d malformed=%d rejected=%d subscriptions=%d callbacks_refused=%d\n",
