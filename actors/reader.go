@@ -104,23 +104,26 @@ type barrier struct{ done chan struct{} }
 // asleep.
 type wakeSleepers struct{}
 
-// deliver routes b and returns the batch to fill next, or nil once the
-// reader is stopping (the loop then drains without waiting).
+// deliver routes b and returns the batch to fill next, or nil when the
+// loop has handlers to run (reader_inline.go) or is stopping (it then
+// drains without waiting); the loop holds the batch to fill next in
+// r.filling.
 func (r *Reader) deliver(b *transport.Batch) *transport.Batch {
 	// What Send to r.pid comes to, without the lookups. A batch routed at
 	// once on this goroutine (the actor was idle) is filled again without
 	// passing through r.free: two channel operations less per batch.
-	if r.mb.postBatch(b, true) {
-		if len(r.ready) == 0 && !r.stopping.Load() {
-			return b
+	if !r.mb.postBatch(b, true) {
+		// Queued behind the actor's control messages: given back to
+		// r.free once routed.
+		if r.stopping.Load() {
+			r.filling = nil
+			return nil
 		}
-		return nil // r.filling is b: the loop runs the ready handlers, or drains
+		r.filling = <-r.free
 	}
-	if r.stopping.Load() {
-		r.filling = nil
+	if len(r.ready) > 0 || r.stopping.Load() {
 		return nil
 	}
-	r.filling = <-r.free
 	return r.filling
 }
 
@@ -480,9 +483,9 @@ func (r *Reader) route(b *transport.Batch) {
 		r.admitPicked(h, b.Messages, h.picked)
 		h.picked = h.picked[:0]
 	}
-	// A handler is woken (or run on the loop: reader_inline.go) once it has a run's worth queued, or its oldest
-	// message has waited sleepBatches batches; otherwise when the socket
-	// is empty (receive). Under sustained load that is one wake-up per
+	// A handler is woken (or run on the loop: reader_inline.go) once it
+	// has a run's worth queued, or its oldest message has waited
+	// sleepBatches batches; otherwise when the socket is empty (receive). Under sustained load that is one wake-up per
 	// few hundred messages, not per batch: fewer futex wakes and idle
 	// spinning on the CPU the sender and the reader need.
 	if b.Datagrams < b.Cap() {
