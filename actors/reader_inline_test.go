@@ -16,9 +16,9 @@ import (
 // after inlineMax the loop moves to another goroutine and the other
 // callbacks go on getting their messages, Stop still returns at once, the
 // blocked handler finishes on the old goroutine (which then ends), and it
-// runs on its own goroutine from then on (for inlineBackoff).
+// runs on its own goroutine from then on (for inlineBackoff). Not
+// parallel: goleak would see the other tests' readers.
 func TestReaderMovesLoopOffBlockedHandler(t *testing.T) {
-	t.Parallel()
 	before := goleak.IgnoreCurrent()
 	sys := newSystem(t)
 	conn, peer := memoryPair(t)
