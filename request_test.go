@@ -574,3 +574,59 @@ func TestIntegrationRequestEcho(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// A handler that makes a request of its own from its callback and waits for
+// the reply, which only its connector's receive loop reads, gets it: a
+// handler the loop runs on its own goroutine (actors/reader_inline.go) does
+// not keep the loop past a millisecond, but moves it off the loop
+// (ReaderStats.LoopMoves).
+func TestIntegrationHandlerRequestsFromItsCallback(t *testing.T) {
+	testutil.Privileged(t)
+	echoID, relayID := transport.CbID{Idx: 0xec42, Val: 1}, transport.CbID{Idx: 0xec42, Val: 2}
+	peer := newKernelConnector(t)
+	if err := peer.AddCallback(echoID, "echo", handlers.Echo()); err != nil {
+		t.Fatal(err)
+	}
+	relay := newKernelConnector(t)
+	var relayed atomic.Int64
+	err := relay.AddCallback(relayID, "relay", handlers.HandlerFunc(func(ctx handlers.Context, m *transport.Message) error {
+		r, err := relay.Request(ctx, transport.Addr{Port: peer.Port()}, &transport.Message{ID: echoID, Data: m.Data},
+			cnactor.WithRequestTimeout(5*time.Second))
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(r.Data, m.Data) {
+			return fmt.Errorf("echo of %q came back as %q", m.Data, r.Data)
+		}
+		relayed.Add(1)
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := newKernelConnector(t)
+	// Bursts until the loop has run the relay and moved once (a burst may
+	// reach it one message at a time, which its own goroutine handles):
+	// the bursts before that check only that every request completes.
+	const burst, maxBursts = 64, 40
+	sent := int64(0)
+	for b := 0; b < maxBursts && relay.Stats().Reader.LoopMoves == 0; b++ {
+		for i := range burst {
+			m := &transport.Message{ID: relayID, Data: []byte(fmt.Sprintf("relay %d.%d", b, i))}
+			if err := cli.Send(context.Background(), transport.Addr{Port: relay.Port()}, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sent += burst
+		waitUntil(t, "every message relayed", func() bool { return relayed.Load() == sent })
+	}
+	st := relay.Stats()
+	if st.Reader.LoopMoves == 0 {
+		t.Fatalf("%d bursts and the relay never kept its loop: is it run there?", maxBursts)
+	}
+	for _, cb := range st.Callbacks {
+		if cb.ID == relayID && (cb.Failed != 0 || cb.Handled != uint64(sent)) {
+			t.Errorf("relay callback %+v, want %d handled and none failed", cb.CallbackStats, sent)
+		}
+	}
+}
