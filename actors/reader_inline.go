@@ -17,9 +17,9 @@ import (
 // the run is short: the Go scheduler wakes a thread on another CPU for it,
 // and on a machine whose other CPUs the senders need, that thread takes
 // their time (measured on 2 CPUs with the sender in another process, 1
-// handler: 0.79-0.80x the raw recvmmsg loop's rate with a wake per run,
-// 1.01-1.04x with the run on the loop; CPU per message 1.26-1.28x against
-// 1.02-1.04x). So the handlers that routing a batch on the loop makes ready
+// handler, alternating: 0.77-0.88x the raw recvmmsg loop's rate with a
+// wake per run, 0.82-1.04x with the run on the loop; CPU per message
+// 1.18-1.28x against 1.02-1.26x; benchmarks/README.md). So the handlers that routing a batch on the loop makes ready
 // are run right there, once the batch is routed and before the next
 // receive, each until its mailbox is empty (at most its capacity, since
 // only the loop fills it meanwhile), with the messages still in the CPU's

@@ -26,6 +26,13 @@ import (
 // arrival order. A returned error or a panic is a failure: the message is
 // counted as failed and the supervisor of the callback decides what happens
 // next.
+//
+// Receive may run on the connector's receive loop (the runtime does so when
+// several messages are waiting, which saves a goroutine hand-off per run) or
+// on the callback's own goroutine. It may block, for instance on a Request
+// to a peer: a call that keeps the loop for a millisecond makes the loop
+// move to another goroutine, and that callback then runs on its own for a
+// second (ReaderStats.LoopMoves counts the moves).
 type Handler interface {
 	Receive(ctx Context, m *transport.Message) error
 }
