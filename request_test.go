@@ -578,7 +578,7 @@ func TestIntegrationRequestEcho(t *testing.T) {
 // A handler that makes a request of its own from its callback and waits for
 // the reply, which only its connector's receive loop reads, gets it: a
 // handler the loop runs on its own goroutine (actors/reader_inline.go) does
-// not keep the loop past a millisecond, but moves it off the loop
+// not keep the loop past a few milliseconds, but moves it off the loop
 // (ReaderStats.LoopMoves).
 func TestIntegrationHandlerRequestsFromItsCallback(t *testing.T) {
 	testutil.Privileged(t)

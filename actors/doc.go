@@ -29,7 +29,7 @@
 // reader waits for the socket, rather than once per batch; a wake from the
 // receive loop runs the handler right there, on the loop's goroutine, once
 // the batch is routed (a lone message before a wait goes to the handler's
-// own goroutine). A handler that keeps the loop for a millisecond does not
+// own goroutine). A handler that keeps the loop for 5 ms does not
 // stall it: the loop moves to a new goroutine, counted in
 // ReaderStats.LoopMoves (reader_inline.go).
 //

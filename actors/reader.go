@@ -44,7 +44,7 @@ type ReaderStats struct {
 	RoutePanics uint64
 	RouteLost   uint64
 	// LoopMoves counts the times a handler run on the receive loop's
-	// goroutine kept it for a millisecond and the loop moved to a new
+	// goroutine kept it for inlineMax (5 ms) and the loop moved to a new
 	// goroutine (reader_inline.go).
 	LoopMoves uint64
 }

@@ -30,7 +30,7 @@ import (
 // Receive may run on the connector's receive loop (the runtime does so when
 // several messages are waiting, which saves a goroutine hand-off per run) or
 // on the callback's own goroutine. It may block, for instance on a Request
-// to a peer: a call that keeps the loop for a millisecond makes the loop
+// to a peer: a call that keeps the loop for 5 ms makes the loop
 // move to another goroutine, and that callback then runs on its own for a
 // second (ReaderStats.LoopMoves counts the moves).
 type Handler interface {

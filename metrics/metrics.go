@@ -75,7 +75,7 @@ var (
 		desc("reader_receive_errors_total", "Failed receive calls on the connector socket."),
 		desc("reader_route_panics_total", "Batches whose routing panicked (a bug in cnactor)."),
 		desc("reader_route_lost_total", "Messages of batches whose routing panicked that no handler got."),
-		desc("reader_loop_moves_total", "Times a handler run on the receive loop kept it for a millisecond and the loop moved to a new goroutine."),
+		desc("reader_loop_moves_total", "Times a handler run on the receive loop kept it for 5 ms and the loop moved to a new goroutine."),
 	}
 
 	cbDescs = struct {
