@@ -620,6 +620,15 @@ func TestIntegrationHandlerRequestsFromItsCallback(t *testing.T) {
 		sent += burst
 		waitUntil(t, "every message relayed", func() bool { return relayed.Load() == sent })
 	}
+	// Handled is counted once Receive has returned.
+	waitUntil(t, "every relay counted", func() bool {
+		for _, cb := range relay.Stats().Callbacks {
+			if cb.ID == relayID {
+				return cb.Handled+cb.Failed == uint64(sent)
+			}
+		}
+		return false
+	})
 	st := relay.Stats()
 	if st.Reader.LoopMoves == 0 {
 		t.Fatalf("%d bursts and the relay never kept its loop: is it run there?", maxBursts)

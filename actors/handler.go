@@ -78,9 +78,9 @@ type HandlerRef struct {
 	congested map[uint32]time.Time
 	limit     *ratelog.Limiter // failure warnings
 	worker    *worker          // the actor's dispatcher: its own goroutine
-	// inlineAfter: unix nanos before which the handler runs only on its
-	// own goroutine, not on the receive loop's (reader_inline.go); 0: it
-	// may.
+	// inlineAfter: the time (sinceEpoch) before which the handler runs
+	// only on its own goroutine, not on the receive loop's
+	// (reader_inline.go); 0: it may.
 	inlineAfter atomic.Int64
 }
 

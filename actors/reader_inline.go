@@ -58,6 +58,7 @@ func (r *Reader) lead() (ended bool) {
 	// A context that is never done costs the receive nothing; stopIntake
 	// wakes a waiting receive with a read deadline instead.
 	ctx := context.Background()
+	failed := false
 	for {
 		r.stopMu.Lock()
 		draining := r.stopping.Load()
@@ -70,11 +71,18 @@ func (r *Reader) lead() (ended bool) {
 		if r.filling == nil {
 			r.filling = <-r.free
 		}
-		r.idle() // after an error, whatever the ended loop left asleep
+		if failed {
+			r.idle() // whatever the ended loop left asleep
+		}
+		// After handlers ran here, no idle: a receive loop calls it
+		// before it waits (transport.ReceiveEach), and calling it now
+		// would wake the handlers left asleep on their own goroutines
+		// before their run is due.
 		err := transport.ReceiveEach(ctx, r.cfg.Conn, r.filling, r.deliver, r.idle)
 		if len(r.ready) > 0 && !r.runReady() {
 			return false
 		}
+		failed = false
 		switch {
 		case err == nil, r.stopping.Load() && errors.Is(err, os.ErrDeadlineExceeded):
 			continue // stopping: drain from now on
@@ -83,6 +91,7 @@ func (r *Reader) lead() (ended bool) {
 			return true
 		}
 		r.receiveFailed(err)
+		failed = true
 	}
 }
 
@@ -154,6 +163,11 @@ func (r *Reader) runGuarded(h *HandlerRef, rest []*HandlerRef) (kept bool) {
 				h.log.Error("running a handler on the receive loop panicked", zap.Any("panic", p),
 					zap.Int("suppressed", n), zap.Stack("stack"))
 			}
+			// process did not leave the mailbox idle: nothing could
+			// run it again. Its own goroutine takes what is queued
+			// (where the same bug would crash the process, loudly).
+			h.mb.status.Store(idle)
+			wakeRecovering(h)
 		}
 	}()
 	h.mb.process()
@@ -166,7 +180,8 @@ func (r *Reader) runGuarded(h *HandlerRef, rest []*HandlerRef) (kept bool) {
 // it arms, and read by the timer's goroutine once it has won the loop.
 type loopGuard struct {
 	state atomic.Uint64
-	seq   uint64 // the loop's: the last run's number (even)
+	armed atomic.Int64 // when the run began (sinceEpoch)
+	seq   uint64       // the loop's: the last run's number (even)
 	timer *time.Timer
 	h     *HandlerRef   // the handler being run
 	rest  []*HandlerRef // the ones ready after it, for the new loop to wake
@@ -177,6 +192,7 @@ func (g *loopGuard) arm(h *HandlerRef, rest []*HandlerRef) uint64 {
 	g.seq += 2
 	seq := g.seq // once armed, the fields are the next loop's
 	g.h, g.rest = h, rest
+	g.armed.Store(sinceEpoch())
 	g.state.Store(seq | 1)
 	g.timer.Reset(inlineMax)
 	return seq
@@ -192,17 +208,24 @@ func (g *loopGuard) disarm(seq uint64) bool {
 }
 
 // moveLoop runs on the guard's timer: the run being watched has kept the
-// loop for inlineMax, so this goroutine takes the loop over. (A tick that
-// a run ending just then could not stop may move the loop from the next
-// run early: harmless, the loop only changes goroutine.)
+// loop for inlineMax, so this goroutine takes the loop over. A tick that a
+// run ending just then could not stop finds the next run younger than
+// inlineMax, and waits for the rest of it instead.
 func (r *Reader) moveLoop() {
 	g := &r.guard
 	s := g.state.Load()
-	if s&1 == 0 || !g.state.CompareAndSwap(s, s&^1) {
+	if s&1 == 0 {
 		return // the run ended in time
 	}
+	if left := inlineMax - time.Duration(sinceEpoch()-g.armed.Load()); left > 0 {
+		g.timer.Reset(left)
+		return
+	}
+	if !g.state.CompareAndSwap(s, s&^1) {
+		return // that run ended meanwhile
+	}
 	r.c.loopMoves.Add(1)
-	g.h.inlineAfter.Store(time.Now().Add(inlineBackoff).UnixNano())
+	g.h.inlineAfter.Store(sinceEpoch() + int64(inlineBackoff))
 	if ok, n := r.limit.allow(warnLoopMoved); ok {
 		r.log.Info(warnNames[warnLoopMoved], zap.Stringer("id", g.h.spec.ID), zap.String("name", g.h.spec.Name),
 			zap.Duration("after", inlineMax),
@@ -224,9 +247,16 @@ func (h *HandlerRef) mayRunInline() bool {
 	if t == 0 {
 		return true
 	}
-	if time.Now().UnixNano() < t {
+	if sinceEpoch() < t {
 		return false
 	}
 	h.inlineAfter.CompareAndSwap(t, 0)
 	return true
 }
+
+// epoch makes sinceEpoch monotonic: a stepped wall clock neither lengthens
+// nor ends a back-off.
+var epoch = time.Now()
+
+// sinceEpoch is the monotonic time in nanoseconds since the package began.
+func sinceEpoch() int64 { return int64(time.Since(epoch)) }

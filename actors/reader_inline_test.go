@@ -84,8 +84,8 @@ func TestReaderMovesLoopOffBlockedHandler(t *testing.T) {
 	if logs.FilterMessage(warnNames[warnLoopMoved]).Len() != 1 {
 		t.Errorf("the move was not logged once: %v", logs.All())
 	}
-	if refs[slowID].mayRunInline() {
-		t.Error("the slow handler may still run on the loop right after keeping it")
+	if refs[slowID].inlineAfter.Load() == 0 {
+		t.Error("the slow handler was not barred from the loop after keeping it")
 	}
 	send(fastID, 4)
 	expect(fast, 4, "fast callback, later")

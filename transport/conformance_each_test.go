@@ -22,6 +22,7 @@ func init() {
 	}{
 		{"EachPingPong", testEachPingPong},
 		{"EachIdleAfterFullBatch", testEachIdleAfterFullBatch},
+		{"EachIdleOnEntry", testEachIdleOnEntry},
 		{"EachOverflowWhileReading", testEachOverflowWhileReading},
 		{"EachEnds", testEachEnds},
 		{"EachEndsWhileBusy", testEachEndsWhileBusy},
@@ -115,6 +116,32 @@ func testEachIdleAfterFullBatch(t *testing.T, e *env) {
 	case <-ctx.Done():
 		t.Fatalf("idle not called after two full batches (%d delivered)", got.Load())
 	}
+}
+
+// A loop that finds the queue empty at its first receive calls idle
+// before it waits: a caller that ended the previous loop after a full
+// batch (the runtime does, to run handlers) must not wait with what it
+// left asleep.
+func testEachIdleOnEntry(t *testing.T, e *env) {
+	r := e.dial(t, dialOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	idled := make(chan struct{}, 1)
+	errc := eachLoop(ctx, r, 4, 0, func(*transport.Received, uint64) bool { return true }, func() {
+		select {
+		case idled <- struct{}{}:
+		default:
+		}
+	})
+	select {
+	case <-idled:
+	case err := <-errc:
+		t.Fatalf("ReceiveEach ended: %v", err)
+	case <-ctx.Done():
+		t.Fatal("idle not called before the first wait on an empty queue")
+	}
+	cancel()
+	<-errc
 }
 
 // A multicast sender outrunning a small receive queue while the loop reads:

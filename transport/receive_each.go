@@ -20,8 +20,10 @@ type EachReceiver interface {
 // wait. A passed read deadline ends a wait; on the kernel's socket it also
 // ends the loop between batches, while other Conns see it only when they
 // wait. idle, if not nil, is called before every wait that follows a
-// batch which filled up, once a receive has found the queue empty; it may
-// be called before other waits too. A wait after a batch with room to
+// batch which filled up, once a receive has found the queue empty, and
+// before the first wait of the call if its first receive finds the queue
+// empty (the last call may have ended after a full batch); it may be
+// called before other waits too. A wait after a batch with room to
 // spare needs none: deliver has just seen the batch that emptied the
 // queue. deliver must not close c: on the kernel's socket, Close waits for
 // the loop to let go of it.
@@ -37,7 +39,10 @@ func ReceiveEach(ctx context.Context, c Conn, b *Batch, deliver func(*Batch) *Ba
 	if e, ok := c.(EachReceiver); ok {
 		return e.ReceiveEach(ctx, b, deliver, idle)
 	}
-	full := false
+	// The first receive does not wait: a caller that ended the last
+	// loop after a full batch gets idle before a wait, as it would have
+	// inside one loop.
+	full := true
 	for {
 		if err := ctx.Err(); err != nil {
 			return &OpError{Op: "receive", Err: err}
