@@ -110,6 +110,21 @@ func (c *injectConn) ReceiveBatch(ctx context.Context, b *transport.Batch) error
 	if err := c.Conn.ReceiveBatch(ctx, b); err != nil {
 		return err
 	}
+	c.slipIn(b)
+	return nil
+}
+
+// TryReceiveBatch slips the datagrams in too: transport.ReceiveEach's
+// generic loop receives with both.
+func (c *injectConn) TryReceiveBatch(b *transport.Batch) (bool, error) {
+	got, err := c.Conn.TryReceiveBatch(b)
+	if got && err == nil {
+		c.slipIn(b)
+	}
+	return got, err
+}
+
+func (c *injectConn) slipIn(b *transport.Batch) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for len(c.raw) > 0 && b.Datagrams < b.Cap() {
@@ -119,7 +134,6 @@ func (c *injectConn) ReceiveBatch(ctx context.Context, b *transport.Batch) error
 		n := copy(slot, r.data)
 		b.AddDatagram(slot[:n], r.from, 0, r.creds)
 	}
-	return nil
 }
 
 // newInjectConnector is newMemConnector with an injectConn.

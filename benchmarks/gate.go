@@ -63,6 +63,13 @@ func (g *gate) wait(done <-chan struct{}) bool {
 	}
 }
 
+// passable reports, without waiting, whether something may be read.
+func (g *gate) passable() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.allowed < 0 || g.read < g.allowed
+}
+
 func (g *gate) isOpen() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -92,6 +99,20 @@ func (c *gatedConn) ReceiveBatch(ctx context.Context, b *transport.Batch) error 
 		c.g.add(b.Datagrams)
 	}
 	return err
+}
+
+// TryReceiveBatch finds nothing while the gate is shut, and counts what it
+// reads: transport.ReceiveEach's generic loop receives with it too.
+func (c *gatedConn) TryReceiveBatch(b *transport.Batch) (bool, error) {
+	if !c.g.passable() {
+		b.Reset()
+		return false, nil
+	}
+	got, err := c.Conn.TryReceiveBatch(b)
+	if got {
+		c.g.add(b.Datagrams)
+	}
+	return got, err
 }
 
 // ReceiveEach keeps the wrapped Conn's own receive loop (see
