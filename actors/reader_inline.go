@@ -19,11 +19,11 @@ import (
 // their time (measured on 2 CPUs with the sender in another process, 1
 // handler, alternating: 0.77-0.88x the raw recvmmsg loop's rate with a
 // wake per run, 0.82-1.04x with the run on the loop; CPU per message
-// 1.18-1.28x against 1.02-1.26x; benchmarks/README.md). So the handlers that routing a batch on the loop makes ready
-// are run right there, once the batch is routed and before the next
-// receive, each until its mailbox is empty (at most its capacity, since
-// only the loop fills it meanwhile), with the messages still in the CPU's
-// caches:
+// 1.18-1.28x against 1.02-1.26x; benchmarks/README.md). So the handlers
+// that routing a batch on the loop makes ready are run right there, once
+// the batch is routed and before the next receive, each until its mailbox
+// is empty (at most its capacity, since only the loop fills it
+// meanwhile), with the messages still in the CPU's caches:
 //
 //	receive ──▶ route ──▶ (ready: A, B) ──▶ run A, run B ──▶ receive ...
 //	                 └──▶ wake C's own goroutine (C ran too long here lately)
