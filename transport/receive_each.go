@@ -5,9 +5,10 @@ import "context"
 // EachReceiver is implemented by a Conn with a receive loop of its own; see
 // ReceiveEach. A wrapper around a Conn implements it only if it can keep
 // the wrapped Conn's loop (benchmarks' gated Conn does, while its gate is
-// open); otherwise ReceiveEach falls back to ReceiveBatch. A wrapper that
-// embeds *NetlinkConn and changes ReceiveBatch must change ReceiveEach
-// too: the embedded one is promoted and would bypass it.
+// open); otherwise ReceiveEach falls back to a loop over ReceiveBatch and
+// TryReceiveBatch, so a wrapper that changes one must change the other. A
+// wrapper that embeds *NetlinkConn and changes ReceiveBatch must change
+// ReceiveEach too: the embedded one is promoted and would bypass it.
 type EachReceiver interface {
 	ReceiveEach(ctx context.Context, b *Batch, deliver func(*Batch) *Batch, idle func()) error
 }
