@@ -74,7 +74,7 @@ type Reader struct {
 	asleep []*HandlerRef
 	// sleepers is len(asleep), for the loop: it wakes them before waiting.
 	sleepers atomic.Int32
-	stopAt   atomic.Int64 // unix nanos when stopIntake began
+	stopAt   atomic.Int64 // when stopIntake began (sinceEpoch)
 	loopDone chan struct{}
 	// actorDone is closed once the reader actor has stopped: a barrier
 	// sent to it then would never be answered.
@@ -205,7 +205,7 @@ func (r *Reader) receiveFailed(err error) {
 // after stopIntake need not hold Close up beyond drainMax.
 func (r *Reader) drain() {
 	for b := range r.free {
-		if time.Since(time.Unix(0, r.stopAt.Load())) > drainMax {
+		if time.Duration(sinceEpoch()-r.stopAt.Load()) > drainMax {
 			// Traffic kept coming: what is still queued is left to the
 			// socket's close. Said, not silent.
 			r.log.Warn("stop: drain limit reached; datagrams still arriving are left unread", zap.Duration("limit", drainMax))
@@ -280,7 +280,7 @@ func (r *Reader) Stop(ctx context.Context) error {
 // waitIntake.
 func (r *Reader) stopIntake(ctx context.Context) (drained bool) {
 	r.stopMu.Lock()
-	r.stopAt.Store(time.Now().UnixNano())
+	r.stopAt.Store(sinceEpoch())
 	if !r.stopping.Swap(true) {
 		close(r.stopCh)
 	}
@@ -488,9 +488,13 @@ func (r *Reader) route(b *transport.Batch) {
 	// sleepBatches batches; otherwise when the socket is empty (receive). Under sustained load that is one wake-up per
 	// few hundred messages, not per batch: fewer futex wakes and idle
 	// spinning on the CPU the sender and the reader need.
-	if b.Datagrams < b.Cap() {
+	if b.Datagrams < b.Cap() || !r.mb.looping {
 		// The receive emptied the socket: the reader is about to wait,
 		// so everyone fed is woken now (no extra receive to find out).
+		// So is everyone a batch routed off the loop fed (it was queued
+		// behind a control message): the loop may have found the queue
+		// empty and be waiting already, its idle call made before these
+		// handlers were left asleep.
 		// The lists are cleared only once all are woken: a wake that
 		// panics leaves them whole for routeFailed.
 		for _, h := range r.fed {

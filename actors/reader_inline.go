@@ -58,7 +58,6 @@ func (r *Reader) lead() (ended bool) {
 	// A context that is never done costs the receive nothing; stopIntake
 	// wakes a waiting receive with a read deadline instead.
 	ctx := context.Background()
-	failed := false
 	for {
 		r.stopMu.Lock()
 		draining := r.stopping.Load()
@@ -71,27 +70,24 @@ func (r *Reader) lead() (ended bool) {
 		if r.filling == nil {
 			r.filling = <-r.free
 		}
-		if failed {
-			r.idle() // whatever the ended loop left asleep
-		}
-		// After handlers ran here, no idle: a receive loop calls it
-		// before it waits (transport.ReceiveEach), and calling it now
-		// would wake the handlers left asleep on their own goroutines
-		// before their run is due.
+		// No idle here (a failed receive calls it below): a receive
+		// loop calls it before it waits (transport.ReceiveEach), and
+		// calling it after handlers ran here would wake the handlers
+		// left asleep on their own goroutines before their run is due.
 		err := transport.ReceiveEach(ctx, r.cfg.Conn, r.filling, r.deliver, r.idle)
 		if len(r.ready) > 0 && !r.runReady() {
 			return false
 		}
-		failed = false
 		switch {
 		case err == nil, r.stopping.Load() && errors.Is(err, os.ErrDeadlineExceeded):
 			continue // stopping: drain from now on
 		case errors.Is(err, transport.ErrClosed):
+			r.idle() // whatever the ended loop left asleep
 			r.giveBackFilling()
 			return true
 		}
+		r.idle()
 		r.receiveFailed(err)
-		failed = true
 	}
 }
 

@@ -119,8 +119,8 @@ func (c *gatedConn) TryReceiveBatch(b *transport.Batch) (bool, error) {
 // transport.ReceiveEach) once the gate is open for good, as in live runs; a
 // gate that counts (drain runs) is asked before every ReceiveBatch.
 func (c *gatedConn) ReceiveEach(ctx context.Context, b *transport.Batch, deliver func(*transport.Batch) *transport.Batch, idle func()) error {
-	if idle != nil && !c.g.isOpen() {
-		idle() // a wait at a counting gate is a wait
+	if idle != nil && !c.g.passable() {
+		idle() // the gate is shut: the wait at it is a wait
 	}
 	if !c.g.wait(ctx.Done()) {
 		return &transport.OpError{Op: "receive", Err: ctx.Err()}

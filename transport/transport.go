@@ -29,7 +29,8 @@ type Conn interface {
 	ReceiveBatch(ctx context.Context, b *Batch) error
 	// TryReceiveBatch is ReceiveBatch without waiting: it fills b with
 	// what is queued and reports whether there was anything (datagrams or
-	// a loss report). Its false means the queue is empty.
+	// a loss report). Its false means the queue is empty. ReceiveEach
+	// receives with both (a wrapper changes both or neither).
 	TryReceiveBatch(b *Batch) (bool, error)
 	// SetReadDeadline bounds ReceiveBatch as on a net.Conn: once t has
 	// passed, it fails with an error wrapping os.ErrDeadlineExceeded (an
