@@ -154,11 +154,14 @@ func (h *HandlerRef) detachOnce() { h.detach.Do(func() { close(h.detached) }) }
 func (h *HandlerRef) wake() { h.mb.schedule() }
 
 // notifyLoss tells the handler, if it is a handlers.LossObserver, that n
-// datagrams were lost by the socket before what is queued next.
-func (h *HandlerRef) notifyLoss(n uint64) {
-	if h.mb.notifyLoss {
-		h.mb.notify(n, handlers.LossSocket)
+// datagrams were lost by the socket before what is queued next, and
+// reports whether it queued a notice.
+func (h *HandlerRef) notifyLoss(n uint64) bool {
+	if !h.mb.notifyLoss {
+		return false
 	}
+	h.mb.notify(n, handlers.LossSocket)
+	return true
 }
 
 // reject counts a message refused by the sender policy.

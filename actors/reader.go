@@ -426,9 +426,18 @@ func (r *Reader) route(b *transport.Batch) {
 			r.log.Warn("receive queue overflowed; datagrams lost", zap.Uint64("lost", b.Lost), zap.Int("suppressed", n))
 		}
 		// Handlers that watch for loss hear of it before the messages
-		// received after it.
-		snap.Each(func(rt *dispatch.Route) { rt.Target.(*HandlerRef).notifyLoss(b.Lost) })
-		r.wakeAll(snap)
+		// received after it, and are woken as if fed: by the batch that
+		// empties the socket at the latest, so the notice is heard even
+		// if no message follows. The others have nothing new queued and
+		// are not woken: waking every callback's goroutine per loss
+		// report cost a wake per registered callback, many of them idle,
+		// while the socket overflows, when the CPU is shortest.
+		snap.Each(func(rt *dispatch.Route) {
+			if h := rt.Target.(*HandlerRef); h.notifyLoss(b.Lost) && h.batch != r.batch {
+				h.batch = r.batch
+				r.fed = append(r.fed, h)
+			}
+		})
 	}
 	for i := range b.Malformed {
 		m := &b.Malformed[i]
@@ -549,10 +558,4 @@ func (r *Reader) wakeFed() {
 		h.wake()
 	}
 	r.wakeAsleep((*HandlerRef).wake)
-}
-
-// wakeAll wakes every handler (after a loss notice, so that it is heard
-// even if no message follows).
-func (r *Reader) wakeAll(snap *dispatch.Snapshot) {
-	snap.Each(func(rt *dispatch.Route) { rt.Target.(*HandlerRef).wake() })
 }

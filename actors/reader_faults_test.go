@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cnactor/cnactor/dispatch"
+	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/internal/testutil"
 	"github.com/cnactor/cnactor/transport"
 	"github.com/cnactor/cnactor/transport/faulty"
@@ -211,5 +212,33 @@ func TestReaderStuckReceiveEndsOnClose(t *testing.T) {
 	}
 	if s := r.Stats(); s.ReceiveErrors != 0 {
 		t.Fatalf("closing counted as a receive error: %+v", s)
+	}
+}
+
+// A batch that reports kernel loss and carries no message still reaches a
+// loss observer: the notice is heard although nothing follows it. (Only
+// observers are woken for loss; the rest have nothing queued.)
+func TestReaderLossNoticeWithNothingAfter(t *testing.T) {
+	t.Parallel()
+	id := transport.CbID{Idx: 0x5311, Val: 7}
+	// Every datagram received is dropped (reported as Batch.Lost, like an
+	// overflow): the batch carries the loss and no message.
+	g := newFaultRig(t, id, faulty.Fault{Op: faulty.Receive, Drop: true})
+	obs := newGated()
+	close(obs.gate)
+	ref, err := SpawnHandler(top(newSystem(t)), HandlerSpec{ID: transport.CbID{Idx: 0x5311, Val: 8}, Name: "observer", Handler: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Stop(context.Background())
+	if err := g.table.Add(&dispatch.Route{ID: ref.spec.ID, Target: ref}); err != nil {
+		t.Fatal(err)
+	}
+	g.send(t, 1)
+	r := g.start(t, 0)
+	defer stopReader(t, r)
+	waitFor(t, "the loss notice", func() bool { return obs.lostTo(handlers.LossSocket) == 1 })
+	if s := r.Stats(); s.KernelDrops != 1 || s.Messages != 0 || g.h.seenCount() != 0 {
+		t.Fatalf("stats %+v, handled %d", s, g.h.seenCount())
 	}
 }
