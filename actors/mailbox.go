@@ -198,7 +198,16 @@ func (m *mailbox) reserve() int {
 	if m.taken+m.n == len(m.kind) {
 		m.resize(2 * len(m.kind))
 	}
-	return (m.head + m.n) % len(m.kind)
+	return m.wrap(m.head + m.n)
+}
+
+// wrap maps i, less than twice the ring's size, into the ring: what % does
+// without a division, on the per-message path.
+func (m *mailbox) wrap(i int) int {
+	if i >= len(m.kind) {
+		i -= len(m.kind)
+	}
+	return i
 }
 
 // Outcome of put.

@@ -59,7 +59,7 @@ func (m *mailbox) take(d *delivery) (ok bool) {
 		d.ctl = m.ctl[first]
 	}
 	d.k, d.done, d.consumed = k, 0, k
-	m.head = (first + k) % len(m.kind)
+	m.head = m.wrap(first + k)
 	m.n -= k
 	m.taken += k
 	m.inRun = true
@@ -88,20 +88,28 @@ func (m *mailbox) release(d *delivery, done int) {
 
 // free marks slot i finished; called with mu held.
 func (m *mailbox) free(i int) {
-	if m.kind[i] == slotMessage {
+	switch m.kind[i] {
+	case slotMessage:
 		m.envs--
 		if c := cap(m.bufs[i]); c > bigBuf && m.bigBytes > bigBudget {
 			m.bigBytes -= c
 			m.bufs[i] = nil
+			m.recv[i] = transport.Received{} // its Data is that buffer
 		}
+		// Otherwise recv[i] stays as it is until the slot is reused: the
+		// one reference in it, Data, is bufs[i], which the slot keeps
+		// anyway, and zeroing it cost a write of the whole struct per
+		// message.
+	case slotControl:
+		m.ctl[i] = nil
 	}
-	m.kind[i], m.recv[i], m.ctl[i] = slotFree, transport.Received{}, nil
+	m.kind[i] = slotFree
 }
 
 // reclaim moves the tail past finished and dead slots; called with mu held.
 func (m *mailbox) reclaim() {
 	for m.taken > 0 && m.kind[m.tail] == slotFree {
-		m.tail = (m.tail + 1) % len(m.kind)
+		m.tail = m.wrap(m.tail + 1)
 		m.taken--
 	}
 }
