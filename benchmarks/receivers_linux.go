@@ -394,6 +394,11 @@ func (r *cnRecv) booksNow(sent uint64) Accounting {
 	return a
 }
 
+// loopMoves is how many times a handler run on the receive loop held it
+// past its limit, so that the loop moved to another goroutine and that
+// handler ran on its own for a while (actors.ReaderStats.LoopMoves).
+func (r *cnRecv) loopMoves() uint64 { return r.c.Stats().Reader.LoopMoves }
+
 func (r *cnRecv) release() {
 	select {
 	case <-r.stall:

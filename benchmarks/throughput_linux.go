@@ -507,6 +507,11 @@ rounds:
 		res.Receivers = append(res.Receivers, rr)
 		res.Accounting = append(res.Accounting, a)
 	}
+	for _, r := range t.recvs {
+		if m, ok := r.(interface{ loopMoves() uint64 }); ok {
+			res.Notes = append(res.Notes, fmt.Sprintf("cnactor: a handler run held the receive loop past its limit %d times (the loop moved; that handler ran on its own goroutine for a second)", m.loopMoves()))
+		}
+	}
 	cn := res.Receivers[len(res.Receivers)-1]
 	res.Ratios = map[string]float64{}
 	res.CPURatios = map[string]float64{}
