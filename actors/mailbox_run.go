@@ -33,7 +33,7 @@ func (m *mailbox) take(d *delivery) (ok bool) {
 	if m.leftK > 0 {
 		d.first, d.k, d.kind = m.leftFirst, m.leftK, slotMessage
 		d.done, d.consumed = 0, d.k
-		d.msgs = m.recv[d.first : d.first+d.k]
+		d.msgs = m.recv[d.first : d.first+d.k : d.first+d.k]
 		m.leftK = 0
 		m.left.Store(false)
 		m.inRun = true
@@ -52,7 +52,7 @@ func (m *mailbox) take(d *delivery) (ok bool) {
 		for k < m.n && k < maxRun && first+k < len(m.kind) && m.kind[first+k] == slotMessage {
 			k++
 		}
-		d.msgs = m.recv[first : first+k]
+		d.msgs = m.recv[first : first+k : first+k]
 	case slotLoss:
 		d.loss = m.loss[first]
 	case slotControl:
