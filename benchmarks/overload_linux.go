@@ -101,12 +101,14 @@ func runOverload(ctx context.Context, cfg *Config, res *Result) error {
 	done := make(chan struct{})
 	start := time.Now()
 	rp.set(&phase{name: "stalled handler " + cn.ids[0].String(), r: cn, start: start, sent: t.snd.sent, rss: rss.last.Load})
-	go func() { defer close(done); t.snd.run(&stop) }()
+	stopped := make(chan struct{})
+	go func() { defer close(done); t.snd.run(&stop, stopped) }()
 	select {
 	case <-time.After(cfg.Duration):
 	case <-ctx.Done():
 	}
 	stop.Store(true)
+	close(stopped)
 	<-done
 	spent := time.Since(start)
 	rss.close()

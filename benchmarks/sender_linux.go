@@ -17,8 +17,11 @@ type sender interface {
 	target(to transport.Addr)
 	// fill sends n messages, or fewer if the receiver cannot queue them.
 	fill(n int) int
-	// run sends at full rate until stop is set.
-	run(stop *atomic.Bool)
+	// run sends at full rate until stop is set. stopped is closed at the
+	// same moment: a sender that only waits (the sender process's
+	// controller) waits on it rather than polling stop, which would wake
+	// a thread of the receiver's process every poll.
+	run(stop *atomic.Bool, stopped <-chan struct{})
 	sent() uint64
 	// perID is how many messages went to each id (by index), once the
 	// sender has stopped.
@@ -88,7 +91,7 @@ func (s *memSender) send(n int, stop *atomic.Bool) int {
 	return done
 }
 func (s *memSender) fill(n int) int { return s.send(n, nil) }
-func (s *memSender) run(stop *atomic.Bool) {
+func (s *memSender) run(stop *atomic.Bool, _ <-chan struct{}) {
 	for !stop.Load() && s.last == nil {
 		s.send(1<<30, stop)
 	}

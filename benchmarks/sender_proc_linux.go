@@ -106,7 +106,7 @@ func serveSender(cfg string, in io.Reader, out io.Writer) error {
 				ticker := time.NewTicker(50 * time.Millisecond)
 				defer ticker.Stop()
 				done := make(chan time.Duration)
-				go func() { cpu, _ := runSender(netSender{s}, &stop); done <- cpu }()
+				go func() { cpu, _ := runSender(netSender{s}, &stop, nil); done <- cpu }()
 				for {
 					select {
 					case <-ticker.C:
@@ -216,7 +216,7 @@ func (s *procSender) fill(int) int {
 }
 
 // run starts the child sending and stops it once stop is set.
-func (s *procSender) run(stop *atomic.Bool) {
+func (s *procSender) run(_ *atomic.Bool, stopped <-chan struct{}) {
 	if s.last != nil {
 		return
 	}
@@ -224,9 +224,7 @@ func (s *procSender) run(stop *atomic.Bool) {
 		s.last = err
 		return
 	}
-	for !stop.Load() {
-		time.Sleep(time.Millisecond)
-	}
+	<-stopped
 	if err := s.command("stop"); err != nil {
 		s.last = err
 		return

@@ -225,7 +225,7 @@ func (s *rawSender) fill(n int) int {
 }
 
 // run sends until stop is set.
-func (s *rawSender) run(stop *atomic.Bool) {
+func (s *rawSender) run(stop *atomic.Bool, _ <-chan struct{}) {
 	for !stop.Load() {
 		s.send(1<<30, stop)
 		if s.errno != 0 {

@@ -401,12 +401,14 @@ func (t *traffic) liveOnce(ctx context.Context, r receiver, d time.Duration, m *
 	done := make(chan struct{})
 	cw := startCPU()
 	start := time.Now()
-	go func() { defer close(done); senderCPU, inProcess = runSender(t.snd, &stop) }()
+	stopped := make(chan struct{})
+	go func() { defer close(done); senderCPU, inProcess = runSender(t.snd, &stop, stopped) }()
 	select {
 	case <-time.After(d):
 	case <-ctx.Done():
 	}
 	stop.Store(true)
+	close(stopped)
 	<-done
 	spent := time.Since(start)
 	d1 := r.counter().n.Load()
@@ -432,15 +434,15 @@ func (t *traffic) liveOnce(ctx context.Context, r receiver, d time.Duration, m *
 // of its own: a locked thread runs no other goroutine, and when the sender
 // blocks in sendmmsg the thread sleeps in the kernel, so the delta is the
 // sender's alone.
-func runSender(s sender, stop *atomic.Bool) (cpu time.Duration, inProcess bool) {
+func runSender(s sender, stop *atomic.Bool, stopped <-chan struct{}) (cpu time.Duration, inProcess bool) {
 	if p, ok := s.(*procSender); ok {
-		p.run(stop)
+		p.run(stop, stopped)
 		return p.lastCPU(), false
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	c0 := cpuUsage(unix.RUSAGE_THREAD)
-	s.run(stop)
+	s.run(stop, stopped)
 	return cpuUsage(unix.RUSAGE_THREAD) - c0, true
 }
 
