@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
 )
 
@@ -81,6 +82,14 @@ func (m *mailbox) release(d *delivery, done int) {
 		m.left.Store(true)
 	}
 	m.reclaim()
+	// Messages dropped since the last one queued (drop-newest, shedding)
+	// are told behind what is queued now, not only before a next message
+	// that may never come. Drops happen only while the mailbox is full,
+	// so a run is in progress or due, and its release comes here.
+	if m.pendingLoss > 0 {
+		m.pushLoss(m.pendingLoss, handlers.LossMailbox)
+		m.pendingLoss = 0
+	}
 	m.signalSpace()
 	m.mu.Unlock()
 	d.msgs, d.ctl = nil, nil

@@ -282,3 +282,18 @@ func TestMailboxLossNoticePlacement(t *testing.T) {
 		})
 	}
 }
+
+// A handler that drops the end of a burst hears of it once it has handled
+// what it kept, with no message after the loss to carry the notice.
+func TestMailboxLossNoticeAtEndOfBurst(t *testing.T) {
+	m, c, d, inv := testMailbox(2, DropNewest)
+	m.notifyLoss = true
+	post(m, c, 0, 1, 2, 3, 4) // into a mailbox of 2; nothing follows
+	d.runAll()
+	if want := []string{"env 0", "env 1", "lost 3 mailbox"}; !slices.Equal(inv.log, want) {
+		t.Fatalf("handler heard %v, want %v", inv.log, want)
+	}
+	if m.UserMessageCount() != 0 || c.dropped.Load() != 3 {
+		t.Fatalf("after the run: %d user messages, %d dropped", m.UserMessageCount(), c.dropped.Load())
+	}
+}

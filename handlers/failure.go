@@ -75,7 +75,10 @@ func (s LossSource) String() string {
 // LossObserver is implemented by handlers that want to know, in stream
 // order, that messages were lost before the next one they receive, so that
 // they can resynchronise. Lost is called from the handler's actor, like
-// Receive.
+// Receive. A loss with no message after it is told too: a mailbox's drops
+// once the handler has handled the messages it kept, the socket's once the
+// reader has read what the kernel queued. Stats (and cnactor's Callback)
+// count the same losses at any time.
 type LossObserver interface {
 	Lost(n uint64, source LossSource)
 }
