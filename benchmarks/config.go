@@ -85,14 +85,18 @@ type Config struct {
 }
 
 // Progress is a snapshot of a running phase.
+// The counts are those of the current phase (a slot of one receiver, one
+// side of the latency run, the storm), since it began. Sent is what the
+// sender process last reported (every 50 ms), or Received + Drops if that
+// is more.
 type Progress struct {
 	Scenario string
 	Phase    string // the receiver or side being measured
 	Elapsed  time.Duration
 	Sent     uint64
 	Received uint64
-	Drops    uint64  // kernel and mailbox drops so far
-	Rate     float64 // received per second over the last interval
+	Drops    uint64  // kernel and mailbox drops in the phase
+	Rate     float64 // received per second since the last report
 	RSS      uint64  // bytes, overload only
 }
 

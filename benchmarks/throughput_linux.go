@@ -179,13 +179,16 @@ func (t *traffic) close() error {
 	return errors.Join(errs...)
 }
 
-// phase is what the progress reporter shows.
+// phase is what the progress reporter shows. The reporter shows what
+// happened since the phase began: set takes the counters' values then.
 type phase struct {
 	name  string
 	r     receiver
 	sent  func() uint64
 	start time.Time
 	rss   func() uint64
+
+	sent0, recv0, drops0 uint64
 }
 
 // reporter calls cfg.Progress four times a second with the current phase.
@@ -220,12 +223,16 @@ func startReporter(cfg *Config) *reporter {
 				}
 				n := ph.r.counter().n.Load()
 				if ph != last {
-					last, lastN, lastT = ph, n, ph.start
+					last, lastN, lastT = ph, ph.recv0, ph.start
 				}
 				p := Progress{
-					Scenario: cfg.Scenario, Phase: ph.name, Elapsed: now.Sub(ph.start),
-					Received: n, Sent: ph.sent(), Drops: ph.r.kernelDrops() + ph.r.otherLoss(),
+					Scenario: cfg.Scenario, Phase: ph.name, Elapsed: max(now.Sub(ph.start), 0),
+					Received: n - min(n, ph.recv0), Sent: ph.sent() - min(ph.sent(), ph.sent0),
+					Drops: ph.r.kernelDrops() + ph.r.otherLoss() - min(ph.r.kernelDrops()+ph.r.otherLoss(), ph.drops0),
 				}
+				// The sender process reports its count every 50 ms; what was
+				// received or dropped was sent, whatever it reported last.
+				p.Sent = max(p.Sent, p.Received+p.Drops)
 				if dt := now.Sub(lastT).Seconds(); dt > 0 {
 					p.Rate = float64(n-lastN) / dt
 				}
@@ -240,7 +247,13 @@ func startReporter(cfg *Config) *reporter {
 	return rp
 }
 
-func (rp *reporter) set(ph *phase) { rp.cur.Store(ph) }
+func (rp *reporter) set(ph *phase) {
+	if ph != nil {
+		ph.sent0, ph.recv0 = ph.sent(), ph.r.counter().n.Load()
+		ph.drops0 = ph.r.kernelDrops() + ph.r.otherLoss()
+	}
+	rp.cur.Store(ph)
+}
 func (rp *reporter) close() {
 	select {
 	case <-rp.stop:
@@ -511,7 +524,7 @@ rounds:
 	}
 	for _, r := range t.recvs {
 		if m, ok := r.(interface{ loopMoves() uint64 }); ok {
-			res.Notes = append(res.Notes, fmt.Sprintf("cnactor: a handler run held the receive loop past its limit %d times (the loop moved; that handler ran on its own goroutine for a second)", m.loopMoves()))
+			res.Notes = append(res.Notes, fmt.Sprintf("cnactor: receive loop moves %d (each is a handler run that held the loop past its limit; the loop goes on on another goroutine and that handler runs on its own for a second)", m.loopMoves()))
 		}
 	}
 	cn := res.Receivers[len(res.Receivers)-1]
@@ -529,7 +542,7 @@ rounds:
 	if cfg.Method == Drain {
 		res.Notes = append(res.Notes, fmt.Sprintf("drain: %d-message chunks queued with the receiver held, then timed until delivered; receivers rotate each round", cfg.Chunk))
 	} else {
-		res.Notes = append(res.Notes, fmt.Sprintf("live: sender at full rate against each receiver in turn, %v per slot, 3 rounds", slot))
+		res.Notes = append(res.Notes, fmt.Sprintf("live: sender at full rate against each receiver in turn, %v per slot, 3 rounds", slot.Round(time.Millisecond)))
 	}
 	if cfg.Method == Drain {
 		res.Notes = append(res.Notes, "cpu/msg: process CPU (getrusage user+system) from releasing each chunk until it was delivered, over the messages delivered; the sender is idle then")
