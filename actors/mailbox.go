@@ -108,7 +108,8 @@ type mailbox struct {
 	waiting bool
 	space   chan struct{}
 	// notifyLoss makes the mailbox tell the handler, in order, how many
-	// messages it dropped: a loss slot before the next admitted message.
+	// messages it dropped: a loss slot before the next admitted message,
+	// or at the end of the queue when a run is released (mailbox_run.go).
 	notifyLoss  bool
 	pendingLoss uint64
 
@@ -301,7 +302,7 @@ func (m *mailbox) putLocked(r *transport.Received) putResult {
 }
 
 // shed drops r for a callback that is shedding: counted, and told to a
-// loss observer before the next message it gets.
+// loss observer as pendingLoss is.
 func (m *mailbox) shed() {
 	m.mu.Lock()
 	if m.notifyLoss {
