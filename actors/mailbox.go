@@ -307,6 +307,13 @@ func (m *mailbox) shed() {
 	m.mu.Lock()
 	if m.notifyLoss {
 		m.pendingLoss++
+		if !m.inRun && m.n == 0 && m.leftK == 0 {
+			// No run in progress or due whose release would tell it: the
+			// reader decided to shed under an earlier lock, and the
+			// handler may have emptied its queue since.
+			m.pushLoss(m.pendingLoss, handlers.LossMailbox)
+			m.pendingLoss = 0
+		}
 	}
 	m.mu.Unlock()
 	m.counters.dropped.Add(1)

@@ -84,8 +84,10 @@ func (m *mailbox) release(d *delivery, done int) {
 	m.reclaim()
 	// Messages dropped since the last one queued (drop-newest, shedding)
 	// are told behind what is queued now, not only before a next message
-	// that may never come. Drops happen only while the mailbox is full,
-	// so a run is in progress or due, and its release comes here.
+	// that may never come. A drop-newest drop finds the mailbox full, so a
+	// run is in progress or due and its release comes here; shed, whose
+	// decision was taken under an earlier lock, tells it itself when no
+	// run is left.
 	if m.pendingLoss > 0 {
 		m.pushLoss(m.pendingLoss, handlers.LossMailbox)
 		m.pendingLoss = 0

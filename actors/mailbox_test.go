@@ -297,3 +297,18 @@ func TestMailboxLossNoticeAtEndOfBurst(t *testing.T) {
 		t.Fatalf("after the run: %d user messages, %d dropped", m.UserMessageCount(), c.dropped.Load())
 	}
 }
+
+// A callback that is shed after its handler emptied the queue (the reader
+// decided to shed under an earlier lock) still hears of it.
+func TestMailboxShedAfterQueueEmptied(t *testing.T) {
+	m, c, d, inv := testMailbox(2, Backpressure)
+	m.notifyLoss = true
+	post(m, c, 0, 1)
+	d.runAll() // handles both and goes idle
+	m.shed()
+	m.schedule()
+	d.runAll()
+	if want := []string{"env 0", "env 1", "lost 1 mailbox"}; !slices.Equal(inv.log, want) {
+		t.Fatalf("handler heard %v, want %v", inv.log, want)
+	}
+}
