@@ -18,6 +18,12 @@ import (
 // the actor.
 func (m *mailbox) PostUserMessage(msg any) {
 	m.mu.Lock()
+	// Drops counted before this message are told before it: a drain
+	// marker must not let Drain return before the handler heard of them.
+	if m.pendingLoss > 0 {
+		m.pushLoss(m.pendingLoss, handlers.LossMailbox)
+		m.pendingLoss = 0
+	}
 	i := m.reserve()
 	m.kind[i], m.ctl[i] = slotControl, msg
 	m.n++

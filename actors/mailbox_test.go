@@ -312,3 +312,16 @@ func TestMailboxShedAfterQueueEmptied(t *testing.T) {
 		t.Fatalf("handler heard %v, want %v", inv.log, want)
 	}
 }
+
+// Drops counted before a control message (a drain marker) are told before
+// it, so that Drain does not return before the handler heard of them.
+func TestMailboxLossBeforeControl(t *testing.T) {
+	m, c, d, inv := testMailbox(2, DropNewest)
+	m.notifyLoss = true
+	post(m, c, 0, 1, 2) // 2 is dropped
+	m.PostUserMessage(&drainMarker{})
+	d.runAll()
+	if want := []string{"env 0", "env 1", "lost 1 mailbox", "marker"}; !slices.Equal(inv.log, want) {
+		t.Fatalf("handler heard %v, want %v", inv.log, want)
+	}
+}
