@@ -275,6 +275,11 @@ func (r *Requester) runExchange(ctx context.Context, to transport.Addr, ex *exch
 		}
 		wait = min(time.Duration(float64(wait)*o.Backoff), o.MaxWait)
 		n := ex.attempts.Add(1)
+		// Counted here, not where the timer found the wait over: the
+		// exchange may end meanwhile (a reply, a failed resend whose next
+		// deadline passed while it was being sent), and then nothing is
+		// resent.
+		r.c.retries.Add(1)
 		r.arm(ex, wait, n)
 		if err := r.cfg.Sender.Send(ctx, to, m); err != nil {
 			return r.sendFailed(ctx, ex, err)
@@ -491,8 +496,7 @@ func (r *Requester) tick() {
 			continue // ended meanwhile, maybe in use again (see current)
 		}
 		if int(e.attempt) <= ex.opts.Retries {
-			r.c.retries.Add(1)
-			ex.ch <- evRetry
+			ex.ch <- evRetry // counted when the caller resends
 			continue
 		}
 		ex.err = fmt.Errorf("%w: %s seq %d ack %d after %d attempt(s)", ErrTimeout, ex.key.id, ex.key.seq, ex.key.ack-1, e.attempt)

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cnactor/cnactor/transport"
 	"github.com/cnactor/cnactor/transport/faulty"
@@ -59,6 +60,26 @@ func TestRequestResendFails(t *testing.T) {
 	}
 	s := r.Stats()
 	if s.Failed != 1 || s.Timeouts != 0 || s.InFlight != 0 || s.Requests != 1 || s.Retries != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// A resend that fails slowly, after its own wait has run out, is still one
+// retry: the wait that ran out while it was being sent resends nothing.
+func TestRequestSlowResendFailsCountsOneRetry(t *testing.T) {
+	t.Parallel()
+	// The resend takes 50 ms, its wait (2 ms after backoff) runs out long
+	// before it fails.
+	r, conn, peer := faultyRequester(t, faulty.Fault{Op: faulty.Send, After: 1, Delay: 50 * time.Millisecond, Err: syscall.EPERM})
+	_, err := r.Request(context.Background(), transport.Addr{Port: peer.Port()}, transport.Message{ID: testID},
+		RequestOptions{Timeout: timerResolution, Retries: 3})
+	if !errors.Is(err, syscall.EPERM) {
+		t.Fatalf("request = %v, want the resend's EPERM", err)
+	}
+	if n := conn.Calls(faulty.Send); n != 2 {
+		t.Fatalf("%d sends, want the first and the failed resend", n)
+	}
+	if s := r.Stats(); s.Failed != 1 || s.Timeouts != 0 || s.InFlight != 0 || s.Retries != 1 {
 		t.Fatalf("stats %+v", s)
 	}
 }
