@@ -45,42 +45,32 @@ func faultyRequester(t *testing.T, faults ...faulty.Fault) (*Requester, *faulty.
 }
 
 // A resend that fails ends the exchange with the send error, counted as
-// failed, not as a timeout; nothing stays in flight.
+// failed, not as a timeout; nothing stays in flight. It is one retry also
+// when it fails slowly, after its own wait (2 ms after the backoff) has run
+// out: that wait resends nothing (once counted a second retry).
 func TestRequestResendFails(t *testing.T) {
 	t.Parallel()
-	r, conn, peer := faultyRequester(t, faulty.Fault{Op: faulty.Send, After: 1, Err: syscall.EPERM})
-	// The first wait is short: the test needs the retry, not a reply.
-	_, err := r.Request(context.Background(), transport.Addr{Port: peer.Port()}, transport.Message{ID: testID},
-		RequestOptions{Timeout: timerResolution, Retries: 3})
-	if !errors.Is(err, syscall.EPERM) {
-		t.Fatalf("request = %v, want the resend's EPERM", err)
-	}
-	if n := conn.Calls(faulty.Send); n != 2 {
-		t.Fatalf("%d sends, want the first and the failed resend", n)
-	}
-	s := r.Stats()
-	if s.Failed != 1 || s.Timeouts != 0 || s.InFlight != 0 || s.Requests != 1 || s.Retries != 1 {
-		t.Fatalf("stats %+v", s)
-	}
-}
-
-// A resend that fails slowly, after its own wait has run out, is still one
-// retry: the wait that ran out while it was being sent resends nothing.
-func TestRequestSlowResendFailsCountsOneRetry(t *testing.T) {
-	t.Parallel()
-	// The resend takes 50 ms, its wait (2 ms after backoff) runs out long
-	// before it fails.
-	r, conn, peer := faultyRequester(t, faulty.Fault{Op: faulty.Send, After: 1, Delay: 50 * time.Millisecond, Err: syscall.EPERM})
-	_, err := r.Request(context.Background(), transport.Addr{Port: peer.Port()}, transport.Message{ID: testID},
-		RequestOptions{Timeout: timerResolution, Retries: 3})
-	if !errors.Is(err, syscall.EPERM) {
-		t.Fatalf("request = %v, want the resend's EPERM", err)
-	}
-	if n := conn.Calls(faulty.Send); n != 2 {
-		t.Fatalf("%d sends, want the first and the failed resend", n)
-	}
-	if s := r.Stats(); s.Failed != 1 || s.Timeouts != 0 || s.InFlight != 0 || s.Retries != 1 {
-		t.Fatalf("stats %+v", s)
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+	}{{"at once", 0}, {"after its wait", 50 * time.Millisecond}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, conn, peer := faultyRequester(t, faulty.Fault{Op: faulty.Send, After: 1, Delay: tc.delay, Err: syscall.EPERM})
+			// The first wait is short: the test needs the retry, not a reply.
+			_, err := r.Request(context.Background(), transport.Addr{Port: peer.Port()}, transport.Message{ID: testID},
+				RequestOptions{Timeout: timerResolution, Retries: 3})
+			if !errors.Is(err, syscall.EPERM) {
+				t.Fatalf("request = %v, want the resend's EPERM", err)
+			}
+			if n := conn.Calls(faulty.Send); n != 2 {
+				t.Fatalf("%d sends, want the first and the failed resend", n)
+			}
+			s := r.Stats()
+			if s.Failed != 1 || s.Timeouts != 0 || s.InFlight != 0 || s.Requests != 1 || s.Retries != 1 {
+				t.Fatalf("stats %+v", s)
+			}
+		})
 	}
 }
 
