@@ -108,10 +108,8 @@ type mailbox struct {
 	waiting bool
 	space   chan struct{}
 	// notifyLoss makes the mailbox tell the handler, in order, how many
-	// messages it dropped: a loss slot before the next admitted message,
-	// or at the end of the queue when a run is released (mailbox_run.go).
-	notifyLoss  bool
-	pendingLoss uint64
+	// messages it dropped (tellDropped).
+	notifyLoss bool
 
 	userCount atomic.Int32 // queued slots, for protoactor
 	sysCount  atomic.Int32
@@ -264,24 +262,16 @@ func (m *mailbox) putLocked(r *transport.Received) putResult {
 		case Backpressure:
 			return putFull
 		case DropNewest:
-			if m.notifyLoss {
-				m.pendingLoss++
-			}
+			m.tellDropped()
 			m.counters.dropped.Add(1)
 			return putDropped
 		}
 		if !m.dropOldest() {
 			// Every message is being handled: nothing older can go.
-			if m.notifyLoss {
-				m.pendingLoss++
-			}
+			m.tellDropped()
 			m.counters.dropped.Add(1)
 			return putDropped
 		}
-	}
-	if m.pendingLoss > 0 {
-		m.pushLoss(m.pendingLoss, handlers.LossMailbox)
-		m.pendingLoss = 0
 	}
 	i := m.reserve()
 	buf := append(m.bufs[i][:0], r.Data...)
@@ -302,19 +292,10 @@ func (m *mailbox) putLocked(r *transport.Received) putResult {
 }
 
 // shed drops r for a callback that is shedding: counted, and told to a
-// loss observer as pendingLoss is.
+// loss observer.
 func (m *mailbox) shed() {
 	m.mu.Lock()
-	if m.notifyLoss {
-		m.pendingLoss++
-		if !m.inRun && m.n == 0 && m.leftK == 0 {
-			// No run in progress or due whose release would tell it: the
-			// reader decided to shed under an earlier lock, and the
-			// handler may have emptied its queue since.
-			m.pushLoss(m.pendingLoss, handlers.LossMailbox)
-			m.pendingLoss = 0
-		}
-	}
+	m.tellDropped()
 	m.mu.Unlock()
 	m.counters.dropped.Add(1)
 	m.counters.shed.Add(1)
@@ -423,6 +404,17 @@ func (m *mailbox) pushLoss(n uint64, source handlers.LossSource) {
 	m.kind[i], m.loss[i] = slotLoss, lossNotice{n: n, source: source}
 	m.n++
 	m.userCount.Add(1)
+}
+
+// tellDropped tells a loss observer of one message dropped here: a loss
+// notice behind what is queued, merged with one already last. Queued at
+// once, it is heard after the messages kept before it and before those
+// kept after, also when nothing follows; consecutive drops (the mailbox
+// stays full meanwhile) take one slot. Called with mu held.
+func (m *mailbox) tellDropped() {
+	if m.notifyLoss {
+		m.pushLoss(1, handlers.LossMailbox)
+	}
 }
 
 // notify queues a loss notice from the socket (datagrams the kernel

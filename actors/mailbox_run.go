@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/cnactor/cnactor/handlers"
 	"github.com/cnactor/cnactor/transport"
 )
 
@@ -18,12 +17,6 @@ import (
 // the actor.
 func (m *mailbox) PostUserMessage(msg any) {
 	m.mu.Lock()
-	// Drops counted before this message are told before it: a drain
-	// marker must not let Drain return before the handler heard of them.
-	if m.pendingLoss > 0 {
-		m.pushLoss(m.pendingLoss, handlers.LossMailbox)
-		m.pendingLoss = 0
-	}
 	i := m.reserve()
 	m.kind[i], m.ctl[i] = slotControl, msg
 	m.n++
@@ -88,16 +81,6 @@ func (m *mailbox) release(d *delivery, done int) {
 		m.left.Store(true)
 	}
 	m.reclaim()
-	// Messages dropped since the last one queued (drop-newest, shedding)
-	// are told behind what is queued now, not only before a next message
-	// that may never come. A drop-newest drop finds the mailbox full, so a
-	// run is in progress or due and its release comes here; shed, whose
-	// decision was taken under an earlier lock, tells it itself when no
-	// run is left.
-	if m.pendingLoss > 0 {
-		m.pushLoss(m.pendingLoss, handlers.LossMailbox)
-		m.pendingLoss = 0
-	}
 	m.signalSpace()
 	m.mu.Unlock()
 	d.msgs, d.ctl = nil, nil
@@ -197,7 +180,6 @@ func (m *mailbox) discard() int {
 	m.taken += m.n
 	m.head = (m.head + m.n) % len(m.kind)
 	m.n = 0
-	m.pendingLoss = 0
 	m.reclaim()
 	m.waiting = true
 	m.signalSpace()

@@ -494,9 +494,10 @@ func (r *Reader) route(b *transport.Batch) {
 	}
 	// A handler is woken (or run on the loop: reader_inline.go) once it
 	// has a run's worth queued, or its oldest message has waited
-	// sleepBatches batches; otherwise when the socket is empty (receive). Under sustained load that is one wake-up per
-	// few hundred messages, not per batch: fewer futex wakes and idle
-	// spinning on the CPU the sender and the reader need.
+	// sleepBatches batches; otherwise when the socket is empty (receive).
+	// Under sustained load that is one wake-up per few hundred messages,
+	// not per batch: fewer futex wakes and idle spinning on the CPU the
+	// sender and the reader need.
 	if b.Datagrams < b.Cap() || !r.mb.looping {
 		// The receive emptied the socket: the reader is about to wait,
 		// so everyone fed is woken now (no extra receive to find out).

@@ -225,10 +225,10 @@ func startReporter(cfg *Config) *reporter {
 				if ph != last {
 					last, lastN, lastT = ph, ph.recv0, ph.start
 				}
+				sent, drops := ph.sent(), ph.r.kernelDrops()+ph.r.otherLoss()
 				p := Progress{
 					Scenario: cfg.Scenario, Phase: ph.name, Elapsed: max(now.Sub(ph.start), 0),
-					Received: n - min(n, ph.recv0), Sent: ph.sent() - min(ph.sent(), ph.sent0),
-					Drops: ph.r.kernelDrops() + ph.r.otherLoss() - min(ph.r.kernelDrops()+ph.r.otherLoss(), ph.drops0),
+					Received: n - min(n, ph.recv0), Sent: sent - min(sent, ph.sent0), Drops: drops - min(drops, ph.drops0),
 				}
 				// The sender process reports its count every 50 ms; what was
 				// received or dropped was sent, whatever it reported last.
